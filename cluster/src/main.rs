@@ -1,0 +1,177 @@
+//! The `flinkw` command.
+//!
+//! `flinkw run plugin.wasm` runs a job on this machine (the embedded
+//! runtime); `flinkw plan plugin.wasm` shows the job graph it would run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use flinkw_host::config::JobConfig;
+use flinkw_host::engine::Engine;
+use flinkw_host::graph::{JobGraph, NodeKind};
+use flinkw_host::limits::Limits;
+use flinkw_host::plugin::Plugin;
+use flinkw_host::runtime::{self, JobReport, RunOptions};
+
+/// flinkw: a stream processor whose jobs are WebAssembly components.
+#[derive(Parser)]
+#[command(name = "flinkw", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a job on this machine until its bounded input ends.
+    Run {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Skip input lines that do not parse (and count them) instead of failing.
+        #[arg(long)]
+        skip_bad_lines: bool,
+        /// Largest record a source may read, in bytes.
+        #[arg(long, default_value_t = 16 << 20)]
+        max_record_bytes: usize,
+        /// Print the job's summary (records per operator) as JSON on stderr.
+        #[arg(long)]
+        json_summary: bool,
+    },
+    /// Shows the job graph and the tasks a plugin would run, without running it.
+    Plan {
+        #[command(flatten)]
+        job: JobArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct JobArgs {
+    /// The plugin: a WebAssembly component built with a flinkw SDK.
+    plugin: PathBuf,
+    /// Job config as key=value (repeatable); the plugin and flinkw read it.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Memory limit of each plugin instance, in MiB.
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    memory_limit: usize,
+    /// Longest one guest call may run before it is stopped, in seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    call_timeout: f64,
+    /// Directory for compiled plugins (default: ~/.cache/flinkw/compiled).
+    #[arg(long, env = "FLINKW_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+impl JobArgs {
+    fn load(&self) -> anyhow::Result<(Plugin, JobConfig)> {
+        if !(self.call_timeout > 0.0 && self.call_timeout.is_finite()) {
+            anyhow::bail!("--call-timeout must be a positive number of seconds");
+        }
+        if self.memory_limit == 0 {
+            anyhow::bail!("--memory-limit must be at least 1 MiB");
+        }
+        let limits = Limits {
+            memory_bytes: self.memory_limit << 20,
+            call_timeout: Duration::from_secs_f64(self.call_timeout),
+            ..Limits::default()
+        };
+        let cache = self.cache_dir.clone().or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/flinkw/compiled"))
+        });
+        let config = JobConfig::parse(&self.set)?;
+        let engine = Engine::new(limits, cache)?;
+        let plugin = Plugin::load_file(&engine, &self.plugin)?;
+        Ok((plugin, config))
+    }
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLINKW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,flinkw::guest=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { job, skip_bad_lines, max_record_bytes, json_summary } => {
+            let (plugin, config) = job.load()?;
+            let options = RunOptions { skip_bad_lines, max_record_bytes, ..RunOptions::default() };
+            let report = runtime::run_job(&plugin, &config, options)
+                .with_context(|| format!("job {} failed", job.plugin.display()))?;
+            print_summary(&report, json_summary);
+            Ok(())
+        }
+        Command::Plan { job } => {
+            let (plugin, config) = job.load()?;
+            let graph = runtime::plan_job(&plugin, &config)?;
+            print_plan(&graph, &config)
+        }
+    }
+}
+
+fn print_summary(report: &JobReport, json: bool) {
+    if json {
+        let nodes: Vec<_> = report
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({"name": n.name, "records_in": n.records_in, "records_out": n.records_out})
+            })
+            .collect();
+        let summary = serde_json::json!({
+            "job": report.name,
+            "seconds": report.duration.as_secs_f64(),
+            "nodes": nodes,
+            "skipped_lines": report.skipped_lines,
+            "counters": report.counters,
+        });
+        eprintln!("{summary}");
+        return;
+    }
+    eprintln!("job {} finished in {:.3} s", report.name, report.duration.as_secs_f64());
+    for n in &report.nodes {
+        eprintln!("  {:<40} in {:>10}  out {:>10}", n.name, n.records_in, n.records_out);
+    }
+    if report.skipped_lines > 0 {
+        eprintln!(
+            "warning: skipped {} malformed input line(s); first: {}",
+            report.skipped_lines,
+            report.first_skipped.as_deref().unwrap_or("?")
+        );
+    }
+}
+
+fn print_plan(graph: &JobGraph, config: &JobConfig) -> anyhow::Result<()> {
+    println!("job {}", graph.name);
+    for n in &graph.nodes {
+        let what = match &n.kind {
+            NodeKind::Source(c) => format!("source {} {:?}", c.kind, c.options),
+            NodeKind::Sink(c) => format!("sink {} {:?}", c.kind, c.options),
+            NodeKind::KeyedProcess(f) => format!("keyed function {f}"),
+            NodeKind::Transform { chain, steps } => format!(
+                "transform chain {chain}: {}",
+                steps.iter().map(|s| format!("{} {}", s.kind, s.name)).collect::<Vec<_>>().join(" -> ")
+            ),
+        };
+        println!("  node {} {:?}: {what}", n.id, n.name);
+    }
+    for e in &graph.edges {
+        println!("  edge {} -> {} ({})", e.source, e.target, e.partitioning);
+    }
+    let physical = runtime::physical_plan(graph, config.parallelism)?;
+    for t in &physical.tasks {
+        println!("  task {} (parallelism {}): nodes {:?}", t.index, t.parallelism, t.nodes);
+    }
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! The datagen source: numbers or benchmark bids, deterministic per seed,
+//! bounded or unbounded, optionally rate-limited.
+//!
+//! Record `n` of the whole source is made from `n` and the seed alone, and
+//! subtask `i` of `p` makes records `i, i + p, i + 2p, ...`, so the set of
+//! records does not depend on the parallelism.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use flinkw_batch::{BatchBuilder, NO_TIMESTAMP};
+
+use super::{ConnectorError, Poll, SourceReader, check_options, parse_option};
+
+/// Event time of bid 0: 2023-11-14T22:13:20Z, as the Flink side uses.
+pub const BIDS_BASE_TS: i64 = 1_700_000_000_000;
+/// Bids per event-time second (BENCHMARKS.md: 100,000).
+pub const BIDS_PER_SECOND: u64 = 100_000;
+
+/// What datagen makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagenKind {
+    /// The numbers 0, 1, 2, ... (postcard `u64`).
+    Sequence,
+    /// Bids `{auction, bidder, price, ts}` (postcard struct).
+    Bids,
+}
+
+/// A checked datagen source.
+#[derive(Debug, Clone)]
+pub struct DatagenSpec {
+    /// What to make.
+    pub kind: DatagenKind,
+    /// How many records in all (0 = unbounded).
+    pub count: u64,
+    /// Records per second over all subtasks (0 = as fast as possible).
+    pub rate: u64,
+    /// Random seed.
+    pub seed: u64,
+}
+
+impl DatagenSpec {
+    pub(super) fn new(options: &BTreeMap<String, String>) -> Result<Self, ConnectorError> {
+        const NAME: &str = "datagen source";
+        check_options(NAME, options, &["kind", "count", "rate", "seed"])?;
+        let kind = match options.get("kind").map(String::as_str).unwrap_or("sequence") {
+            "sequence" => DatagenKind::Sequence,
+            "bids" => DatagenKind::Bids,
+            other => {
+                return Err(ConnectorError::BadOption {
+                    connector: NAME.into(),
+                    option: "kind".into(),
+                    value: other.into(),
+                    reason: "expected sequence or bids".into(),
+                });
+            }
+        };
+        Ok(DatagenSpec {
+            kind,
+            count: parse_option(NAME, options, "count", 0)?,
+            rate: parse_option(NAME, options, "rate", 0)?,
+            seed: parse_option(NAME, options, "seed", 42)?,
+        })
+    }
+
+    pub(super) fn open(&self, index: u32, parallelism: u32) -> Box<dyn SourceReader> {
+        Box::new(DatagenReader {
+            spec: self.clone(),
+            next: index as u64,
+            step: parallelism as u64,
+            started: Instant::now(),
+            made: 0,
+            value: Vec::with_capacity(32),
+        })
+    }
+}
+
+struct DatagenReader {
+    spec: DatagenSpec,
+    next: u64,
+    step: u64,
+    started: Instant,
+    made: u64,
+    value: Vec<u8>,
+}
+
+impl SourceReader for DatagenReader {
+    fn poll(
+        &mut self,
+        out: &mut BatchBuilder,
+        max: usize,
+        deadline: Instant,
+    ) -> Result<Poll, ConnectorError> {
+        for _ in 0..max {
+            if self.spec.count != 0 && self.next >= self.spec.count {
+                return Ok(Poll::End);
+            }
+            if self.spec.rate > 0 {
+                // This subtask's share of the rate.
+                let per_subtask = (self.spec.rate as f64 / self.step as f64).max(1e-9);
+                let due = self.started + Duration::from_secs_f64(self.made as f64 / per_subtask);
+                let now = Instant::now();
+                if due > now {
+                    if due >= deadline {
+                        std::thread::sleep(deadline.saturating_duration_since(now));
+                        return Ok(Poll::More);
+                    }
+                    std::thread::sleep(due - now);
+                }
+            }
+            let n = self.next;
+            self.value.clear();
+            let ts = match self.spec.kind {
+                DatagenKind::Sequence => {
+                    write_varint(&mut self.value, n);
+                    NO_TIMESTAMP
+                }
+                DatagenKind::Bids => write_bid(&mut self.value, n, self.spec.seed),
+            };
+            out.push(ts, b"", &self.value);
+            self.next += self.step;
+            self.made += 1;
+        }
+        Ok(Poll::More)
+    }
+}
+
+/// Writes bid `n` as postcard `{auction: u64, bidder: u64, price: u64, ts: i64}`
+/// and returns its event time.
+fn write_bid(out: &mut Vec<u8>, n: u64, seed: u64) -> i64 {
+    let r = splitmix64(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let r2 = splitmix64(r);
+    let auction = r % 10_000;
+    let bidder = (r >> 20) % 100_000;
+    let price = 1 + r2 % 100_000;
+    let jitter = ((r2 >> 32) % 200) as i64;
+    let ts = BIDS_BASE_TS + (n * 1000 / BIDS_PER_SECOND) as i64 - jitter;
+    write_varint(out, auction);
+    write_varint(out, bidder);
+    write_varint(out, price);
+    write_varint(out, ((ts << 1) ^ (ts >> 63)) as u64);
+    ts
+}
+
+/// postcard's (LEB128) unsigned varint.
+pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flinkw_batch::Batch;
+
+    fn read_all(spec: &DatagenSpec, parallelism: u32) -> Vec<Vec<u8>> {
+        let mut all = Vec::new();
+        for i in 0..parallelism {
+            let mut r = spec.open(i, parallelism);
+            loop {
+                let mut b = BatchBuilder::new();
+                let far = Instant::now() + Duration::from_secs(60);
+                let p = r.poll(&mut b, 100, far).unwrap();
+                let bytes = b.finish();
+                all.extend(Batch::new(&bytes).unwrap().iter().map(|r| r.value.to_vec()));
+                if p == Poll::End {
+                    break;
+                }
+            }
+        }
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn same_records_at_any_parallelism() {
+        let spec = DatagenSpec { kind: DatagenKind::Bids, count: 1000, rate: 0, seed: 7 };
+        let one = read_all(&spec, 1);
+        assert_eq!(one.len(), 1000);
+        assert_eq!(one, read_all(&spec, 3));
+    }
+
+    #[test]
+    fn varints_match_postcard() {
+        let mut v = Vec::new();
+        write_varint(&mut v, 300);
+        assert_eq!(v, [0xac, 0x02]);
+    }
+}

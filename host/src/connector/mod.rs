@@ -1,0 +1,221 @@
+//! Host-side connectors: sources that make batches and sinks that take them.
+//!
+//! A plan names connectors by kind with options. [`SourceSpec`] and
+//! [`SinkSpec`] check those options once, before the job starts, so a typo
+//! or a missing file is reported before any record moves; each subtask then
+//! opens its own reader or writer.
+
+mod datagen;
+mod file;
+mod sink;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use flinkw_batch::{Batch, BatchBuilder};
+
+pub use datagen::DatagenSpec;
+pub use file::{BadLinePolicy, FileFormat, FileSourceSpec};
+pub use sink::SinkSpec;
+
+use crate::graph::Connector;
+
+/// Why a connector failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// A kind the host does not know.
+    #[error("unknown {role} kind `{kind}` (known: {known})")]
+    UnknownKind {
+        /// `source` or `sink`.
+        role: &'static str,
+        /// The kind asked for.
+        kind: String,
+        /// The kinds there are.
+        known: &'static str,
+    },
+    /// An option the connector does not know.
+    #[error("{connector}: unknown option `{option}` (known: {known})")]
+    UnknownOption {
+        /// The connector kind.
+        connector: String,
+        /// The option given.
+        option: String,
+        /// The options there are.
+        known: String,
+    },
+    /// A required option is missing.
+    #[error("{connector}: missing option `{option}`")]
+    MissingOption {
+        /// The connector kind.
+        connector: String,
+        /// The missing option.
+        option: &'static str,
+    },
+    /// An option has a value the connector cannot use.
+    #[error("{connector}: bad value {value:?} for option `{option}`: {reason}")]
+    BadOption {
+        /// The connector kind.
+        connector: String,
+        /// The option.
+        option: String,
+        /// The value given.
+        value: String,
+        /// Why it is bad.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A line of input could not be parsed.
+    #[error("{path}:{line}: {reason} (run with --skip-bad-lines to skip and count such lines)")]
+    BadLine {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A record too large for the batch limits.
+    #[error("{path}:{line}: record of {size} bytes is over the limit of {limit} bytes")]
+    Oversized {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: u64,
+        /// The record's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// What a poll of a source produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// The source may have more records.
+    More,
+    /// The source is exhausted (a bounded source finished).
+    End,
+}
+
+/// One subtask's reader of a source.
+pub trait SourceReader: Send {
+    /// Appends up to `max` records to `out`, returning by `deadline` at the
+    /// latest (so a batch closes on time at low rates).
+    fn poll(
+        &mut self,
+        out: &mut BatchBuilder,
+        max: usize,
+        deadline: Instant,
+    ) -> Result<Poll, ConnectorError>;
+}
+
+/// One subtask's writer to a sink.
+pub trait SinkWriter: Send {
+    /// Writes every record of `batch`.
+    fn write(&mut self, batch: &Batch<'_>) -> Result<(), ConnectorError>;
+    /// Flushes buffered output; called when the input ends.
+    fn flush(&mut self) -> Result<(), ConnectorError>;
+}
+
+/// Counters a source keeps while it runs, shared by its subtasks.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Lines skipped as malformed.
+    pub skipped: std::sync::atomic::AtomicU64,
+    /// The first skipped line's error.
+    pub first_skipped: std::sync::Mutex<Option<String>>,
+}
+
+/// A checked source, ready to open per subtask.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    /// Lines of a file.
+    File(FileSourceSpec),
+    /// Generated records.
+    Datagen(DatagenSpec),
+}
+
+/// Runtime settings that apply to sources.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceDefaults {
+    /// Skip malformed lines instead of failing, unless a source says otherwise.
+    pub skip_bad_lines: bool,
+    /// Largest record a source may produce, in bytes.
+    pub max_record_bytes: usize,
+}
+
+impl SourceSpec {
+    /// Checks a source connector's kind and options.
+    pub fn new(c: &Connector, defaults: SourceDefaults) -> Result<Self, ConnectorError> {
+        match c.kind.as_str() {
+            "file" => FileSourceSpec::new(&c.options, defaults).map(SourceSpec::File),
+            "datagen" => DatagenSpec::new(&c.options).map(SourceSpec::Datagen),
+            other => Err(ConnectorError::UnknownKind {
+                role: "source",
+                kind: other.to_owned(),
+                known: "file, datagen",
+            }),
+        }
+    }
+
+    /// Opens the reader of subtask `index` of `parallelism`.
+    pub fn open(&self, index: u32, parallelism: u32) -> Result<Box<dyn SourceReader>, ConnectorError> {
+        match self {
+            SourceSpec::File(f) => f.open(index, parallelism),
+            SourceSpec::Datagen(d) => Ok(d.open(index, parallelism)),
+        }
+    }
+
+    /// The source's counters.
+    pub fn stats(&self) -> Option<Arc<SourceStats>> {
+        match self {
+            SourceSpec::File(f) => Some(f.stats.clone()),
+            SourceSpec::Datagen(_) => None,
+        }
+    }
+}
+
+/// Checks that `options` only has keys from `known`.
+pub(crate) fn check_options(
+    connector: &str,
+    options: &BTreeMap<String, String>,
+    known: &[&str],
+) -> Result<(), ConnectorError> {
+    match options.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(ConnectorError::UnknownOption {
+            connector: connector.to_owned(),
+            option: k.clone(),
+            known: known.join(", "),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Parses option `key` as a number, with a default.
+pub(crate) fn parse_option<T: std::str::FromStr>(
+    connector: &str,
+    options: &BTreeMap<String, String>,
+    key: &str,
+    default: T,
+) -> Result<T, ConnectorError>
+where
+    T::Err: std::fmt::Display,
+{
+    match options.get(key) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|e: T::Err| ConnectorError::BadOption {
+            connector: connector.to_owned(),
+            option: key.to_owned(),
+            value: v.clone(),
+            reason: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,159 @@
+//! The Wasm engine: one wasmtime `Engine` per process, with the pooling
+//! allocator, epoch interruption for call deadlines, and a cache of
+//! compiled components keyed by the plugin's content hash.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::limits::Limits;
+
+/// Why the engine could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// wasmtime refused the configuration.
+    #[error("cannot configure the Wasm engine: {0}")]
+    Config(String),
+}
+
+/// The process-wide Wasm engine and its compiled-plugin cache.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: wasmtime::Engine,
+    limits: Limits,
+    compiled: Mutex<HashMap<String, Component>>,
+    cache_dir: Option<PathBuf>,
+}
+
+impl Engine {
+    /// An engine whose instances obey `limits`; compiled plugins are also
+    /// cached on disk under `cache_dir` when given.
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, EngineError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.max_wasm_stack(limits.stack_bytes);
+        config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(256);
+        pool.total_core_instances(1024);
+        pool.total_memories(512);
+        pool.total_tables(1024);
+        pool.max_memories_per_component(8);
+        pool.max_tables_per_component(8);
+        pool.max_memory_size(limits.memory_bytes.max(64 << 10));
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine =
+            wasmtime::Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))?;
+        let inner = Arc::new(EngineInner {
+            engine,
+            limits,
+            compiled: Mutex::new(HashMap::new()),
+            cache_dir,
+        });
+        start_epoch_ticker(Arc::downgrade(&inner));
+        Ok(Engine { inner })
+    }
+
+    /// The wasmtime engine.
+    pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+
+    /// The limits every instance gets.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Compiles `bytes`, or returns the cached compilation of the same bytes.
+    /// `hash` is the plugin's content hash (see [`content_hash`]).
+    pub(crate) fn compile(&self, hash: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        if let Some(c) = self.lock_cache().get(hash) {
+            return Ok(c.clone());
+        }
+        let component = match self.load_from_disk(hash) {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&self.inner.engine, bytes)?;
+                self.store_on_disk(hash, &c);
+                c
+            }
+        };
+        self.lock_cache().insert(hash.to_owned(), component.clone());
+        Ok(component)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {
+        // A panic while holding the lock cannot leave the map inconsistent.
+        self.inner.compiled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn disk_path(&self, hash: &str) -> Option<PathBuf> {
+        self.inner.cache_dir.as_ref().map(|d| d.join(format!("{hash}.cwasm")))
+    }
+
+    fn load_from_disk(&self, hash: &str) -> Option<Component> {
+        let path = self.disk_path(hash)?;
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file was written by `store_on_disk` from
+        // `Component::serialize`, and wasmtime checks that it was produced by
+        // a compatible engine before loading it; a file that fails the check
+        // is recompiled.
+        match unsafe { Component::deserialize_file(&self.inner.engine, &path) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "ignoring stale compiled plugin");
+                None
+            }
+        }
+    }
+
+    fn store_on_disk(&self, hash: &str, component: &Component) {
+        let Some(path) = self.disk_path(hash) else { return };
+        let write = || -> std::io::Result<()> {
+            let bytes = component.serialize().map_err(std::io::Error::other)?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled plugin");
+        }
+    }
+}
+
+/// The content hash that names a plugin: hex SHA-256 of its bytes.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Advances the engine's epoch every tick while the engine lives, so that
+/// guest calls past their deadline are interrupted.
+fn start_epoch_ticker(engine: Weak<EngineInner>) {
+    let spawned = std::thread::Builder::new().name("flinkw-epoch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(Limits::EPOCH_TICK);
+            match engine.upgrade() {
+                Some(e) => e.engine.increment_epoch(),
+                None => return,
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the epoch thread: guest calls have no deadline");
+    }
+}
+

@@ -1,0 +1,30 @@
+//! # flinkw-host
+//!
+//! Everything that runs inside one flinkw process: the Wasm engine and
+//! plugin loading ([`engine`], [`plugin`]), the job graph a plugin plans
+//! ([`graph`]), key groups ([`keygroup`]), keyed state ([`state`]),
+//! connectors ([`connector`]) and the embedded runtime that runs a job on
+//! local threads ([`runtime`]).
+//!
+//! ```no_run
+//! use flinkw_host::{config::JobConfig, engine::Engine, limits::Limits, plugin::Plugin, runtime};
+//!
+//! let engine = Engine::new(Limits::default(), None)?;
+//! let plugin = Plugin::load_file(&engine, "wordcount.wasm".as_ref())?;
+//! let config = JobConfig::parse(&["input=words.txt"])?;
+//! let report = runtime::run_job(&plugin, &config, runtime::RunOptions::default())?;
+//! println!("{} finished in {:?}", report.name, report.duration);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod config;
+pub mod connector;
+pub mod engine;
+pub mod graph;
+pub mod keygroup;
+pub mod limits;
+pub mod plugin;
+pub mod runtime;
+pub mod state;
+
+pub use flinkw_batch as batch;

@@ -1,0 +1,13 @@
+//! Generated host bindings for the `flinkw:plugin` world. Private: the rest
+//! of the engine uses [`super::Instance`].
+
+#![allow(missing_docs, clippy::all)]
+
+wasmtime::component::bindgen!({
+    world: "job",
+    path: "../wit",
+    with: {
+        "flinkw:plugin/state.value-state": super::host::ValueStateHandle,
+    },
+    imports: { default: trappable },
+});

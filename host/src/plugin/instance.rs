@@ -1,0 +1,220 @@
+//! One running instance of a plugin: its store, and calls into its exports
+//! under the per-call deadline, with guest failures turned into errors that
+//! say what happened and where.
+
+use std::fmt;
+use std::sync::Arc;
+
+use wasmtime::Store;
+
+use super::bindings;
+use super::host::HostState;
+use crate::engine::Engine;
+use crate::graph::{self, JobGraph};
+use crate::limits::Limits;
+
+/// How a guest call failed.
+#[derive(Debug)]
+pub enum GuestError {
+    /// The guest returned an error from its function.
+    Failed {
+        /// The export called, e.g. `transform chain 0`.
+        call: String,
+        /// The guest's message.
+        message: String,
+    },
+    /// The guest trapped: a panic, a Wasm trap, or a limit.
+    Trapped {
+        /// The export called.
+        call: String,
+        /// What stopped the guest.
+        cause: TrapCause,
+        /// The guest's stack, innermost frame first, with function names.
+        backtrace: String,
+    },
+    /// The instance could not be created.
+    Instantiate(String),
+    /// The plan the guest returned is not a valid job graph.
+    BadPlan(String),
+}
+
+/// What stopped a guest.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TrapCause {
+    /// The guest panicked with this message.
+    Panic(String),
+    /// The call ran past the CPU deadline.
+    Deadline(std::time::Duration),
+    /// The guest tried to use more memory than allowed.
+    Memory {
+        /// The size it asked for.
+        requested: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The guest exhausted its stack (e.g. unbounded recursion).
+    StackOverflow,
+    /// Any other trap, with wasmtime's description.
+    Other(String),
+}
+
+impl fmt::Display for TrapCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrapCause::Panic(m) => write!(f, "the guest panicked: {m}"),
+            TrapCause::Deadline(d) => {
+                write!(f, "the guest ran past its deadline of {d:?} for one call (an endless loop?)")
+            }
+            TrapCause::Memory { requested, limit } => write!(
+                f,
+                "the guest ran out of memory: it asked for {} MiB, over its limit of {} MiB",
+                requested >> 20,
+                limit >> 20
+            ),
+            TrapCause::StackOverflow => {
+                write!(f, "the guest overflowed its stack (unbounded recursion?)")
+            }
+            TrapCause::Other(m) => write!(f, "the guest trapped: {m}"),
+        }
+    }
+}
+
+impl fmt::Display for GuestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuestError::Failed { call, message } => write!(f, "{call} failed: {message}"),
+            GuestError::Trapped { call, cause, backtrace } => {
+                write!(f, "{call}: {cause}")?;
+                if !backtrace.is_empty() {
+                    write!(f, "\nguest stack:\n{backtrace}")?;
+                }
+                Ok(())
+            }
+            GuestError::Instantiate(m) => write!(f, "cannot instantiate the plugin: {m}"),
+            GuestError::BadPlan(m) => write!(f, "the plugin's plan is not a valid job graph: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for GuestError {}
+
+/// A plugin instance with its own store, memory and keyed state.
+pub struct Instance {
+    store: Store<HostState>,
+    job: bindings::Job,
+    limits: Limits,
+}
+
+impl Instance {
+    pub(super) fn new(
+        engine: &Engine,
+        pre: &bindings::JobPre<HostState>,
+        label: &str,
+    ) -> Result<Self, GuestError> {
+        let limits = engine.limits();
+        let mut store =
+            Store::new(engine.wasmtime(), HostState::new(label.to_owned(), limits.memory_bytes));
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(limits.deadline_ticks());
+        let job = pre.instantiate(&mut store).map_err(|e| GuestError::Instantiate(format!("{e:#}")))?;
+        Ok(Instance { store, job, limits })
+    }
+
+    /// Calls `plan` with the job's config and checks the graph it returns.
+    pub fn plan(&mut self, config: &[(String, String)]) -> Result<JobGraph, GuestError> {
+        let call = "plan";
+        self.arm();
+        let config = config.to_vec();
+        let result = self.job.flinkw_plugin_plan().call_plan(&mut self.store, &config);
+        let graph = self.finish(call, result)?;
+        graph::from_wit(graph).map_err(|e| GuestError::BadPlan(e.to_string()))
+    }
+
+    /// Runs the fused transform `chain` over a packed batch.
+    #[allow(clippy::ptr_arg)] // the generated binding takes `&Vec<u8>`
+    pub fn transform(&mut self, chain: u32, batch: &Vec<u8>) -> Result<Vec<u8>, GuestError> {
+        self.arm();
+        let result = self.job.flinkw_plugin_transform().call_run(&mut self.store, chain, batch);
+        self.finish_with(|| format!("transform chain {chain}"), result)
+    }
+
+    /// Runs keyed function `function` over a packed batch whose keys scope
+    /// the state the guest reads and writes.
+    pub fn keyed(&mut self, function: u32, batch: Arc<Vec<u8>>) -> Result<Vec<u8>, GuestError> {
+        self.arm();
+        self.store.data_mut().keyed_batch = Some(batch.clone());
+        let result = self.job.flinkw_plugin_keyed().call_process(&mut self.store, function, &batch);
+        self.store.data_mut().keyed_batch = None;
+        self.finish_with(|| format!("keyed function {function}"), result)
+    }
+
+    /// Asks the guest for a snapshot of the state it keeps itself.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, GuestError> {
+        self.arm();
+        let result = self.job.flinkw_plugin_snapshot().call_snapshot(&mut self.store).map(Ok);
+        self.finish("snapshot", result)
+    }
+
+    /// Gives the guest back a snapshot taken by [`Instance::snapshot`].
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), GuestError> {
+        self.arm();
+        let result = self.job.flinkw_plugin_snapshot().call_restore(&mut self.store, state);
+        self.finish("restore", result)
+    }
+
+    /// Number of keys holding keyed state in this instance.
+    pub fn keyed_state_len(&self) -> usize {
+        self.store.data().state.len()
+    }
+
+    /// The guest's counters (from the metrics import).
+    pub fn counters(&self) -> &std::collections::BTreeMap<String, u64> {
+        &self.store.data().counters
+    }
+
+    fn arm(&mut self) {
+        self.store.set_epoch_deadline(self.limits.deadline_ticks());
+    }
+
+    fn finish<T>(
+        &mut self,
+        call: &str,
+        result: wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, GuestError> {
+        self.finish_with(|| call.to_owned(), result)
+    }
+
+    fn finish_with<T>(
+        &mut self,
+        call: impl FnOnce() -> String,
+        result: wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, GuestError> {
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(message)) => Err(GuestError::Failed { call: call(), message }),
+            Err(e) => Err(self.trap(call(), e)),
+        }
+    }
+
+    fn trap(&mut self, call: String, e: wasmtime::Error) -> GuestError {
+        let backtrace = e
+            .downcast_ref::<wasmtime::WasmBacktrace>()
+            .map(|bt| bt.to_string())
+            .unwrap_or_default();
+        let data = self.store.data_mut();
+        let cause = if let Some(requested) = data.limiter.refused.take() {
+            TrapCause::Memory { requested, limit: data.limiter.max_bytes }
+        } else if let Some(panic) = data.last_panic.take() {
+            TrapCause::Panic(panic)
+        } else {
+            match e.downcast_ref::<wasmtime::Trap>() {
+                Some(wasmtime::Trap::Interrupt) => TrapCause::Deadline(self.limits.call_timeout),
+                Some(wasmtime::Trap::StackOverflow) => TrapCause::StackOverflow,
+                Some(t) => TrapCause::Other(t.to_string()),
+                None => TrapCause::Other(format!("{e:#}")),
+            }
+        };
+        GuestError::Trapped { call, cause, backtrace }
+    }
+}

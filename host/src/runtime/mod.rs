@@ -1,0 +1,270 @@
+//! The embedded runtime: runs a job's tasks on local threads.
+//!
+//! Each subtask is a thread with its own plugin instance. Subtasks pass
+//! packed batches over bounded channels (a full channel blocks the sender:
+//! backpressure), routed forward, round-robin or by key group. Bounded
+//! sources end the job: when every sink has seen the end of its input, the
+//! job is finished.
+
+mod physical;
+mod router;
+mod subtask;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use physical::{PhysicalPlan, TaskOutput, TaskSpec, plan as physical_plan};
+
+use crate::config::{ConfigError, JobConfig};
+use crate::connector::{ConnectorError, SinkSpec, SourceDefaults, SourceSpec};
+use crate::graph::{GraphError, JobGraph, NodeKind};
+use crate::plugin::{GuestError, Plugin};
+use router::{Message, Output, Router};
+
+/// Settings of the embedded runtime that are not part of a job's config.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Skip malformed input lines (counting them) instead of failing.
+    pub skip_bad_lines: bool,
+    /// Largest record a source may produce, in bytes.
+    pub max_record_bytes: usize,
+    /// Batches buffered per channel before the sender blocks.
+    pub channel_capacity: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { skip_bad_lines: false, max_record_bytes: 16 << 20, channel_capacity: 8 }
+    }
+}
+
+/// Why a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The plan is invalid.
+    #[error("invalid job graph: {0}")]
+    Graph(#[from] GraphError),
+    /// The plugin failed while planning.
+    #[error("{0}")]
+    Plan(GuestError),
+    /// A connector named in the plan is misconfigured or failed.
+    #[error("{node}: {error}")]
+    Connector {
+        /// The node (and subtask).
+        node: String,
+        /// What went wrong.
+        error: ConnectorError,
+    },
+    /// The guest failed while processing records.
+    #[error("operator {node}: {error}")]
+    Guest {
+        /// The node (and subtask).
+        node: String,
+        /// What went wrong.
+        error: GuestError,
+    },
+    /// The guest returned bytes that are not a valid batch.
+    #[error("operator {node}: the plugin returned a malformed batch: {reason}")]
+    MalformedBatch {
+        /// The node (and subtask).
+        node: String,
+        /// Why it is malformed.
+        reason: String,
+    },
+    /// A thread of the runtime died unexpectedly.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What a finished job did.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    /// The job's name.
+    pub name: String,
+    /// Wall time from start to finish.
+    pub duration: Duration,
+    /// Per node: name, records in, records out.
+    pub nodes: Vec<NodeReport>,
+    /// Malformed lines skipped by sources, with the first one's error.
+    pub skipped_lines: u64,
+    /// The first skipped line's error.
+    pub first_skipped: Option<String>,
+    /// The guest's counters, summed over subtasks.
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// Counts for one node.
+#[derive(Debug, Clone)]
+pub struct NodeReport {
+    /// The node's name.
+    pub name: String,
+    /// Records that reached it.
+    pub records_in: u64,
+    /// Records it emitted (for sinks: written).
+    pub records_out: u64,
+}
+
+/// Live counters of one node, shared by its subtasks.
+#[derive(Debug, Default)]
+pub(crate) struct NodeMetrics {
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+}
+
+/// State shared by every subtask of a running job.
+pub(crate) struct Shared {
+    pub graph: JobGraph,
+    pub config: JobConfig,
+    pub plugin: Plugin,
+    pub sources: BTreeMap<u32, SourceSpec>,
+    pub sinks: BTreeMap<u32, SinkSpec>,
+    pub metrics: BTreeMap<u32, NodeMetrics>,
+    pub cancelled: AtomicBool,
+    pub failure: Mutex<Option<JobError>>,
+    pub counters: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Shared {
+    /// Records the first failure and stops the job.
+    pub fn fail(&self, error: JobError) {
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            *f = Some(error);
+        }
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// Plans `plugin` with `config` and returns its graph without running it.
+pub fn plan_job(plugin: &Plugin, config: &JobConfig) -> Result<JobGraph, JobError> {
+    let mut instance = plugin.instantiate("plan").map_err(JobError::Plan)?;
+    let graph = instance.plan(&config.pairs()).map_err(JobError::Plan)?;
+    config.check_keys(&graph.config_keys)?;
+    Ok(graph)
+}
+
+/// Runs a job to completion on local threads.
+pub fn run_job(
+    plugin: &Plugin,
+    config: &JobConfig,
+    options: RunOptions,
+) -> Result<JobReport, JobError> {
+    let started = Instant::now();
+    let graph = plan_job(plugin, config)?;
+    let physical = physical_plan(&graph, config.parallelism)?;
+    let defaults = SourceDefaults {
+        skip_bad_lines: options.skip_bad_lines,
+        max_record_bytes: options.max_record_bytes,
+    };
+    let mut sources = BTreeMap::new();
+    let mut sinks = BTreeMap::new();
+    for n in &graph.nodes {
+        let err = |error| JobError::Connector { node: format!("{:?}", n.name), error };
+        match &n.kind {
+            NodeKind::Source(c) => {
+                sources.insert(n.id, SourceSpec::new(c, defaults).map_err(err)?);
+            }
+            NodeKind::Sink(c) => {
+                sinks.insert(n.id, SinkSpec::new(c).map_err(err)?);
+            }
+            _ => {}
+        }
+    }
+    tracing::info!(job = %graph.name, tasks = physical.tasks.len(), "starting job");
+    let metrics = graph.nodes.iter().map(|n| (n.id, NodeMetrics::default())).collect();
+    let shared = Arc::new(Shared {
+        graph,
+        config: config.clone(),
+        plugin: plugin.clone(),
+        sources,
+        sinks,
+        metrics,
+        cancelled: AtomicBool::new(false),
+        failure: Mutex::new(None),
+        counters: Mutex::new(BTreeMap::new()),
+    });
+
+    // One bounded channel per subtask (its input); senders go upstream.
+    let mut senders: Vec<Vec<SyncSender<Message>>> = Vec::new();
+    let mut receivers: Vec<Vec<Option<Receiver<Message>>>> = Vec::new();
+    for t in &physical.tasks {
+        let (s, r): (Vec<_>, Vec<_>) =
+            (0..t.parallelism).map(|_| sync_channel(options.channel_capacity)).unzip();
+        senders.push(s);
+        receivers.push(r.into_iter().map(Some).collect());
+    }
+
+    let mut threads = Vec::new();
+    for task in &physical.tasks {
+        for i in 0..task.parallelism as usize {
+            let router = Router {
+                outputs: task
+                    .outputs
+                    .iter()
+                    .map(|o| {
+                        Output::new(o.partitioning, senders[o.task].clone(), config.max_parallelism)
+                    })
+                    .collect(),
+                index: i,
+            };
+            let input = receivers[task.index][i].take();
+            let sub = subtask::Subtask::new(shared.clone(), task.clone(), i as u32, router, input);
+            let name = format!("flinkw-t{}-{}", task.index, i);
+            let handle = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || sub.run())
+                .map_err(|e| JobError::Internal(format!("cannot start a thread: {e}")))?;
+            threads.push(handle);
+        }
+    }
+    drop(senders);
+    for t in threads {
+        if t.join().is_err() {
+            shared.fail(JobError::Internal("a subtask thread panicked".into()));
+        }
+    }
+    let shared = Arc::try_unwrap(shared)
+        .map_err(|_| JobError::Internal("subtasks outlived the job".into()))?;
+    if let Some(e) = shared.failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let (mut skipped_lines, mut first_skipped) = (0, None);
+    for s in shared.sources.values() {
+        if let Some(stats) = s.stats() {
+            skipped_lines += stats.skipped.load(Ordering::Relaxed);
+            let first = stats.first_skipped.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            first_skipped = first_skipped.or(first);
+        }
+    }
+    let nodes = shared
+        .graph
+        .nodes
+        .iter()
+        .map(|n| {
+            let m = &shared.metrics[&n.id];
+            NodeReport {
+                name: n.name.clone(),
+                records_in: m.records_in.load(Ordering::Relaxed),
+                records_out: m.records_out.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    Ok(JobReport {
+        name: shared.graph.name,
+        duration: started.elapsed(),
+        nodes,
+        skipped_lines,
+        first_skipped,
+        counters: shared.counters.into_inner().unwrap_or_else(|p| p.into_inner()),
+    })
+}

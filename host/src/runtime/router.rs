@@ -1,0 +1,112 @@
+//! Sends a subtask's output batches to the downstream subtasks.
+
+use std::sync::mpsc::SyncSender;
+
+use flinkw_batch::{Batch, BatchBuilder};
+
+use crate::graph::Partitioning;
+use crate::keygroup::subtask_for_key;
+
+/// What travels on a channel between subtasks.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// A packed batch.
+    Batch(Vec<u8>),
+    /// The sender has no more input.
+    End,
+}
+
+/// The receiving side is gone: the job is being torn down.
+#[derive(Debug)]
+pub(crate) struct Disconnected;
+
+/// One output edge of a subtask: the channels of every downstream subtask.
+pub(crate) struct Output {
+    partitioning: Partitioning,
+    targets: Vec<SyncSender<Message>>,
+    next: usize,
+    max_parallelism: u32,
+    split: Vec<BatchBuilder>,
+}
+
+impl Output {
+    pub fn new(
+        partitioning: Partitioning,
+        targets: Vec<SyncSender<Message>>,
+        max_parallelism: u32,
+    ) -> Self {
+        let split = (0..targets.len()).map(|_| BatchBuilder::new()).collect();
+        Output { partitioning, targets, next: 0, max_parallelism, split }
+    }
+
+    /// Sends `batch` on; `index` is the sending subtask's index.
+    pub fn send(&mut self, batch: Vec<u8>, index: usize) -> Result<(), Disconnected> {
+        match self.partitioning {
+            Partitioning::Forward => self.send_to(index, batch),
+            Partitioning::Rebalance => {
+                let t = self.next;
+                self.next = (self.next + 1) % self.targets.len();
+                self.send_to(t, batch)
+            }
+            Partitioning::Hash => {
+                let n = self.targets.len() as u32;
+                let parsed = Batch::new(&batch).map_err(|_| Disconnected)?;
+                for r in parsed.iter() {
+                    let t = subtask_for_key(r.key, self.max_parallelism, n) as usize;
+                    self.split[t].push(r.timestamp, r.key, r.value);
+                }
+                for t in 0..self.targets.len() {
+                    if !self.split[t].is_empty() {
+                        let part = self.split[t].finish();
+                        self.send_to(t, part)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Tells the downstream subtasks this one is done.
+    pub fn end(&mut self, index: usize) -> Result<(), Disconnected> {
+        match self.partitioning {
+            Partitioning::Forward => self.targets[index].send(Message::End).map_err(|_| Disconnected),
+            _ => {
+                for t in &self.targets {
+                    t.send(Message::End).map_err(|_| Disconnected)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn send_to(&self, t: usize, batch: Vec<u8>) -> Result<(), Disconnected> {
+        self.targets[t].send(Message::Batch(batch)).map_err(|_| Disconnected)
+    }
+}
+
+/// All output edges of a subtask.
+pub(crate) struct Router {
+    pub outputs: Vec<Output>,
+    pub index: usize,
+}
+
+impl Router {
+    /// Sends `batch` along every output edge.
+    pub fn send(&mut self, batch: Vec<u8>) -> Result<(), Disconnected> {
+        let n = self.outputs.len();
+        let mut batch = Some(batch);
+        for (i, out) in self.outputs.iter_mut().enumerate() {
+            let b = if i + 1 == n { batch.take().unwrap_or_default() } else { batch.clone().unwrap_or_default() };
+            out.send(b, self.index)?;
+        }
+        Ok(())
+    }
+
+    /// Sends end-of-input along every output edge.
+    pub fn end(&mut self) -> Result<(), Disconnected> {
+        for out in &mut self.outputs {
+            out.end(self.index)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,47 @@
+//! The generated WIT bindings, kept private, and the exports that connect
+//! them to the job registered with [`crate::export_job!`].
+
+#![allow(missing_docs, clippy::all)]
+
+wit_bindgen::generate!({
+    world: "job",
+    path: "../wit",
+    generate_all,
+});
+
+use crate::graph;
+use exports::flinkw::plugin::{keyed, plan, snapshot, transform};
+use flinkw::plugin::types;
+
+struct Plugin;
+
+impl plan::Guest for Plugin {
+    fn plan(config: types::Settings) -> Result<types::JobGraph, String> {
+        crate::log::install_panic_hook();
+        graph::plan(config)
+    }
+}
+
+impl transform::Guest for Plugin {
+    fn run(chain: u32, input: types::Batch) -> Result<types::Batch, String> {
+        graph::run_chain(chain, &input)
+    }
+}
+
+impl keyed::Guest for Plugin {
+    fn process(function: u32, input: types::Batch) -> Result<types::Batch, String> {
+        graph::run_keyed(function, &input)
+    }
+}
+
+impl snapshot::Guest for Plugin {
+    fn snapshot() -> Vec<u8> {
+        graph::snapshot()
+    }
+
+    fn restore(state: Vec<u8>) -> Result<(), String> {
+        graph::restore(&state)
+    }
+}
+
+export!(Plugin);

@@ -1,0 +1,166 @@
+//! The job graph under construction, and the registry of guest functions
+//! that the host calls by id once `plan` has run.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::bindings::flinkw::plugin::types::{
+    self, Connector, Edge, JobGraph, Node, NodeKind, Partitioning, Step, TransformNode,
+};
+use crate::{Env, Error};
+
+/// A fused chain or a keyed function: one packed batch in, one out.
+pub(crate) type BatchFn = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, String>>;
+
+/// The graph a job builds through [`Env`] and [`crate::Stream`].
+#[derive(Default)]
+pub(crate) struct GraphBuilder {
+    pub name: String,
+    pub parallelism: Option<u32>,
+    nodes: Vec<Node>,
+    edges: Vec<Edge>,
+    chains: Vec<BatchFn>,
+    keyed: Vec<BatchFn>,
+    pub snapshot: Option<Box<dyn Fn() -> Vec<u8>>>,
+    pub restore: Option<Box<dyn Fn(&[u8]) -> Result<(), Error>>>,
+}
+
+impl GraphBuilder {
+    fn add_node(&mut self, name: String, kind: NodeKind, parallelism: Option<u32>) -> u32 {
+        let id = self.nodes.len() as u32;
+        self.nodes.push(Node { id, name, kind, parallelism });
+        id
+    }
+
+    pub fn add_source(&mut self, name: &str, connector: Connector) -> u32 {
+        self.add_node(name.to_owned(), NodeKind::Source(connector), None)
+    }
+
+    pub fn add_sink(&mut self, upstream: u32, name: &str, connector: Connector) -> u32 {
+        let id = self.add_node(name.to_owned(), NodeKind::Sink(connector), None);
+        self.connect(upstream, id, Partitioning::Forward);
+        id
+    }
+
+    pub fn add_transform(
+        &mut self,
+        upstream: u32,
+        steps: Vec<Step>,
+        parallelism: Option<u32>,
+        chain: BatchFn,
+    ) -> u32 {
+        let chain_id = self.chains.len() as u32;
+        self.chains.push(chain);
+        let name = if steps.is_empty() {
+            "encode".to_owned()
+        } else {
+            steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" -> ")
+        };
+        let id = self.add_node(
+            name,
+            NodeKind::Transform(TransformNode { chain: chain_id, steps }),
+            parallelism,
+        );
+        self.connect(upstream, id, Partitioning::Forward);
+        id
+    }
+
+    pub fn add_keyed(&mut self, upstream: u32, name: &str, f: BatchFn) -> u32 {
+        let fn_id = self.keyed.len() as u32;
+        self.keyed.push(f);
+        let id = self.add_node(name.to_owned(), NodeKind::KeyedProcess(fn_id), None);
+        self.connect(upstream, id, Partitioning::Hash);
+        id
+    }
+
+    fn connect(&mut self, source: u32, target: u32, partitioning: Partitioning) {
+        self.edges.push(Edge { source, target, partitioning });
+    }
+
+    pub fn rename(&mut self, node: u32, name: &str) {
+        if let Some(n) = self.nodes.get_mut(node as usize) {
+            n.name = name.to_owned();
+        }
+    }
+
+    pub fn next_keyed_id(&self) -> usize {
+        self.keyed.len()
+    }
+}
+
+/// What `plan` leaves behind for the host's later calls.
+struct Registry {
+    chains: Vec<BatchFn>,
+    keyed: Vec<BatchFn>,
+    snapshot: Option<Box<dyn Fn() -> Vec<u8>>>,
+    restore: Option<Box<dyn Fn(&[u8]) -> Result<(), Error>>>,
+}
+
+thread_local! {
+    static REGISTRY: RefCell<Option<Registry>> = const { RefCell::new(None) };
+}
+
+unsafe extern "Rust" {
+    /// Defined by [`crate::export_job!`] in the plugin crate.
+    safe fn __flinkw_job(env: &mut Env) -> Result<(), Error>;
+}
+
+pub(crate) fn plan(config: types::Settings) -> Result<JobGraph, String> {
+    let graph = Rc::new(RefCell::new(GraphBuilder { name: "job".into(), ..Default::default() }));
+    let mut env = Env { config: crate::env::Config::new(config), graph: graph.clone() };
+    __flinkw_job(&mut env).map_err(|e| e.to_string())?;
+    let config_keys = env.config.keys_read();
+    drop(env);
+    let g = Rc::try_unwrap(graph)
+        .map_err(|_| "a stream outlived the job function; streams must not be stored".to_owned())?
+        .into_inner();
+    let job = JobGraph {
+        name: g.name,
+        nodes: g.nodes,
+        edges: g.edges,
+        parallelism: g.parallelism,
+        config_keys,
+    };
+    REGISTRY.with(|r| {
+        *r.borrow_mut() = Some(Registry {
+            chains: g.chains,
+            keyed: g.keyed,
+            snapshot: g.snapshot,
+            restore: g.restore,
+        })
+    });
+    Ok(job)
+}
+
+fn with_registry<R>(f: impl FnOnce(&mut Registry) -> Result<R, String>) -> Result<R, String> {
+    REGISTRY.with(|r| match r.borrow_mut().as_mut() {
+        Some(reg) => f(reg),
+        None => Err("the host called the plugin before `plan`".to_owned()),
+    })
+}
+
+pub(crate) fn run_chain(chain: u32, input: &[u8]) -> Result<Vec<u8>, String> {
+    with_registry(|r| match r.chains.get_mut(chain as usize) {
+        Some(f) => f(input),
+        None => Err(format!("no transform chain {chain} in this plugin")),
+    })
+}
+
+pub(crate) fn run_keyed(function: u32, input: &[u8]) -> Result<Vec<u8>, String> {
+    with_registry(|r| match r.keyed.get_mut(function as usize) {
+        Some(f) => f(input),
+        None => Err(format!("no keyed function {function} in this plugin")),
+    })
+}
+
+pub(crate) fn snapshot() -> Vec<u8> {
+    with_registry(|r| Ok(r.snapshot.as_ref().map(|f| f()).unwrap_or_default())).unwrap_or_default()
+}
+
+pub(crate) fn restore(state: &[u8]) -> Result<(), String> {
+    with_registry(|r| match &r.restore {
+        Some(f) => f(state).map_err(|e| e.to_string()),
+        None if state.is_empty() => Ok(()),
+        None => Err("this plugin keeps no guest state but a snapshot holds some".to_owned()),
+    })
+}

@@ -1,0 +1,86 @@
+//! # flinkw — the Rust SDK for flinkw plugins
+//!
+//! A flinkw job is one WebAssembly component. This crate lets you write it as
+//! a fluent pipeline, like Flink's DataStream API, and exports it with one
+//! macro:
+//!
+//! ```no_run
+//! use flinkw::prelude::*;
+//!
+//! fn job(env: &mut Env) -> Result<(), Error> {
+//!     let input = env.config().require("input")?;
+//!     env.source(File::lines(&input))
+//!         .filter(|line: &String| !line.is_empty())
+//!         .map(|line: String| line.to_uppercase())
+//!         .sink(Stdout);
+//!     Ok(())
+//! }
+//!
+//! flinkw::export_job!(job);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` (crate type
+//! `cdylib`) and run it with `flinkw run target/wasm32-wasip2/release/NAME.wasm`.
+//!
+//! How it runs: `plan` turns the pipeline into a job graph for the host.
+//! Consecutive stateless steps (`map`, `filter`, `flat_map`, `key_by`) are
+//! **fused**: the host calls the guest once per batch for the whole chain, and
+//! values pass between the steps as plain Rust values, never re-encoded.
+//! Values that cross to the host (between a key-by and a keyed function, for
+//! example) are encoded with `postcard`; the [`Data`] trait covers every type
+//! with serde's `Serialize` and `Deserialize`.
+
+mod bindings;
+mod codec;
+mod connector;
+mod env;
+mod error;
+mod graph;
+mod log;
+mod state;
+mod stream;
+
+pub use codec::Data;
+pub use connector::{Bid, Blackhole, Datagen, DatagenSource, File, FileSink, FileSource, Sink, Source, Stdout};
+pub use env::{Config, Env};
+pub use error::Error;
+pub use log::{counter_add, gauge_set, log, Level};
+pub use state::ValueState;
+pub use stream::{Collector, KeyedContext, KeyedStream, Stream};
+
+/// Everything a job usually needs, in one import.
+pub mod prelude {
+    pub use crate::{
+        Blackhole, Collector, Data, Datagen, Env, Error, File, FileSink, KeyedContext,
+        KeyedStream, Stdout, Stream, ValueState,
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::env::JobFn;
+}
+
+/// Exports `job` (a `fn(&mut Env) -> Result<(), Error>`) as this plugin's job.
+///
+/// Use it once per plugin crate:
+///
+/// ```no_run
+/// # use flinkw::prelude::*;
+/// fn job(env: &mut Env) -> Result<(), Error> {
+///     env.source(Datagen::sequence(10)).sink(Stdout);
+///     Ok(())
+/// }
+/// flinkw::export_job!(job);
+/// ```
+#[macro_export]
+macro_rules! export_job {
+    ($job:path) => {
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub fn __flinkw_job(env: &mut $crate::Env) -> ::core::result::Result<(), $crate::Error> {
+            let job: $crate::__private::JobFn = $job;
+            job(env)
+        }
+    };
+}

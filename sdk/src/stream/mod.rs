@@ -1,0 +1,143 @@
+//! Streams and the operators on them, one file per operator.
+//!
+//! A [`Stream`] is a typed handle on the pipeline being built. Stateless
+//! operators do not create nodes right away: they are composed into a
+//! pending segment that becomes one fused transform node (one guest call per
+//! batch) when the stream is keyed or sunk.
+
+mod filter;
+mod flat_map;
+mod key_by;
+mod map;
+mod process;
+mod sink;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use flinkw_batch::{Batch, BatchBuilder, Record};
+
+use crate::Data;
+use crate::bindings::flinkw::plugin::types::{Step, StepKind};
+use crate::codec::{Decoder, Encoder};
+use crate::graph::GraphBuilder;
+
+pub use key_by::KeyedStream;
+pub use process::{Collector, KeyedContext};
+
+/// Passes one value on, with its timestamp, to the next step.
+pub(crate) type Emit<'a, T> = &'a mut dyn FnMut(T, i64) -> Result<(), String>;
+/// The fused steps since the last node: one input record in, values out.
+pub(crate) type Segment<T> = Box<dyn FnMut(Record<'_>, Emit<'_, T>) -> Result<(), String>>;
+/// Computes the key bytes of a value.
+pub(crate) type KeyFn<T> = Box<dyn Fn(&T, &mut Vec<u8>) -> Result<(), String>>;
+
+/// A stream of values of type `T`.
+pub struct Stream<T> {
+    graph: Rc<RefCell<GraphBuilder>>,
+    /// The node whose output feeds this stream.
+    upstream: u32,
+    /// Whether the upstream's record bytes are lines of text.
+    upstream_text: bool,
+    segment: Segment<T>,
+    steps: Vec<Step>,
+    parallelism: Option<u32>,
+}
+
+impl crate::Env {
+    /// Starts a stream from a source connector.
+    ///
+    /// ```no_run
+    /// # use flinkw::prelude::*;
+    /// # fn job(env: &mut Env) -> Result<(), Error> {
+    /// env.source(File::lines("input.txt")).sink(Stdout);
+    /// # Ok(()) }
+    /// ```
+    pub fn source<S: crate::Source>(&mut self, source: S) -> Stream<S::Out> {
+        let name = source.name();
+        let decode = source.decoder();
+        let text = source.is_text();
+        let id = self.graph.borrow_mut().add_source(&name, source.connector());
+        Stream::from_node(self.graph.clone(), id, decode, text)
+    }
+}
+
+impl<T: Data> Stream<T> {
+    pub(crate) fn from_node(
+        graph: Rc<RefCell<GraphBuilder>>,
+        upstream: u32,
+        decode: Decoder<T>,
+        upstream_text: bool,
+    ) -> Self {
+        Stream {
+            graph,
+            upstream,
+            upstream_text,
+            segment: Box::new(move |rec, emit| emit(decode(rec.value)?, rec.timestamp)),
+            steps: Vec::new(),
+            parallelism: None,
+        }
+    }
+
+    /// Adds a step: composes `wrap` around the pending segment.
+    pub(crate) fn then<U: Data>(
+        self,
+        kind: StepKind,
+        default_name: &str,
+        wrap: impl FnOnce(Segment<T>) -> Segment<U>,
+    ) -> Stream<U> {
+        let mut steps = self.steps;
+        steps.push(Step { kind, name: default_name.to_owned() });
+        Stream {
+            graph: self.graph,
+            upstream: self.upstream,
+            upstream_text: self.upstream_text,
+            segment: wrap(self.segment),
+            steps,
+            parallelism: self.parallelism,
+        }
+    }
+
+    /// Names the last operator (shown in the job graph and in errors).
+    pub fn name(mut self, name: &str) -> Self {
+        match self.steps.last_mut() {
+            Some(step) => step.name = name.to_owned(),
+            None => self.graph.borrow_mut().rename(self.upstream, name),
+        }
+        self
+    }
+
+    /// Sets the parallelism of the pending stateless operators.
+    pub fn parallelism(mut self, parallelism: u32) -> Self {
+        self.parallelism = Some(parallelism);
+        self
+    }
+
+    /// Turns the pending steps into one fused transform node and returns its id.
+    pub(crate) fn materialize(self, key: Option<KeyFn<T>>, encode: Encoder<T>) -> u32 {
+        let mut segment = self.segment;
+        let chain = move |input: &[u8]| -> Result<Vec<u8>, String> {
+            let batch = Batch::new(input).map_err(|e| e.to_string())?;
+            let mut out = BatchBuilder::with_capacity(batch.len(), batch.data_len());
+            let mut key_bytes = Vec::new();
+            for rec in batch.iter() {
+                segment(rec, &mut |value, ts| {
+                    key_bytes.clear();
+                    if let Some(key) = &key {
+                        key(&value, &mut key_bytes)?;
+                    }
+                    let mut result = Ok(());
+                    out.push_with(ts, &key_bytes, |buf| result = encode(&value, buf));
+                    result
+                })?;
+            }
+            Ok(out.finish())
+        };
+        self.graph.borrow_mut().add_transform(
+            self.upstream,
+            self.steps,
+            self.parallelism,
+            Box::new(chain),
+        )
+    }
+}
