@@ -41,6 +41,7 @@ impl Engine {
         config.epoch_interruption(true);
         config.max_wasm_stack(limits.stack_bytes);
         config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable);
+        config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(crate::plugin::CAPTURED_FRAMES));
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(256);

@@ -198,9 +198,9 @@ impl Instance {
     }
 
     fn trap(&mut self, call: String, e: wasmtime::Error) -> GuestError {
-        let backtrace = e
+        let frames: Vec<String> = e
             .downcast_ref::<wasmtime::WasmBacktrace>()
-            .map(|bt| bt.to_string())
+            .map(|bt| bt.frames().iter().map(frame_name).collect())
             .unwrap_or_default();
         let data = self.store.data_mut();
         let cause = if let Some(requested) = data.limiter.refused.take() {
@@ -211,10 +211,116 @@ impl Instance {
             match e.downcast_ref::<wasmtime::Trap>() {
                 Some(wasmtime::Trap::Interrupt) => TrapCause::Deadline(self.limits.call_timeout),
                 Some(wasmtime::Trap::StackOverflow) => TrapCause::StackOverflow,
+                // Languages with a shadow stack in linear memory (Rust, C)
+                // run off its end with an out-of-bounds access, deep down.
+                Some(wasmtime::Trap::MemoryOutOfBounds) if looks_recursive(&frames) => {
+                    TrapCause::StackOverflow
+                }
                 Some(t) => TrapCause::Other(t.to_string()),
                 None => TrapCause::Other(format!("{e:#}")),
             }
         };
+        let backtrace = format_backtrace(&frames, matches!(cause, TrapCause::Panic(_)));
         GuestError::Trapped { call, cause, backtrace }
+    }
+}
+
+/// Frames captured for a trap's backtrace (see [`crate::engine`]).
+pub(crate) const CAPTURED_FRAMES: usize = 64;
+
+/// Whether a full backtrace cycles through a few functions: recursion.
+fn looks_recursive(frames: &[String]) -> bool {
+    let distinct: std::collections::BTreeSet<&String> = frames.iter().collect();
+    frames.len() >= CAPTURED_FRAMES && distinct.len() <= 4
+}
+/// Frames shown in an error; the rest are counted.
+const SHOWN_FRAMES: usize = 16;
+
+/// A frame's function name, without Rust's hashes and crate disambiguators.
+fn frame_name(frame: &wasmtime::FrameInfo) -> String {
+    match frame.func_name() {
+        Some(name) => clean_name(name),
+        None => format!("<function {}>", frame.func_index()),
+    }
+}
+
+fn clean_name(name: &str) -> String {
+    // `{:#}` leaves out Rust's hash suffix.
+    let demangled = format!("{:#}", rustc_demangle::demangle(name));
+    let name = demangled.as_str();
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(i) = rest.find('[') {
+        out.push_str(&rest[..i]);
+        match rest[i..].find(']') {
+            Some(j) if rest[i + 1..i + j].chars().all(|c| c.is_ascii_hexdigit()) => {
+                rest = &rest[i + j + 1..];
+            }
+            _ => {
+                out.push('[');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    match out.rfind("::h") {
+        Some(i) if out[i + 3..].len() == 16 && out[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => {
+            out.truncate(i);
+            out
+        }
+        _ => out,
+    }
+}
+
+/// The guest's stack for an error: innermost first, the panic machinery
+/// left out, repeated frames folded, long stacks cut.
+fn format_backtrace(frames: &[String], panicked: bool) -> String {
+    let start = if panicked {
+        frames
+            .iter()
+            .rposition(|f| f.contains("panic_fmt") || f.contains("rust_begin_unwind") || f.ends_with("panicking::panic"))
+            .map_or(0, |i| i + 1)
+    } else {
+        0
+    };
+    let mut lines = Vec::new();
+    let mut i = start;
+    while i < frames.len() && lines.len() < SHOWN_FRAMES {
+        let mut j = i + 1;
+        while j < frames.len() && frames[j] == frames[i] {
+            j += 1;
+        }
+        let repeat = if j - i > 1 { format!(" (repeated {} times)", j - i) } else { String::new() };
+        lines.push(format!("  {}: {}{repeat}", lines.len(), frames[i]));
+        i = j;
+    }
+    if i < frames.len() {
+        lines.push(format!("  ... {} more frames", frames.len() - i));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backtraces_are_short_and_readable() {
+        let frames: Vec<String> = ["core::panicking::panic_fmt", "app::explode", "app::run", "app::run", "app::run", "main"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            format_backtrace(&frames, true),
+            "  0: app::explode\n  1: app::run (repeated 3 times)\n  2: main"
+        );
+        assert_eq!(
+            clean_name("std[d123b7a1a2ed1472]::process::abort::h0123456789abcdef"),
+            "std::process::abort"
+        );
+        assert_eq!(clean_name("app::Vec<[u8]>::get"), "app::Vec<[u8]>::get");
+        assert_eq!(clean_name("_ZN9bad_guest7explode17hd904dafbfbc3b79bE"), "bad_guest::explode");
+        let deep = vec!["f".to_string(); 5000];
+        assert_eq!(format_backtrace(&deep, false), "  0: f (repeated 5000 times)");
     }
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 use wasmtime::component::{Component, Linker};
 
 pub use instance::{GuestError, Instance, TrapCause};
+pub(crate) use instance::CAPTURED_FRAMES;
 pub(crate) use bindings::flinkw::plugin::types as wit_types;
 
 use crate::engine::{Engine, content_hash};

@@ -1,0 +1,57 @@
+//! A guest that panics, fails, loops, eats memory or recurses forever fails
+//! its job with a message that says so, and the host exits cleanly.
+
+use flinkw_tests::artifacts;
+
+use crate::{assert_fails_with, flinkw};
+
+fn bad_guest(mode: &str, extra: &[&str]) -> flinkw_tests::Run {
+    let dir = tempfile::tempdir().unwrap();
+    let set_mode = format!("mode={mode}");
+    let mut args = vec!["run", artifacts::BAD_GUEST, "--set", &set_mode];
+    args.extend_from_slice(extra);
+    flinkw(&args, dir.path())
+}
+
+#[test]
+fn a_well_behaved_run_passes_every_record() {
+    let run = bad_guest("ok", &[]);
+    assert!(run.ok(), "{}", run.stderr);
+    assert_eq!(run.stdout.lines().collect::<Vec<_>>(), (0..10).map(|n| n.to_string()).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_panic_shows_the_message_and_the_guest_stack() {
+    let run = bad_guest("panic", &[]);
+    assert_fails_with(&run, &["misbehave", "the guest panicked", "boom at record 3", "guest stack", "explode"]);
+}
+
+#[test]
+fn an_error_from_the_guest_is_shown() {
+    let run = bad_guest("error", &[]);
+    assert_fails_with(&run, &["misbehave", "cannot handle record 3"]);
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_deadline() {
+    let run = bad_guest("loop", &["--call-timeout", "0.5"]);
+    assert_fails_with(&run, &["ran past its deadline of 500ms", "spin_forever"]);
+}
+
+#[test]
+fn a_memory_bomb_is_stopped_at_the_limit() {
+    let run = bad_guest("membomb", &["--memory-limit", "64"]);
+    assert_fails_with(&run, &["ran out of memory", "over its limit of 64 MiB"]);
+}
+
+#[test]
+fn unbounded_recursion_is_stopped_by_the_stack_limit() {
+    let run = bad_guest("recurse", &[]);
+    assert_fails_with(&run, &["overflowed its stack", "recurse_forever"]);
+}
+
+#[test]
+fn a_plan_error_is_shown() {
+    let run = bad_guest("plan-error", &[]);
+    assert_fails_with(&run, &["plan failed: this plugin refuses to plan"]);
+}

@@ -1,0 +1,69 @@
+//! Builds the example and test plugins for `wasm32-wasip2` and writes their
+//! paths into `artifacts.rs`, so tests reach them by constant.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (constant name, plugin directory relative to the repository root)
+const PLUGINS: [(&str, &str); 3] = [
+    ("WORDCOUNT", "plugins/wordcount"),
+    ("FILTER_MAP", "plugins/filter-map"),
+    ("BAD_GUEST", "tests/plugins/bad-guest"),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let root = manifest_dir.parent().expect("tests/ is inside the repository").to_path_buf();
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
+    // A target dir of its own: the outer cargo holds the lock on ours.
+    let target_dir = plugin_target_dir(&out_dir);
+    for dir in ["sdk", "wit", "batch/src"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    let mut consts = String::new();
+    for (name, dir) in PLUGINS {
+        let dir = root.join(dir);
+        println!("cargo:rerun-if-changed={}", dir.join("src").display());
+        println!("cargo:rerun-if-changed={}", dir.join("Cargo.toml").display());
+        let wasm = build_plugin(&dir, &target_dir);
+        consts.push_str(&format!(
+            "/// The `{}` plugin, built for wasm32-wasip2.\npub const {name}: &str = {:?};\n",
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
+            wasm.display().to_string()
+        ));
+    }
+    std::fs::write(out_dir.join("artifacts.rs"), consts).expect("write artifacts.rs");
+}
+
+fn plugin_target_dir(out_dir: &Path) -> PathBuf {
+    if let Ok(dir) = std::env::var("FLINKW_PLUGIN_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    // OUT_DIR is <target>/<profile>/build/<pkg>/out.
+    out_dir
+        .ancestors()
+        .nth(4)
+        .map(|t| t.join("wasm-plugins"))
+        .unwrap_or_else(|| out_dir.join("wasm-plugins"))
+}
+
+fn build_plugin(dir: &Path, target_dir: &Path) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(target_dir);
+    // Settings meant for the host build must not leak into the guest build.
+    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("run cargo for a plugin");
+    assert!(status.success(), "building plugin {} failed", dir.display());
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("read plugin manifest");
+    let name = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("name = "))
+        .map(|n| n.trim_matches('"').replace('-', "_"))
+        .expect("plugin manifest has a name");
+    target_dir.join("wasm32-wasip2/release").join(format!("{name}.wasm"))
+}

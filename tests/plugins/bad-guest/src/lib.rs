@@ -1,0 +1,69 @@
+//! A plugin that misbehaves on purpose, for the host's tests. `--set
+//! mode=M` picks how, on the record with value `--set at=N` (default 3):
+//! `ok`, `panic`, `error`, `loop`, `membomb`, `recurse`, `plan-error`.
+
+use std::hint::black_box;
+
+use flinkw::prelude::*;
+
+#[inline(never)]
+fn explode(n: u64) -> u64 {
+    panic!("boom at record {n}");
+}
+
+#[inline(never)]
+fn spin_forever(n: u64) -> u64 {
+    let mut x = n;
+    loop {
+        x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
+#[inline(never)]
+fn eat_memory(n: u64) -> u64 {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![n as u8; 1 << 20]);
+        black_box(&hoard);
+    }
+}
+
+#[inline(never)]
+fn recurse_forever(n: u64) -> u64 {
+    let mut pad = [0u8; 64];
+    pad[0] = n as u8;
+    black_box(&pad);
+    1 + recurse_forever(black_box(n + 1))
+}
+
+fn job(env: &mut Env) -> Result<(), Error> {
+    env.set_name("bad-guest");
+    let mode = env.config().get("mode").unwrap_or("ok").to_owned();
+    let at: u64 = env.config().parse_or("at", 3)?;
+    let count: u64 = env.config().parse_or("count", 10)?;
+    if mode == "plan-error" {
+        return Err(Error::msg("this plugin refuses to plan"));
+    }
+    if !["ok", "panic", "error", "loop", "membomb", "recurse"].contains(&mode.as_str()) {
+        return Err(Error::msg(format!("unknown mode {mode:?}")));
+    }
+    env.source(Datagen::sequence(count))
+        .try_map(move |n: u64| {
+            if n != at {
+                return Ok(n);
+            }
+            match mode.as_str() {
+                "panic" => Ok(explode(n)),
+                "error" => Err(format!("cannot handle record {n}")),
+                "loop" => Ok(spin_forever(n)),
+                "membomb" => Ok(eat_memory(n)),
+                "recurse" => Ok(recurse_forever(n)),
+                _ => Ok(n),
+            }
+        })
+        .name("misbehave")
+        .sink(Stdout);
+    Ok(())
+}
+
+flinkw::export_job!(job);
