@@ -13,7 +13,10 @@ const PLUGINS: [(&str, &str); 3] = [
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let root = manifest_dir.parent().expect("tests/ is inside the repository").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
     // A target dir of its own: the outer cargo holds the lock on ours.
     let target_dir = plugin_target_dir(&out_dir);
@@ -24,7 +27,10 @@ fn main() {
     for (name, dir) in PLUGINS {
         let dir = root.join(dir);
         println!("cargo:rerun-if-changed={}", dir.join("src").display());
-        println!("cargo:rerun-if-changed={}", dir.join("Cargo.toml").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join("Cargo.toml").display()
+        );
         let wasm = build_plugin(&dir, &target_dir);
         consts.push_str(&format!(
             "/// The `{}` plugin, built for wasm32-wasip2.\npub const {name}: &str = {:?};\n",
@@ -51,10 +57,21 @@ fn build_plugin(dir: &Path, target_dir: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(dir)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(target_dir);
     // Settings meant for the host build must not leak into the guest build.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("run cargo for a plugin");
@@ -65,5 +82,7 @@ fn build_plugin(dir: &Path, target_dir: &Path) -> PathBuf {
         .find_map(|l| l.strip_prefix("name = "))
         .map(|n| n.trim_matches('"').replace('-', "_"))
         .expect("plugin manifest has a name");
-    target_dir.join("wasm32-wasip2/release").join(format!("{name}.wasm"))
+    target_dir
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"))
 }

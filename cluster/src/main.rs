@@ -91,7 +91,10 @@ impl JobArgs {
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLINKW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,flinkw::guest=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,9 +107,18 @@ fn main() -> ExitCode {
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { job, skip_bad_lines, max_record_bytes, json_summary } => {
+        Command::Run {
+            job,
+            skip_bad_lines,
+            max_record_bytes,
+            json_summary,
+        } => {
             let (plugin, config) = job.load()?;
-            let options = RunOptions { skip_bad_lines, max_record_bytes, ..RunOptions::default() };
+            let options = RunOptions {
+                skip_bad_lines,
+                max_record_bytes,
+                ..RunOptions::default()
+            };
             let report = runtime::run_job(&plugin, &config, options)
                 .with_context(|| format!("job {} failed", job.plugin.display()))?;
             print_summary(&report, json_summary);
@@ -139,9 +151,16 @@ fn print_summary(report: &JobReport, json: bool) {
         eprintln!("{summary}");
         return;
     }
-    eprintln!("job {} finished in {:.3} s", report.name, report.duration.as_secs_f64());
+    eprintln!(
+        "job {} finished in {:.3} s",
+        report.name,
+        report.duration.as_secs_f64()
+    );
     for n in &report.nodes {
-        eprintln!("  {:<40} in {:>10}  out {:>10}", n.name, n.records_in, n.records_out);
+        eprintln!(
+            "  {:<40} in {:>10}  out {:>10}",
+            n.name, n.records_in, n.records_out
+        );
     }
     if report.skipped_lines > 0 {
         eprintln!(
@@ -161,7 +180,11 @@ fn print_plan(graph: &JobGraph, config: &JobConfig) -> anyhow::Result<()> {
             NodeKind::KeyedProcess(f) => format!("keyed function {f}"),
             NodeKind::Transform { chain, steps } => format!(
                 "transform chain {chain}: {}",
-                steps.iter().map(|s| format!("{} {}", s.kind, s.name)).collect::<Vec<_>>().join(" -> ")
+                steps
+                    .iter()
+                    .map(|s| format!("{} {}", s.kind, s.name))
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
             ),
         };
         println!("  node {} {:?}: {what}", n.id, n.name);
@@ -171,7 +194,10 @@ fn print_plan(graph: &JobGraph, config: &JobConfig) -> anyhow::Result<()> {
     }
     let physical = runtime::physical_plan(graph, config.parallelism)?;
     for t in &physical.tasks {
-        println!("  task {} (parallelism {}): nodes {:?}", t.index, t.parallelism, t.nodes);
+        println!(
+            "  task {} (parallelism {}): nodes {:?}",
+            t.index, t.parallelism, t.nodes
+        );
     }
     Ok(())
 }

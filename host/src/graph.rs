@@ -134,7 +134,10 @@ impl fmt::Display for Partitioning {
 
 /// Converts and checks the plugin's plan.
 pub(crate) fn from_wit(g: wit::JobGraph) -> Result<JobGraph, GraphError> {
-    let connector = |c: wit::Connector| Connector { kind: c.kind, options: c.options.into_iter().collect() };
+    let connector = |c: wit::Connector| Connector {
+        kind: c.kind,
+        options: c.options.into_iter().collect(),
+    };
     let nodes = g
         .nodes
         .into_iter()
@@ -223,15 +226,26 @@ impl JobGraph {
                 }
             }
         }
-        if !self.nodes.iter().any(|n| matches!(n.kind, NodeKind::Source(_))) {
+        if !self
+            .nodes
+            .iter()
+            .any(|n| matches!(n.kind, NodeKind::Source(_)))
+        {
             return Err(GraphError::NoSource);
         }
-        if !self.nodes.iter().any(|n| matches!(n.kind, NodeKind::Sink(_))) {
+        if !self
+            .nodes
+            .iter()
+            .any(|n| matches!(n.kind, NodeKind::Sink(_)))
+        {
             return Err(GraphError::NoSink);
         }
         for n in &self.nodes {
             let bad = |problem: &str| {
-                Err(GraphError::BadWiring { name: n.name.clone(), problem: problem.to_owned() })
+                Err(GraphError::BadWiring {
+                    name: n.name.clone(),
+                    problem: problem.to_owned(),
+                })
             };
             let ins = self.inputs(n.id).count();
             let outs = self.outputs(n.id).count();
@@ -249,7 +263,9 @@ impl JobGraph {
                     return bad("its output goes nowhere (add a sink)");
                 }
                 NodeKind::KeyedProcess(_)
-                    if self.inputs(n.id).any(|e| e.partitioning != Partitioning::Hash) =>
+                    if self
+                        .inputs(n.id)
+                        .any(|e| e.partitioning != Partitioning::Hash) =>
                 {
                     return bad("a keyed function needs hash-partitioned (key_by) input");
                 }
@@ -261,16 +277,25 @@ impl JobGraph {
 
     /// Node ids with every node after all its inputs.
     pub fn topological_order(&self) -> Result<Vec<u32>, GraphError> {
-        let mut indegree: BTreeMap<u32, usize> =
-            self.nodes.iter().map(|n| (n.id, self.inputs(n.id).count())).collect();
-        let mut ready: Vec<u32> =
-            self.nodes.iter().filter(|n| indegree[&n.id] == 0).map(|n| n.id).collect();
+        let mut indegree: BTreeMap<u32, usize> = self
+            .nodes
+            .iter()
+            .map(|n| (n.id, self.inputs(n.id).count()))
+            .collect();
+        let mut ready: Vec<u32> = self
+            .nodes
+            .iter()
+            .filter(|n| indegree[&n.id] == 0)
+            .map(|n| n.id)
+            .collect();
         ready.reverse();
         let mut order = Vec::with_capacity(self.nodes.len());
         while let Some(id) = ready.pop() {
             order.push(id);
             for e in self.outputs(id) {
-                let d = indegree.get_mut(&e.target).ok_or(GraphError::UnknownNode(e.target))?;
+                let d = indegree
+                    .get_mut(&e.target)
+                    .ok_or(GraphError::UnknownNode(e.target))?;
                 *d -= 1;
                 if *d == 0 {
                     ready.push(e.target);
@@ -289,15 +314,27 @@ mod tests {
     use super::*;
 
     fn node(id: u32, kind: NodeKind) -> Node {
-        Node { id, name: format!("n{id}"), kind, parallelism: None }
+        Node {
+            id,
+            name: format!("n{id}"),
+            kind,
+            parallelism: None,
+        }
     }
 
     fn conn(kind: &str) -> Connector {
-        Connector { kind: kind.into(), options: BTreeMap::new() }
+        Connector {
+            kind: kind.into(),
+            options: BTreeMap::new(),
+        }
     }
 
     fn edge(source: u32, target: u32, partitioning: Partitioning) -> Edge {
-        Edge { source, target, partitioning }
+        Edge {
+            source,
+            target,
+            partitioning,
+        }
     }
 
     fn pipeline() -> JobGraph {
@@ -305,7 +342,13 @@ mod tests {
             name: "t".into(),
             nodes: vec![
                 node(0, NodeKind::Source(conn("file"))),
-                node(1, NodeKind::Transform { chain: 0, steps: vec![] }),
+                node(
+                    1,
+                    NodeKind::Transform {
+                        chain: 0,
+                        steps: vec![],
+                    },
+                ),
                 node(2, NodeKind::KeyedProcess(0)),
                 node(3, NodeKind::Sink(conn("stdout"))),
             ],
@@ -350,8 +393,20 @@ mod tests {
     #[test]
     fn finds_cycles() {
         let mut g = pipeline();
-        g.nodes.push(node(4, NodeKind::Transform { chain: 1, steps: vec![] }));
-        g.nodes.push(node(5, NodeKind::Transform { chain: 2, steps: vec![] }));
+        g.nodes.push(node(
+            4,
+            NodeKind::Transform {
+                chain: 1,
+                steps: vec![],
+            },
+        ));
+        g.nodes.push(node(
+            5,
+            NodeKind::Transform {
+                chain: 2,
+                steps: vec![],
+            },
+        ));
         g.edges.push(edge(4, 5, Partitioning::Forward));
         g.edges.push(edge(5, 4, Partitioning::Forward));
         assert!(matches!(g.topological_order(), Err(GraphError::Cycle(_))));

@@ -29,14 +29,16 @@ pub(crate) fn decode_utf8<T: Data>(bytes: &[u8]) -> Result<T, String> {
     let s = std::str::from_utf8(bytes).map_err(|e| format!("record is not UTF-8: {e}"))?;
     // A `String` stream gets the text as is; any other type reads it as JSON.
     let as_json_string = serde_json::Value::String(s.to_owned());
-    serde_json::from_value(as_json_string).or_else(|_| {
-        serde_json::from_str(s).map_err(|e| format!("cannot parse record {s:?}: {e}"))
-    })
+    serde_json::from_value(as_json_string)
+        .or_else(|_| serde_json::from_str(s).map_err(|e| format!("cannot parse record {s:?}: {e}")))
 }
 
 pub(crate) fn decode_json<T: Data>(bytes: &[u8]) -> Result<T, String> {
     serde_json::from_slice(bytes).map_err(|e| {
-        format!("cannot decode record {:?}: {e}", String::from_utf8_lossy(bytes))
+        format!(
+            "cannot decode record {:?}: {e}",
+            String::from_utf8_lossy(bytes)
+        )
     })
 }
 

@@ -11,6 +11,10 @@ use crate::{Env, Error};
 
 /// A fused chain or a keyed function: one packed batch in, one out.
 pub(crate) type BatchFn = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, String>>;
+/// Saves the guest's own state.
+pub(crate) type SnapshotFn = Box<dyn Fn() -> Vec<u8>>;
+/// Restores the guest's own state.
+pub(crate) type RestoreFn = Box<dyn Fn(&[u8]) -> Result<(), Error>>;
 
 /// The graph a job builds through [`Env`] and [`crate::Stream`].
 #[derive(Default)]
@@ -21,14 +25,19 @@ pub(crate) struct GraphBuilder {
     edges: Vec<Edge>,
     chains: Vec<BatchFn>,
     keyed: Vec<BatchFn>,
-    pub snapshot: Option<Box<dyn Fn() -> Vec<u8>>>,
-    pub restore: Option<Box<dyn Fn(&[u8]) -> Result<(), Error>>>,
+    pub snapshot: Option<SnapshotFn>,
+    pub restore: Option<RestoreFn>,
 }
 
 impl GraphBuilder {
     fn add_node(&mut self, name: String, kind: NodeKind, parallelism: Option<u32>) -> u32 {
         let id = self.nodes.len() as u32;
-        self.nodes.push(Node { id, name, kind, parallelism });
+        self.nodes.push(Node {
+            id,
+            name,
+            kind,
+            parallelism,
+        });
         id
     }
 
@@ -54,11 +63,18 @@ impl GraphBuilder {
         let name = if steps.is_empty() {
             "encode".to_owned()
         } else {
-            steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" -> ")
+            steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" -> ")
         };
         let id = self.add_node(
             name,
-            NodeKind::Transform(TransformNode { chain: chain_id, steps }),
+            NodeKind::Transform(TransformNode {
+                chain: chain_id,
+                steps,
+            }),
             parallelism,
         );
         self.connect(upstream, id, Partitioning::Forward);
@@ -74,7 +90,11 @@ impl GraphBuilder {
     }
 
     fn connect(&mut self, source: u32, target: u32, partitioning: Partitioning) {
-        self.edges.push(Edge { source, target, partitioning });
+        self.edges.push(Edge {
+            source,
+            target,
+            partitioning,
+        });
     }
 
     pub fn rename(&mut self, node: u32, name: &str) {
@@ -92,8 +112,8 @@ impl GraphBuilder {
 struct Registry {
     chains: Vec<BatchFn>,
     keyed: Vec<BatchFn>,
-    snapshot: Option<Box<dyn Fn() -> Vec<u8>>>,
-    restore: Option<Box<dyn Fn(&[u8]) -> Result<(), Error>>>,
+    snapshot: Option<SnapshotFn>,
+    restore: Option<RestoreFn>,
 }
 
 thread_local! {
@@ -106,8 +126,14 @@ unsafe extern "Rust" {
 }
 
 pub(crate) fn plan(config: types::Settings) -> Result<JobGraph, String> {
-    let graph = Rc::new(RefCell::new(GraphBuilder { name: "job".into(), ..Default::default() }));
-    let mut env = Env { config: crate::env::Config::new(config), graph: graph.clone() };
+    let graph = Rc::new(RefCell::new(GraphBuilder {
+        name: "job".into(),
+        ..Default::default()
+    }));
+    let mut env = Env {
+        config: crate::env::Config::new(config),
+        graph: graph.clone(),
+    };
     __flinkw_job(&mut env).map_err(|e| e.to_string())?;
     let config_keys = env.config.keys_read();
     drop(env);

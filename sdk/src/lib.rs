@@ -41,18 +41,20 @@ mod state;
 mod stream;
 
 pub use codec::Data;
-pub use connector::{Bid, Blackhole, Datagen, DatagenSource, File, FileSink, FileSource, Sink, Source, Stdout};
+pub use connector::{
+    Bid, Blackhole, Datagen, DatagenSource, File, FileSink, FileSource, Sink, Source, Stdout,
+};
 pub use env::{Config, Env};
 pub use error::Error;
-pub use log::{counter_add, gauge_set, log, Level};
+pub use log::{Level, counter_add, gauge_set, log};
 pub use state::ValueState;
 pub use stream::{Collector, KeyedContext, KeyedStream, Stream};
 
 /// Everything a job usually needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Blackhole, Collector, Data, Datagen, Env, Error, File, FileSink, KeyedContext,
-        KeyedStream, Stdout, Stream, ValueState,
+        Blackhole, Collector, Data, Datagen, Env, Error, File, FileSink, KeyedContext, KeyedStream,
+        Stdout, Stream, ValueState,
     };
 }
 

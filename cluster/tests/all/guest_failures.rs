@@ -17,13 +17,25 @@ fn bad_guest(mode: &str, extra: &[&str]) -> flinkw_tests::Run {
 fn a_well_behaved_run_passes_every_record() {
     let run = bad_guest("ok", &[]);
     assert!(run.ok(), "{}", run.stderr);
-    assert_eq!(run.stdout.lines().collect::<Vec<_>>(), (0..10).map(|n| n.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        run.stdout.lines().collect::<Vec<_>>(),
+        (0..10).map(|n| n.to_string()).collect::<Vec<_>>()
+    );
 }
 
 #[test]
 fn a_panic_shows_the_message_and_the_guest_stack() {
     let run = bad_guest("panic", &[]);
-    assert_fails_with(&run, &["misbehave", "the guest panicked", "boom at record 3", "guest stack", "explode"]);
+    assert_fails_with(
+        &run,
+        &[
+            "misbehave",
+            "the guest panicked",
+            "boom at record 3",
+            "guest stack",
+            "explode",
+        ],
+    );
 }
 
 #[test]

@@ -109,7 +109,10 @@ impl FileSourceSpec {
     }
 
     fn io(&self, source: std::io::Error) -> ConnectorError {
-        ConnectorError::Io { path: self.path.display().to_string(), source }
+        ConnectorError::Io {
+            path: self.path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -143,7 +146,9 @@ impl FileReader {
                     return Ok(None);
                 }
                 let fields = parse_csv_line(text)?;
-                let Some(header) = &self.header else { return Ok(None) };
+                let Some(header) = &self.header else {
+                    return Ok(None);
+                };
                 if fields.len() != header.len() {
                     return Err(format!(
                         "expected {} fields (as in the header), found {}",
@@ -151,9 +156,14 @@ impl FileReader {
                         fields.len()
                     ));
                 }
-                let obj: serde_json::Map<String, serde_json::Value> =
-                    header.iter().cloned().zip(fields.into_iter().map(csv_value)).collect();
-                serde_json::to_vec(&obj).map(Some).map_err(|e| e.to_string())
+                let obj: serde_json::Map<String, serde_json::Value> = header
+                    .iter()
+                    .cloned()
+                    .zip(fields.into_iter().map(csv_value))
+                    .collect();
+                serde_json::to_vec(&obj)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -169,7 +179,10 @@ impl SourceReader for FileReader {
         let mut added = 0;
         while added < max {
             self.buf.clear();
-            let n = self.lines.read_line(&mut self.buf).map_err(|e| self.spec.io(e))?;
+            let n = self
+                .lines
+                .read_line(&mut self.buf)
+                .map_err(|e| self.spec.io(e))?;
             if n == 0 {
                 return Ok(Poll::End);
             }
@@ -244,7 +257,7 @@ fn parse_csv_line(line: &str) -> Result<Vec<String>, String> {
         Ok(false) => return Ok(Vec::new()),
         Err(e) => return Err(format!("not valid CSV: {e}")),
     }
-    if line.matches('"').count() % 2 != 0 {
+    if !line.matches('"').count().is_multiple_of(2) {
         return Err("not valid CSV: unterminated quote".to_owned());
     }
     Ok(record.iter().map(str::to_owned).collect())
@@ -270,7 +283,10 @@ mod tests {
 
     #[test]
     fn csv_fields_and_types() {
-        assert_eq!(parse_csv_line(r#"a,"b,c",3"#).unwrap(), vec!["a", "b,c", "3"]);
+        assert_eq!(
+            parse_csv_line(r#"a,"b,c",3"#).unwrap(),
+            vec!["a", "b,c", "3"]
+        );
         assert!(parse_csv_line(r#"a,"b"#).is_err());
         assert_eq!(csv_value("12".into()), serde_json::json!(12));
         assert_eq!(csv_value("1.5".into()), serde_json::json!(1.5));

@@ -167,7 +167,11 @@ impl SourceSpec {
     }
 
     /// Opens the reader of subtask `index` of `parallelism`.
-    pub fn open(&self, index: u32, parallelism: u32) -> Result<Box<dyn SourceReader>, ConnectorError> {
+    pub fn open(
+        &self,
+        index: u32,
+        parallelism: u32,
+    ) -> Result<Box<dyn SourceReader>, ConnectorError> {
         match self {
             SourceSpec::File(f) => f.open(index, parallelism),
             SourceSpec::Datagen(d) => Ok(d.open(index, parallelism)),

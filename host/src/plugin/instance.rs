@@ -63,7 +63,10 @@ impl fmt::Display for TrapCause {
         match self {
             TrapCause::Panic(m) => write!(f, "the guest panicked: {m}"),
             TrapCause::Deadline(d) => {
-                write!(f, "the guest ran past its deadline of {d:?} for one call (an endless loop?)")
+                write!(
+                    f,
+                    "the guest ran past its deadline of {d:?} for one call (an endless loop?)"
+                )
             }
             TrapCause::Memory { requested, limit } => write!(
                 f,
@@ -83,7 +86,11 @@ impl fmt::Display for GuestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GuestError::Failed { call, message } => write!(f, "{call} failed: {message}"),
-            GuestError::Trapped { call, cause, backtrace } => {
+            GuestError::Trapped {
+                call,
+                cause,
+                backtrace,
+            } => {
                 write!(f, "{call}: {cause}")?;
                 if !backtrace.is_empty() {
                     write!(f, "\nguest stack:\n{backtrace}")?;
@@ -112,12 +119,16 @@ impl Instance {
         label: &str,
     ) -> Result<Self, GuestError> {
         let limits = engine.limits();
-        let mut store =
-            Store::new(engine.wasmtime(), HostState::new(label.to_owned(), limits.memory_bytes));
+        let mut store = Store::new(
+            engine.wasmtime(),
+            HostState::new(label.to_owned(), limits.memory_bytes),
+        );
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(limits.deadline_ticks());
-        let job = pre.instantiate(&mut store).map_err(|e| GuestError::Instantiate(format!("{e:#}")))?;
+        let job = pre
+            .instantiate(&mut store)
+            .map_err(|e| GuestError::Instantiate(format!("{e:#}")))?;
         Ok(Instance { store, job, limits })
     }
 
@@ -126,7 +137,10 @@ impl Instance {
         let call = "plan";
         self.arm();
         let config = config.to_vec();
-        let result = self.job.flinkw_plugin_plan().call_plan(&mut self.store, &config);
+        let result = self
+            .job
+            .flinkw_plugin_plan()
+            .call_plan(&mut self.store, &config);
         let graph = self.finish(call, result)?;
         graph::from_wit(graph).map_err(|e| GuestError::BadPlan(e.to_string()))
     }
@@ -135,7 +149,10 @@ impl Instance {
     #[allow(clippy::ptr_arg)] // the generated binding takes `&Vec<u8>`
     pub fn transform(&mut self, chain: u32, batch: &Vec<u8>) -> Result<Vec<u8>, GuestError> {
         self.arm();
-        let result = self.job.flinkw_plugin_transform().call_run(&mut self.store, chain, batch);
+        let result = self
+            .job
+            .flinkw_plugin_transform()
+            .call_run(&mut self.store, chain, batch);
         self.finish_with(|| format!("transform chain {chain}"), result)
     }
 
@@ -144,7 +161,10 @@ impl Instance {
     pub fn keyed(&mut self, function: u32, batch: Arc<Vec<u8>>) -> Result<Vec<u8>, GuestError> {
         self.arm();
         self.store.data_mut().keyed_batch = Some(batch.clone());
-        let result = self.job.flinkw_plugin_keyed().call_process(&mut self.store, function, &batch);
+        let result = self
+            .job
+            .flinkw_plugin_keyed()
+            .call_process(&mut self.store, function, &batch);
         self.store.data_mut().keyed_batch = None;
         self.finish_with(|| format!("keyed function {function}"), result)
     }
@@ -152,14 +172,21 @@ impl Instance {
     /// Asks the guest for a snapshot of the state it keeps itself.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, GuestError> {
         self.arm();
-        let result = self.job.flinkw_plugin_snapshot().call_snapshot(&mut self.store).map(Ok);
+        let result = self
+            .job
+            .flinkw_plugin_snapshot()
+            .call_snapshot(&mut self.store)
+            .map(Ok);
         self.finish("snapshot", result)
     }
 
     /// Gives the guest back a snapshot taken by [`Instance::snapshot`].
     pub fn restore(&mut self, state: &[u8]) -> Result<(), GuestError> {
         self.arm();
-        let result = self.job.flinkw_plugin_snapshot().call_restore(&mut self.store, state);
+        let result = self
+            .job
+            .flinkw_plugin_snapshot()
+            .call_restore(&mut self.store, state);
         self.finish("restore", result)
     }
 
@@ -192,7 +219,10 @@ impl Instance {
     ) -> Result<T, GuestError> {
         match result {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(message)) => Err(GuestError::Failed { call: call(), message }),
+            Ok(Err(message)) => Err(GuestError::Failed {
+                call: call(),
+                message,
+            }),
             Err(e) => Err(self.trap(call(), e)),
         }
     }
@@ -204,7 +234,10 @@ impl Instance {
             .unwrap_or_default();
         let data = self.store.data_mut();
         let cause = if let Some(requested) = data.limiter.refused.take() {
-            TrapCause::Memory { requested, limit: data.limiter.max_bytes }
+            TrapCause::Memory {
+                requested,
+                limit: data.limiter.max_bytes,
+            }
         } else if let Some(panic) = data.last_panic.take() {
             TrapCause::Panic(panic)
         } else {
@@ -221,7 +254,11 @@ impl Instance {
             }
         };
         let backtrace = format_backtrace(&frames, matches!(cause, TrapCause::Panic(_)));
-        GuestError::Trapped { call, cause, backtrace }
+        GuestError::Trapped {
+            call,
+            cause,
+            backtrace,
+        }
     }
 }
 
@@ -264,7 +301,9 @@ fn clean_name(name: &str) -> String {
     }
     out.push_str(rest);
     match out.rfind("::h") {
-        Some(i) if out[i + 3..].len() == 16 && out[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => {
+        Some(i)
+            if out[i + 3..].len() == 16 && out[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) =>
+        {
             out.truncate(i);
             out
         }
@@ -278,7 +317,11 @@ fn format_backtrace(frames: &[String], panicked: bool) -> String {
     let start = if panicked {
         frames
             .iter()
-            .rposition(|f| f.contains("panic_fmt") || f.contains("rust_begin_unwind") || f.ends_with("panicking::panic"))
+            .rposition(|f| {
+                f.contains("panic_fmt")
+                    || f.contains("rust_begin_unwind")
+                    || f.ends_with("panicking::panic")
+            })
             .map_or(0, |i| i + 1)
     } else {
         0
@@ -290,7 +333,11 @@ fn format_backtrace(frames: &[String], panicked: bool) -> String {
         while j < frames.len() && frames[j] == frames[i] {
             j += 1;
         }
-        let repeat = if j - i > 1 { format!(" (repeated {} times)", j - i) } else { String::new() };
+        let repeat = if j - i > 1 {
+            format!(" (repeated {} times)", j - i)
+        } else {
+            String::new()
+        };
         lines.push(format!("  {}: {}{repeat}", lines.len(), frames[i]));
         i = j;
     }
@@ -306,10 +353,17 @@ mod tests {
 
     #[test]
     fn backtraces_are_short_and_readable() {
-        let frames: Vec<String> = ["core::panicking::panic_fmt", "app::explode", "app::run", "app::run", "app::run", "main"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let frames: Vec<String> = [
+            "core::panicking::panic_fmt",
+            "app::explode",
+            "app::run",
+            "app::run",
+            "app::run",
+            "main",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(
             format_backtrace(&frames, true),
             "  0: app::explode\n  1: app::run (repeated 3 times)\n  2: main"
@@ -319,8 +373,14 @@ mod tests {
             "std::process::abort"
         );
         assert_eq!(clean_name("app::Vec<[u8]>::get"), "app::Vec<[u8]>::get");
-        assert_eq!(clean_name("_ZN9bad_guest7explode17hd904dafbfbc3b79bE"), "bad_guest::explode");
+        assert_eq!(
+            clean_name("_ZN9bad_guest7explode17hd904dafbfbc3b79bE"),
+            "bad_guest::explode"
+        );
         let deep = vec!["f".to_string(); 5000];
-        assert_eq!(format_backtrace(&deep, false), "  0: f (repeated 5000 times)");
+        assert_eq!(
+            format_backtrace(&deep, false),
+            "  0: f (repeated 5000 times)"
+        );
     }
 }

@@ -37,7 +37,11 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { skip_bad_lines: false, max_record_bytes: 16 << 20, channel_capacity: 8 }
+        RunOptions {
+            skip_bad_lines: false,
+            max_record_bytes: 16 << 20,
+            channel_capacity: 8,
+        }
     }
 }
 
@@ -169,7 +173,10 @@ pub fn run_job(
     let mut sources = BTreeMap::new();
     let mut sinks = BTreeMap::new();
     for n in &graph.nodes {
-        let err = |error| JobError::Connector { node: format!("{:?}", n.name), error };
+        let err = |error| JobError::Connector {
+            node: format!("{:?}", n.name),
+            error,
+        };
         match &n.kind {
             NodeKind::Source(c) => {
                 sources.insert(n.id, SourceSpec::new(c, defaults).map_err(err)?);
@@ -181,7 +188,11 @@ pub fn run_job(
         }
     }
     tracing::info!(job = %graph.name, tasks = physical.tasks.len(), "starting job");
-    let metrics = graph.nodes.iter().map(|n| (n.id, NodeMetrics::default())).collect();
+    let metrics = graph
+        .nodes
+        .iter()
+        .map(|n| (n.id, NodeMetrics::default()))
+        .collect();
     let shared = Arc::new(Shared {
         graph,
         config: config.clone(),
@@ -198,26 +209,31 @@ pub fn run_job(
     let mut senders: Vec<Vec<SyncSender<Message>>> = Vec::new();
     let mut receivers: Vec<Vec<Option<Receiver<Message>>>> = Vec::new();
     for t in &physical.tasks {
-        let (s, r): (Vec<_>, Vec<_>) =
-            (0..t.parallelism).map(|_| sync_channel(options.channel_capacity)).unzip();
+        let (s, r): (Vec<_>, Vec<_>) = (0..t.parallelism)
+            .map(|_| sync_channel(options.channel_capacity))
+            .unzip();
         senders.push(s);
         receivers.push(r.into_iter().map(Some).collect());
     }
 
     let mut threads = Vec::new();
     for task in &physical.tasks {
-        for i in 0..task.parallelism as usize {
+        for (i, input) in receivers[task.index].iter_mut().enumerate() {
             let router = Router {
                 outputs: task
                     .outputs
                     .iter()
                     .map(|o| {
-                        Output::new(o.partitioning, senders[o.task].clone(), config.max_parallelism)
+                        Output::new(
+                            o.partitioning,
+                            senders[o.task].clone(),
+                            config.max_parallelism,
+                        )
                     })
                     .collect(),
                 index: i,
             };
-            let input = receivers[task.index][i].take();
+            let input = input.take();
             let sub = subtask::Subtask::new(shared.clone(), task.clone(), i as u32, router, input);
             let name = format!("flinkw-t{}-{}", task.index, i);
             let handle = std::thread::Builder::new()
@@ -235,14 +251,22 @@ pub fn run_job(
     }
     let shared = Arc::try_unwrap(shared)
         .map_err(|_| JobError::Internal("subtasks outlived the job".into()))?;
-    if let Some(e) = shared.failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    if let Some(e) = shared
+        .failure
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+    {
         return Err(e);
     }
     let (mut skipped_lines, mut first_skipped) = (0, None);
     for s in shared.sources.values() {
         if let Some(stats) = s.stats() {
             skipped_lines += stats.skipped.load(Ordering::Relaxed);
-            let first = stats.first_skipped.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let first = stats
+                .first_skipped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             first_skipped = first_skipped.or(first);
         }
     }
@@ -265,6 +289,9 @@ pub fn run_job(
         nodes,
         skipped_lines,
         first_skipped,
-        counters: shared.counters.into_inner().unwrap_or_else(|p| p.into_inner()),
+        counters: shared
+            .counters
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner()),
     })
 }

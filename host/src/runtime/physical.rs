@@ -46,7 +46,12 @@ pub struct PhysicalPlan {
 pub fn plan(graph: &JobGraph, job_parallelism: Option<u32>) -> Result<PhysicalPlan, GraphError> {
     let order = graph.topological_order()?;
     let default = job_parallelism.or(graph.parallelism).unwrap_or(1);
-    let parallelism = |id: u32| graph.node(id).and_then(|n| n.parallelism).unwrap_or(default);
+    let parallelism = |id: u32| {
+        graph
+            .node(id)
+            .and_then(|n| n.parallelism)
+            .unwrap_or(default)
+    };
 
     let mut task_of: std::collections::BTreeMap<u32, usize> = Default::default();
     let mut tasks: Vec<TaskSpec> = Vec::new();
@@ -90,9 +95,15 @@ pub fn plan(graph: &JobGraph, job_parallelism: Option<u32>) -> Result<PhysicalPl
             }
             p => p,
         };
-        tasks[from].outputs.push(TaskOutput { task: to, partitioning });
-        tasks[to].expected_ends +=
-            if partitioning == Partitioning::Forward { 1 } else { tasks[from].parallelism };
+        tasks[from].outputs.push(TaskOutput {
+            task: to,
+            partitioning,
+        });
+        tasks[to].expected_ends += if partitioning == Partitioning::Forward {
+            1
+        } else {
+            tasks[from].parallelism
+        };
     }
     Ok(PhysicalPlan { tasks })
 }
@@ -103,12 +114,21 @@ mod tests {
     use crate::graph::{Connector, Edge, Node, NodeKind};
 
     fn graph(parallelism: [Option<u32>; 5]) -> JobGraph {
-        let conn = |k: &str| Connector { kind: k.into(), options: Default::default() };
+        let conn = |k: &str| Connector {
+            kind: k.into(),
+            options: Default::default(),
+        };
         let kinds = [
             NodeKind::Source(conn("file")),
-            NodeKind::Transform { chain: 0, steps: vec![] },
+            NodeKind::Transform {
+                chain: 0,
+                steps: vec![],
+            },
             NodeKind::KeyedProcess(0),
-            NodeKind::Transform { chain: 1, steps: vec![] },
+            NodeKind::Transform {
+                chain: 1,
+                steps: vec![],
+            },
             NodeKind::Sink(conn("stdout")),
         ];
         let nodes = kinds
@@ -121,7 +141,11 @@ mod tests {
                 parallelism: parallelism[i],
             })
             .collect();
-        let e = |s, t, p| Edge { source: s, target: t, partitioning: p };
+        let e = |s, t, p| Edge {
+            source: s,
+            target: t,
+            partitioning: p,
+        };
         JobGraph {
             name: "t".into(),
             nodes,
@@ -142,7 +166,13 @@ mod tests {
         assert_eq!(p.tasks.len(), 2);
         assert_eq!(p.tasks[0].nodes, vec![0, 1]);
         assert_eq!(p.tasks[1].nodes, vec![2, 3, 4]);
-        assert_eq!(p.tasks[0].outputs, vec![TaskOutput { task: 1, partitioning: Partitioning::Hash }]);
+        assert_eq!(
+            p.tasks[0].outputs,
+            vec![TaskOutput {
+                task: 1,
+                partitioning: Partitioning::Hash
+            }]
+        );
         assert_eq!(p.tasks[1].expected_ends, 4);
         assert!(p.tasks.iter().all(|t| t.parallelism == 4));
     }
@@ -155,7 +185,10 @@ mod tests {
         assert_eq!(p.tasks[2].parallelism, 1);
         assert_eq!(
             p.tasks[1].outputs,
-            vec![TaskOutput { task: 2, partitioning: Partitioning::Rebalance }]
+            vec![TaskOutput {
+                task: 2,
+                partitioning: Partitioning::Rebalance
+            }]
         );
         assert_eq!(p.tasks[2].expected_ends, 3);
     }
@@ -166,6 +199,9 @@ mod tests {
         g.parallelism = Some(2);
         assert_eq!(plan(&g, None).unwrap().tasks[0].parallelism, 2);
         assert_eq!(plan(&g, Some(5)).unwrap().tasks[0].parallelism, 5);
-        assert_eq!(plan(&graph([None; 5]), None).unwrap().tasks[0].parallelism, 1);
+        assert_eq!(
+            plan(&graph([None; 5]), None).unwrap().tasks[0].parallelism,
+            1
+        );
     }
 }

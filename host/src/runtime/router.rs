@@ -36,7 +36,13 @@ impl Output {
         max_parallelism: u32,
     ) -> Self {
         let split = (0..targets.len()).map(|_| BatchBuilder::new()).collect();
-        Output { partitioning, targets, next: 0, max_parallelism, split }
+        Output {
+            partitioning,
+            targets,
+            next: 0,
+            max_parallelism,
+            split,
+        }
     }
 
     /// Sends `batch` on; `index` is the sending subtask's index.
@@ -69,7 +75,9 @@ impl Output {
     /// Tells the downstream subtasks this one is done.
     pub fn end(&mut self, index: usize) -> Result<(), Disconnected> {
         match self.partitioning {
-            Partitioning::Forward => self.targets[index].send(Message::End).map_err(|_| Disconnected),
+            Partitioning::Forward => self.targets[index]
+                .send(Message::End)
+                .map_err(|_| Disconnected),
             _ => {
                 for t in &self.targets {
                     t.send(Message::End).map_err(|_| Disconnected)?;
@@ -80,7 +88,9 @@ impl Output {
     }
 
     fn send_to(&self, t: usize, batch: Vec<u8>) -> Result<(), Disconnected> {
-        self.targets[t].send(Message::Batch(batch)).map_err(|_| Disconnected)
+        self.targets[t]
+            .send(Message::Batch(batch))
+            .map_err(|_| Disconnected)
     }
 }
 
@@ -96,7 +106,11 @@ impl Router {
         let n = self.outputs.len();
         let mut batch = Some(batch);
         for (i, out) in self.outputs.iter_mut().enumerate() {
-            let b = if i + 1 == n { batch.take().unwrap_or_default() } else { batch.clone().unwrap_or_default() };
+            let b = if i + 1 == n {
+                batch.take().unwrap_or_default()
+            } else {
+                batch.clone().unwrap_or_default()
+            };
             out.send(b, self.index)?;
         }
         Ok(())

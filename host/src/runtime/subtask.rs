@@ -17,9 +17,18 @@ use crate::plugin::Instance;
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
 enum Operator {
-    Transform { node: u32, chain: u32 },
-    Keyed { node: u32, function: u32 },
-    Sink { node: u32, writer: Box<dyn SinkWriter> },
+    Transform {
+        node: u32,
+        chain: u32,
+    },
+    Keyed {
+        node: u32,
+        function: u32,
+    },
+    Sink {
+        node: u32,
+        writer: Box<dyn SinkWriter>,
+    },
 }
 
 pub(super) struct Subtask {
@@ -45,7 +54,9 @@ impl From<JobError> for Stop {
 }
 
 fn batch_len(bytes: &[u8]) -> u64 {
-    bytes.get(4..8).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
+    bytes
+        .get(4..8)
+        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
 }
 
 impl Subtask {
@@ -56,12 +67,26 @@ impl Subtask {
         router: Router,
         input: Option<Receiver<Message>>,
     ) -> Self {
-        Subtask { shared, task, index, router, input }
+        Subtask {
+            shared,
+            task,
+            index,
+            router,
+            input,
+        }
     }
 
     fn label(&self, node: u32) -> String {
-        let name = self.shared.graph.node(node).map_or("?", |n| n.name.as_str());
-        format!("{name:?} (subtask {}/{})", self.index + 1, self.task.parallelism)
+        let name = self
+            .shared
+            .graph
+            .node(node)
+            .map_or("?", |n| n.name.as_str());
+        format!(
+            "{name:?} (subtask {}/{})",
+            self.index + 1,
+            self.task.parallelism
+        )
     }
 
     pub fn run(mut self) {
@@ -79,9 +104,12 @@ impl Subtask {
         let source = self.shared.sources.get(&head).cloned();
         match source {
             Some(spec) => {
-                let reader = spec.open(self.index, self.task.parallelism).map_err(|error| {
-                    JobError::Connector { node: self.label(head), error }
-                })?;
+                let reader = spec
+                    .open(self.index, self.task.parallelism)
+                    .map_err(|error| JobError::Connector {
+                        node: self.label(head),
+                        error,
+                    })?;
                 self.run_source(head, reader, &mut instance, &mut ops)?;
             }
             None => self.run_input(&mut instance, &mut ops)?,
@@ -89,11 +117,18 @@ impl Subtask {
         for op in &mut ops {
             if let Operator::Sink { node, writer } = op {
                 let node = *node;
-                writer.flush().map_err(|error| JobError::Connector { node: self.label(node), error })?;
+                writer.flush().map_err(|error| JobError::Connector {
+                    node: self.label(node),
+                    error,
+                })?;
             }
         }
         if let Some(instance) = &instance {
-            let mut counters = self.shared.counters.lock().unwrap_or_else(|p| p.into_inner());
+            let mut counters = self
+                .shared
+                .counters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             for (k, v) in instance.counters() {
                 *counters.entry(k.clone()).or_default() += v;
             }
@@ -106,16 +141,24 @@ impl Subtask {
         let mut ops = Vec::new();
         let mut needs_guest = false;
         for &id in &self.task.nodes {
-            let Some(node) = self.shared.graph.node(id) else { continue };
+            let Some(node) = self.shared.graph.node(id) else {
+                continue;
+            };
             match &node.kind {
                 NodeKind::Source(_) => {}
                 NodeKind::Transform { chain, .. } => {
                     needs_guest = true;
-                    ops.push(Operator::Transform { node: id, chain: *chain });
+                    ops.push(Operator::Transform {
+                        node: id,
+                        chain: *chain,
+                    });
                 }
                 NodeKind::KeyedProcess(f) => {
                     needs_guest = true;
-                    ops.push(Operator::Keyed { node: id, function: *f });
+                    ops.push(Operator::Keyed {
+                        node: id,
+                        function: *f,
+                    });
                 }
                 NodeKind::Sink(_) => {
                     let writer = self.shared.sinks[&id].open();
@@ -125,7 +168,12 @@ impl Subtask {
         }
         let instance = if needs_guest {
             let node = self.task.nodes[0];
-            let guest = |error| Stop::Failed(JobError::Guest { node: self.label(node), error });
+            let guest = |error| {
+                Stop::Failed(JobError::Guest {
+                    node: self.label(node),
+                    error,
+                })
+            };
             let label = format!("{}#{}", self.shared.graph.name, self.index);
             let mut instance = self.shared.plugin.instantiate(&label).map_err(guest)?;
             // Each instance runs `plan` so the guest knows its functions.
@@ -162,10 +210,15 @@ impl Subtask {
             let deadline = Instant::now() + timeout;
             let poll = reader
                 .poll(&mut builder, batch_size, deadline)
-                .map_err(|error| JobError::Connector { node: self.label(head), error })?;
+                .map_err(|error| JobError::Connector {
+                    node: self.label(head),
+                    error,
+                })?;
             if !builder.is_empty() {
                 let bytes = builder.finish();
-                self.shared.metrics[&head].records_out.fetch_add(batch_len(&bytes), Ordering::Relaxed);
+                self.shared.metrics[&head]
+                    .records_out
+                    .fetch_add(batch_len(&bytes), Ordering::Relaxed);
                 self.process(bytes, instance, ops)?;
             }
             if poll == Poll::End {
@@ -174,7 +227,11 @@ impl Subtask {
         }
     }
 
-    fn run_input(&mut self, instance: &mut Option<Instance>, ops: &mut [Operator]) -> Result<(), Stop> {
+    fn run_input(
+        &mut self,
+        instance: &mut Option<Instance>,
+        ops: &mut [Operator],
+    ) -> Result<(), Stop> {
         let Some(input) = self.input.take() else {
             return Err(JobError::Internal("a task without a source has no input".into()).into());
         };
@@ -208,23 +265,34 @@ impl Subtask {
             };
             let m = &self.shared.metrics[&node];
             m.records_in.fetch_add(batch_len(&bytes), Ordering::Relaxed);
-            let guest = |error| Stop::Failed(JobError::Guest { node: self.label(node), error });
+            let guest = |error| {
+                Stop::Failed(JobError::Guest {
+                    node: self.label(node),
+                    error,
+                })
+            };
             bytes = match op {
                 Operator::Sink { writer, .. } => {
                     let batch = Batch::new(&bytes)
                         .map_err(|e| JobError::Internal(format!("bad batch at a sink: {e}")))?;
-                    writer
-                        .write(&batch)
-                        .map_err(|error| JobError::Connector { node: self.label(node), error })?;
-                    m.records_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    writer.write(&batch).map_err(|error| JobError::Connector {
+                        node: self.label(node),
+                        error,
+                    })?;
+                    m.records_out
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     return Ok(());
                 }
                 Operator::Transform { chain, .. } => {
-                    let Some(inst) = instance.as_mut() else { unreachable!("guest op without instance") };
+                    let Some(inst) = instance.as_mut() else {
+                        unreachable!("guest op without instance")
+                    };
                     inst.transform(*chain, &bytes).map_err(guest)?
                 }
                 Operator::Keyed { function, .. } => {
-                    let Some(inst) = instance.as_mut() else { unreachable!("guest op without instance") };
+                    let Some(inst) = instance.as_mut() else {
+                        unreachable!("guest op without instance")
+                    };
                     inst.keyed(*function, Arc::new(bytes)).map_err(guest)?
                 }
             };

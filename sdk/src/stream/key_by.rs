@@ -26,11 +26,16 @@ impl<T: Data> Stream<T> {
     /// ```
     pub fn key_by<K: Data>(self, f: impl Fn(&T) -> K + 'static) -> KeyedStream<T> {
         let mut stream = self;
-        stream.steps.push(crate::bindings::flinkw::plugin::types::Step {
-            kind: StepKind::KeyBy,
-            name: "key-by".to_owned(),
-        });
-        KeyedStream { stream, key: Box::new(move |v, out| encode_postcard(&f(v), out)) }
+        stream
+            .steps
+            .push(crate::bindings::flinkw::plugin::types::Step {
+                kind: StepKind::KeyBy,
+                name: "key-by".to_owned(),
+            });
+        KeyedStream {
+            stream,
+            key: Box::new(move |v, out| encode_postcard(&f(v), out)),
+        }
     }
 }
 

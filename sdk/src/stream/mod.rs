@@ -57,7 +57,10 @@ impl crate::Env {
         let name = source.name();
         let decode = source.decoder();
         let text = source.is_text();
-        let id = self.graph.borrow_mut().add_source(&name, source.connector());
+        let id = self
+            .graph
+            .borrow_mut()
+            .add_source(&name, source.connector());
         Stream::from_node(self.graph.clone(), id, decode, text)
     }
 }
@@ -87,7 +90,10 @@ impl<T: Data> Stream<T> {
         wrap: impl FnOnce(Segment<T>) -> Segment<U>,
     ) -> Stream<U> {
         let mut steps = self.steps;
-        steps.push(Step { kind, name: default_name.to_owned() });
+        steps.push(Step {
+            kind,
+            name: default_name.to_owned(),
+        });
         Stream {
             graph: self.graph,
             upstream: self.upstream,

@@ -29,6 +29,7 @@ fn eat_memory(n: u64) -> u64 {
 }
 
 #[inline(never)]
+#[allow(unconditional_recursion)] // the point of this mode
 fn recurse_forever(n: u64) -> u64 {
     let mut pad = [0u8; 64];
     pad[0] = n as u8;
