@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (constant name, plugin directory relative to the repository root)
-const PLUGINS: [(&str, &str); 3] = [
+const PLUGINS: [(&str, &str); 4] = [
     ("WORDCOUNT", "plugins/wordcount"),
     ("FILTER_MAP", "plugins/filter-map"),
+    ("NEXMARK_W1", "plugins/nexmark-w1"),
     ("BAD_GUEST", "tests/plugins/bad-guest"),
 ];
 

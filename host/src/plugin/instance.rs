@@ -70,8 +70,8 @@ impl fmt::Display for TrapCause {
             }
             TrapCause::Memory { requested, limit } => write!(
                 f,
-                "the guest ran out of memory: it asked for {} MiB, over its limit of {} MiB",
-                requested >> 20,
+                "the guest ran out of memory: it asked for {:.1} MiB, over its limit of {} MiB",
+                *requested as f64 / (1u64 << 20) as f64,
                 limit >> 20
             ),
             TrapCause::StackOverflow => {
