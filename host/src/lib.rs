@@ -26,5 +26,7 @@ pub mod limits;
 pub mod plugin;
 pub mod runtime;
 pub mod state;
+pub mod time;
+pub mod window;
 
 pub use flinkw_batch as batch;
