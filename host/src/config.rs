@@ -11,22 +11,10 @@ use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 
 /// Keys the host itself reads, with what they mean.
 pub const HOST_KEYS: [(&str, &str); 4] = [
-    (
-        "parallelism",
-        "default parallelism of every operator (1..=max-parallelism)",
-    ),
-    (
-        "max-parallelism",
-        "number of key groups, fixed for the job's life (default 128)",
-    ),
-    (
-        "batch.size",
-        "records per batch before it is sent on (default 1024)",
-    ),
-    (
-        "batch.timeout-ms",
-        "longest a batch waits to fill, in ms (default 50)",
-    ),
+    ("parallelism", "default parallelism of every operator (1..=max-parallelism)"),
+    ("max-parallelism", "number of key groups, fixed for the job's life (default 128)"),
+    ("batch.size", "records per batch before it is sent on (default 1024)"),
+    ("batch.timeout-ms", "longest a batch waits to fill, in ms (default 50)"),
 ];
 
 /// Why config is invalid.
@@ -96,9 +84,7 @@ impl JobConfig {
         let mut values = BTreeMap::new();
         for pair in pairs {
             let pair = pair.as_ref();
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| ConfigError::Syntax(pair.into()))?;
+            let (k, v) = pair.split_once('=').ok_or_else(|| ConfigError::Syntax(pair.into()))?;
             let k = k.trim();
             if k.is_empty() {
                 return Err(ConfigError::Syntax(pair.into()));
@@ -112,10 +98,7 @@ impl JobConfig {
 
     /// Builds the config from pairs, checking the host's keys.
     pub fn from_map(values: BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        let mut c = JobConfig {
-            values,
-            ..Default::default()
-        };
+        let mut c = JobConfig { values, ..Default::default() };
         let num = |key: &str, min: u64, max: u64| -> Result<Option<u64>, ConfigError> {
             let Some(v) = c.values.get(key) else {
                 return Ok(None);
@@ -159,10 +142,7 @@ impl JobConfig {
 
     /// The pairs in the form `plan` takes.
     pub fn pairs(&self) -> Vec<(String, String)> {
-        self.values
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// Refuses keys that neither the host nor the plugin (`plugin_keys`) reads.
@@ -176,10 +156,7 @@ impl JobConfig {
         if unknown.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError::UnknownKeys {
-                unknown,
-                plugin_keys: plugin_keys.to_vec(),
-            })
+            Err(ConfigError::UnknownKeys { unknown, plugin_keys: plugin_keys.to_vec() })
         }
     }
 }
@@ -198,26 +175,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert_eq!(
-            JobConfig::parse(&["novalue"]),
-            Err(ConfigError::Syntax("novalue".into()))
-        );
+        assert_eq!(JobConfig::parse(&["novalue"]), Err(ConfigError::Syntax("novalue".into())));
         assert!(matches!(
             JobConfig::parse(&["parallelism=zero"]),
             Err(ConfigError::BadValue { .. })
         ));
-        assert!(matches!(
-            JobConfig::parse(&["parallelism=0"]),
-            Err(ConfigError::BadValue { .. })
-        ));
+        assert!(matches!(JobConfig::parse(&["parallelism=0"]), Err(ConfigError::BadValue { .. })));
         assert!(matches!(
             JobConfig::parse(&["max-parallelism=4", "parallelism=8"]),
             Err(ConfigError::BadValue { .. })
         ));
-        assert_eq!(
-            JobConfig::parse(&["a=1", "a=2"]),
-            Err(ConfigError::Duplicate("a".into()))
-        );
+        assert_eq!(JobConfig::parse(&["a=1", "a=2"]), Err(ConfigError::Duplicate("a".into())));
     }
 
     #[test]
@@ -225,10 +193,7 @@ mod tests {
         let c = JobConfig::parse(&["input=x", "inptu=y", "parallelism=2"]).unwrap();
         let err = c.check_keys(&["input".into()]).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("`inptu`") && msg.contains("the plugin reads: input"),
-            "{msg}"
-        );
+        assert!(msg.contains("`inptu`") && msg.contains("the plugin reads: input"), "{msg}");
         c.check_keys(&["input".into(), "inptu".into()]).unwrap();
     }
 }

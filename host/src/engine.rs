@@ -95,17 +95,11 @@ impl Engine {
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {
         // A panic while holding the lock cannot leave the map inconsistent.
-        self.inner
-            .compiled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.compiled.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn disk_path(&self, hash: &str) -> Option<PathBuf> {
-        self.inner
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("{hash}.cwasm")))
+        self.inner.cache_dir.as_ref().map(|d| d.join(format!("{hash}.cwasm")))
     }
 
     fn load_from_disk(&self, hash: &str) -> Option<Component> {
@@ -153,17 +147,15 @@ pub fn content_hash(bytes: &[u8]) -> String {
 /// Advances the engine's epoch every tick while the engine lives, so that
 /// guest calls past their deadline are interrupted.
 fn start_epoch_ticker(engine: Weak<EngineInner>) {
-    let spawned = std::thread::Builder::new()
-        .name("flinkw-epoch".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(Limits::EPOCH_TICK);
-                match engine.upgrade() {
-                    Some(e) => e.engine.increment_epoch(),
-                    None => return,
-                }
+    let spawned = std::thread::Builder::new().name("flinkw-epoch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(Limits::EPOCH_TICK);
+            match engine.upgrade() {
+                Some(e) => e.engine.increment_epoch(),
+                None => return,
             }
-        });
+        }
+    });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the epoch thread: guest calls have no deadline");
     }

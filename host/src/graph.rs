@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::plugin::wit_types as wit;
+use crate::time::WatermarkStrategy;
+use crate::window::{WindowAssigner, WindowError};
 
 /// A job's logical graph: what the plugin's `plan` returned.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +33,17 @@ pub struct Node {
     pub kind: NodeKind,
     /// Parallelism the plugin asked for.
     pub parallelism: Option<u32>,
+    /// Watermarks derived from this node's output.
+    pub watermarks: Option<Watermarks>,
+}
+
+/// How a node's output gets watermarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermarks {
+    /// The strategy.
+    pub strategy: WatermarkStrategy,
+    /// Idle after this long without records.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// What a vertex does.
@@ -49,6 +62,15 @@ pub enum NodeKind {
     KeyedProcess(u32),
     /// A host sink connector.
     Sink(Connector),
+    /// Keyed event-time windows with an incremental guest aggregate.
+    Window {
+        /// Which windows records go to.
+        assigner: WindowAssigner,
+        /// How long after firing late records still update a window, ms.
+        allowed_lateness: i64,
+        /// The guest's window function id.
+        function: u32,
+    },
 }
 
 /// A source or sink, by kind with options.
@@ -120,6 +142,14 @@ pub enum GraphError {
     /// A parallelism of zero.
     #[error("node {0:?} has parallelism 0")]
     ZeroParallelism(String),
+    /// A window definition that cannot work.
+    #[error("node {name:?}: {error}")]
+    BadWindow {
+        /// The node's name.
+        name: String,
+        /// What is wrong.
+        error: WindowError,
+    },
 }
 
 impl fmt::Display for Partitioning {
@@ -134,10 +164,8 @@ impl fmt::Display for Partitioning {
 
 /// Converts and checks the plugin's plan.
 pub(crate) fn from_wit(g: wit::JobGraph) -> Result<JobGraph, GraphError> {
-    let connector = |c: wit::Connector| Connector {
-        kind: c.kind,
-        options: c.options.into_iter().collect(),
-    };
+    let connector =
+        |c: wit::Connector| Connector { kind: c.kind, options: c.options.into_iter().collect() };
     let nodes = g
         .nodes
         .into_iter()
@@ -145,10 +173,34 @@ pub(crate) fn from_wit(g: wit::JobGraph) -> Result<JobGraph, GraphError> {
             id: n.id,
             name: n.name,
             parallelism: n.parallelism,
+            watermarks: n.watermarks.map(|w| Watermarks {
+                strategy: match w.strategy {
+                    wit::WatermarkStrategy::BoundedOutOfOrderness(ms) => {
+                        WatermarkStrategy::BoundedOutOfOrderness { max_delay_ms: ms }
+                    }
+                    wit::WatermarkStrategy::Monotonous => WatermarkStrategy::Monotonous,
+                },
+                idle_timeout: w.idle_timeout_ms.map(std::time::Duration::from_millis),
+            }),
             kind: match n.kind {
                 wit::NodeKind::Source(c) => NodeKind::Source(connector(c)),
                 wit::NodeKind::Sink(c) => NodeKind::Sink(connector(c)),
                 wit::NodeKind::KeyedProcess(f) => NodeKind::KeyedProcess(f),
+                wit::NodeKind::Window(w) => NodeKind::Window {
+                    assigner: match w.assigner {
+                        wit::WindowAssigner::Tumbling(t) => {
+                            WindowAssigner::Tumbling { size: t.size_ms, offset: t.offset_ms }
+                        }
+                        wit::WindowAssigner::Sliding(s) => WindowAssigner::Sliding {
+                            size: s.size_ms,
+                            slide: s.slide_ms,
+                            offset: s.offset_ms,
+                        },
+                        wit::WindowAssigner::Session(gap) => WindowAssigner::Session { gap },
+                    },
+                    allowed_lateness: i64::try_from(w.allowed_lateness_ms).unwrap_or(i64::MAX),
+                    function: w.function,
+                },
                 wit::NodeKind::Transform(t) => NodeKind::Transform {
                     chain: t.chain,
                     steps: t
@@ -160,6 +212,7 @@ pub(crate) fn from_wit(g: wit::JobGraph) -> Result<JobGraph, GraphError> {
                                 wit::StepKind::Filter => "filter",
                                 wit::StepKind::FlatMap => "flat-map",
                                 wit::StepKind::KeyBy => "key-by",
+                                wit::StepKind::Timestamps => "timestamps",
                             },
                             name: s.name,
                         })
@@ -218,6 +271,11 @@ impl JobGraph {
             if n.parallelism == Some(0) {
                 return Err(GraphError::ZeroParallelism(n.name.clone()));
             }
+            if let NodeKind::Window { assigner, .. } = &n.kind {
+                assigner
+                    .validate()
+                    .map_err(|error| GraphError::BadWindow { name: n.name.clone(), error })?;
+            }
         }
         for e in &self.edges {
             for id in [e.source, e.target] {
@@ -226,46 +284,39 @@ impl JobGraph {
                 }
             }
         }
-        if !self
-            .nodes
-            .iter()
-            .any(|n| matches!(n.kind, NodeKind::Source(_)))
-        {
+        if !self.nodes.iter().any(|n| matches!(n.kind, NodeKind::Source(_))) {
             return Err(GraphError::NoSource);
         }
-        if !self
-            .nodes
-            .iter()
-            .any(|n| matches!(n.kind, NodeKind::Sink(_)))
-        {
+        if !self.nodes.iter().any(|n| matches!(n.kind, NodeKind::Sink(_))) {
             return Err(GraphError::NoSink);
         }
         for n in &self.nodes {
             let bad = |problem: &str| {
-                Err(GraphError::BadWiring {
-                    name: n.name.clone(),
-                    problem: problem.to_owned(),
-                })
+                Err(GraphError::BadWiring { name: n.name.clone(), problem: problem.to_owned() })
             };
             let ins = self.inputs(n.id).count();
             let outs = self.outputs(n.id).count();
             match n.kind {
                 NodeKind::Source(_) if ins > 0 => return bad("a source cannot have inputs"),
                 NodeKind::Sink(_) if outs > 0 => return bad("a sink cannot have outputs"),
-                NodeKind::Transform { .. } | NodeKind::KeyedProcess(_) | NodeKind::Sink(_)
+                NodeKind::Transform { .. }
+                | NodeKind::KeyedProcess(_)
+                | NodeKind::Window { .. }
+                | NodeKind::Sink(_)
                     if ins == 0 =>
                 {
                     return bad("it has no input");
                 }
-                NodeKind::Source(_) | NodeKind::Transform { .. } | NodeKind::KeyedProcess(_)
+                NodeKind::Source(_)
+                | NodeKind::Transform { .. }
+                | NodeKind::KeyedProcess(_)
+                | NodeKind::Window { .. }
                     if outs == 0 =>
                 {
                     return bad("its output goes nowhere (add a sink)");
                 }
                 NodeKind::KeyedProcess(_)
-                    if self
-                        .inputs(n.id)
-                        .any(|e| e.partitioning != Partitioning::Hash) =>
+                    if self.inputs(n.id).any(|e| e.partitioning != Partitioning::Hash) =>
                 {
                     return bad("a keyed function needs hash-partitioned (key_by) input");
                 }
@@ -277,25 +328,16 @@ impl JobGraph {
 
     /// Node ids with every node after all its inputs.
     pub fn topological_order(&self) -> Result<Vec<u32>, GraphError> {
-        let mut indegree: BTreeMap<u32, usize> = self
-            .nodes
-            .iter()
-            .map(|n| (n.id, self.inputs(n.id).count()))
-            .collect();
-        let mut ready: Vec<u32> = self
-            .nodes
-            .iter()
-            .filter(|n| indegree[&n.id] == 0)
-            .map(|n| n.id)
-            .collect();
+        let mut indegree: BTreeMap<u32, usize> =
+            self.nodes.iter().map(|n| (n.id, self.inputs(n.id).count())).collect();
+        let mut ready: Vec<u32> =
+            self.nodes.iter().filter(|n| indegree[&n.id] == 0).map(|n| n.id).collect();
         ready.reverse();
         let mut order = Vec::with_capacity(self.nodes.len());
         while let Some(id) = ready.pop() {
             order.push(id);
             for e in self.outputs(id) {
-                let d = indegree
-                    .get_mut(&e.target)
-                    .ok_or(GraphError::UnknownNode(e.target))?;
+                let d = indegree.get_mut(&e.target).ok_or(GraphError::UnknownNode(e.target))?;
                 *d -= 1;
                 if *d == 0 {
                     ready.push(e.target);
@@ -314,27 +356,15 @@ mod tests {
     use super::*;
 
     fn node(id: u32, kind: NodeKind) -> Node {
-        Node {
-            id,
-            name: format!("n{id}"),
-            kind,
-            parallelism: None,
-        }
+        Node { id, name: format!("n{id}"), kind, parallelism: None }
     }
 
     fn conn(kind: &str) -> Connector {
-        Connector {
-            kind: kind.into(),
-            options: BTreeMap::new(),
-        }
+        Connector { kind: kind.into(), options: BTreeMap::new() }
     }
 
     fn edge(source: u32, target: u32, partitioning: Partitioning) -> Edge {
-        Edge {
-            source,
-            target,
-            partitioning,
-        }
+        Edge { source, target, partitioning }
     }
 
     fn pipeline() -> JobGraph {
@@ -342,13 +372,7 @@ mod tests {
             name: "t".into(),
             nodes: vec![
                 node(0, NodeKind::Source(conn("file"))),
-                node(
-                    1,
-                    NodeKind::Transform {
-                        chain: 0,
-                        steps: vec![],
-                    },
-                ),
+                node(1, NodeKind::Transform { chain: 0, steps: vec![] }),
                 node(2, NodeKind::KeyedProcess(0)),
                 node(3, NodeKind::Sink(conn("stdout"))),
             ],
@@ -393,20 +417,8 @@ mod tests {
     #[test]
     fn finds_cycles() {
         let mut g = pipeline();
-        g.nodes.push(node(
-            4,
-            NodeKind::Transform {
-                chain: 1,
-                steps: vec![],
-            },
-        ));
-        g.nodes.push(node(
-            5,
-            NodeKind::Transform {
-                chain: 2,
-                steps: vec![],
-            },
-        ));
+        g.nodes.push(node(4, NodeKind::Transform { chain: 1, steps: vec![] }));
+        g.nodes.push(node(5, NodeKind::Transform { chain: 2, steps: vec![] }));
         g.edges.push(edge(4, 5, Partitioning::Forward));
         g.edges.push(edge(5, 4, Partitioning::Forward));
         assert!(matches!(g.topological_order(), Err(GraphError::Cycle(_))));

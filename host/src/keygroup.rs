@@ -20,11 +20,7 @@ pub fn subtask_for_key_group(key_group: u32, max_parallelism: u32, parallelism: 
 
 /// The subtask that owns `key`.
 pub fn subtask_for_key(key: &[u8], max_parallelism: u32, parallelism: u32) -> u32 {
-    subtask_for_key_group(
-        key_group(key, max_parallelism),
-        max_parallelism,
-        parallelism,
-    )
+    subtask_for_key_group(key_group(key, max_parallelism), max_parallelism, parallelism)
 }
 
 /// The key groups `[start, end]` that subtask `index` owns.
@@ -73,10 +69,7 @@ mod tests {
         assert_eq!(murmur3_32(b"", 0), 0);
         assert_eq!(murmur3_32(b"", 1), 0x514e_28b7);
         assert_eq!(murmur3_32(b"hello", 0), 0x248b_fa47);
-        assert_eq!(
-            murmur3_32(b"The quick brown fox jumps over the lazy dog", 0),
-            0x2e4f_f723
-        );
+        assert_eq!(murmur3_32(b"The quick brown fox jumps over the lazy dog", 0), 0x2e4f_f723);
     }
 
     #[test]

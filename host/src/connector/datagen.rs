@@ -43,11 +43,7 @@ impl DatagenSpec {
     pub(super) fn new(options: &BTreeMap<String, String>) -> Result<Self, ConnectorError> {
         const NAME: &str = "datagen source";
         check_options(NAME, options, &["kind", "count", "rate", "seed"])?;
-        let kind = match options
-            .get("kind")
-            .map(String::as_str)
-            .unwrap_or("sequence")
-        {
+        let kind = match options.get("kind").map(String::as_str).unwrap_or("sequence") {
             "sequence" => DatagenKind::Sequence,
             "bids" => DatagenKind::Bids,
             other => {
@@ -188,12 +184,7 @@ mod tests {
 
     #[test]
     fn same_records_at_any_parallelism() {
-        let spec = DatagenSpec {
-            kind: DatagenKind::Bids,
-            count: 1000,
-            rate: 0,
-            seed: 7,
-        };
+        let spec = DatagenSpec { kind: DatagenKind::Bids, count: 1000, rate: 0, seed: 7 };
         let one = read_all(&spec, 1);
         assert_eq!(one.len(), 1000);
         assert_eq!(one, read_all(&spec, 3));

@@ -78,10 +78,8 @@ impl FileSourceSpec {
         };
         let path = PathBuf::from(path);
         // Fail before the job starts if the file cannot be opened.
-        File::open(&path).map_err(|source| ConnectorError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        File::open(&path)
+            .map_err(|source| ConnectorError::Io { path: path.display().to_string(), source })?;
         Ok(FileSourceSpec {
             path,
             format,
@@ -109,10 +107,7 @@ impl FileSourceSpec {
     }
 
     fn io(&self, source: std::io::Error) -> ConnectorError {
-        ConnectorError::Io {
-            path: self.path.display().to_string(),
-            source,
-        }
+        ConnectorError::Io { path: self.path.display().to_string(), source }
     }
 }
 
@@ -156,14 +151,9 @@ impl FileReader {
                         fields.len()
                     ));
                 }
-                let obj: serde_json::Map<String, serde_json::Value> = header
-                    .iter()
-                    .cloned()
-                    .zip(fields.into_iter().map(csv_value))
-                    .collect();
-                serde_json::to_vec(&obj)
-                    .map(Some)
-                    .map_err(|e| e.to_string())
+                let obj: serde_json::Map<String, serde_json::Value> =
+                    header.iter().cloned().zip(fields.into_iter().map(csv_value)).collect();
+                serde_json::to_vec(&obj).map(Some).map_err(|e| e.to_string())
             }
         }
     }
@@ -179,10 +169,7 @@ impl SourceReader for FileReader {
         let mut added = 0;
         while added < max {
             self.buf.clear();
-            let n = self
-                .lines
-                .read_line(&mut self.buf)
-                .map_err(|e| self.spec.io(e))?;
+            let n = self.lines.read_line(&mut self.buf).map_err(|e| self.spec.io(e))?;
             if n == 0 {
                 return Ok(Poll::End);
             }
@@ -247,10 +234,8 @@ impl SourceReader for FileReader {
 
 /// Splits one CSV line (RFC 4180 quoting, no embedded newlines).
 fn parse_csv_line(line: &str) -> Result<Vec<String>, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(line.as_bytes());
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(line.as_bytes());
     let mut record = csv::StringRecord::new();
     match reader.read_record(&mut record) {
         Ok(true) => {}
@@ -283,10 +268,7 @@ mod tests {
 
     #[test]
     fn csv_fields_and_types() {
-        assert_eq!(
-            parse_csv_line(r#"a,"b,c",3"#).unwrap(),
-            vec!["a", "b,c", "3"]
-        );
+        assert_eq!(parse_csv_line(r#"a,"b,c",3"#).unwrap(), vec!["a", "b,c", "3"]);
         assert!(parse_csv_line(r#"a,"b"#).is_err());
         assert_eq!(csv_value("12".into()), serde_json::json!(12));
         assert_eq!(csv_value("1.5".into()), serde_json::json!(1.5));

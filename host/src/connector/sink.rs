@@ -61,27 +61,18 @@ impl SinkSpec {
             connector: "file sink".into(),
             option: "path",
         })?);
-        let file = File::create(&path).map_err(|source| ConnectorError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Ok(SinkSpec::File {
-            path,
-            file: Arc::new(Mutex::new(BufWriter::new(file))),
-        })
+        let file = File::create(&path)
+            .map_err(|source| ConnectorError::Io { path: path.display().to_string(), source })?;
+        Ok(SinkSpec::File { path, file: Arc::new(Mutex::new(BufWriter::new(file))) })
     }
 
     /// Opens one subtask's writer.
     pub fn open(&self) -> Box<dyn SinkWriter> {
         match self {
-            SinkSpec::Stdout => Box::new(LineWriter {
-                out: Out::Stdout,
-                buf: Vec::new(),
-            }),
-            SinkSpec::File { path, file } => Box::new(LineWriter {
-                out: Out::File(path.clone(), file.clone()),
-                buf: Vec::new(),
-            }),
+            SinkSpec::Stdout => Box::new(LineWriter { out: Out::Stdout, buf: Vec::new() }),
+            SinkSpec::File { path, file } => {
+                Box::new(LineWriter { out: Out::File(path.clone(), file.clone()), buf: Vec::new() })
+            }
             SinkSpec::Blackhole => Box::new(Blackhole { checksum: 0 }),
         }
     }
@@ -118,10 +109,7 @@ impl SinkWriter for LineWriter {
         }
         let result = match &self.out {
             Out::Stdout => std::io::stdout().lock().write_all(&self.buf),
-            Out::File(_, f) => f
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .write_all(&self.buf),
+            Out::File(_, f) => f.lock().unwrap_or_else(|p| p.into_inner()).write_all(&self.buf),
         };
         result.map_err(|e| self.io(e))
     }

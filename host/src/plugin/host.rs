@@ -72,10 +72,7 @@ impl HostState {
             // No preopened files, no environment, no network, no stdio.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                max_bytes: max_memory,
-                refused: None,
-            },
+            limiter: MemoryLimiter { max_bytes: max_memory, refused: None },
             keyed_batch: None,
             state: MemoryState::default(),
             last_panic: None,
@@ -99,10 +96,7 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use wasmtime::Store;
 
 use super::bindings;
+pub use super::bindings::exports::flinkw::plugin::window::FiredWindow;
 use super::host::HostState;
 use crate::engine::Engine;
 use crate::graph::{self, JobGraph};
@@ -86,11 +87,7 @@ impl fmt::Display for GuestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GuestError::Failed { call, message } => write!(f, "{call} failed: {message}"),
-            GuestError::Trapped {
-                call,
-                cause,
-                backtrace,
-            } => {
+            GuestError::Trapped { call, cause, backtrace } => {
                 write!(f, "{call}: {cause}")?;
                 if !backtrace.is_empty() {
                     write!(f, "\nguest stack:\n{backtrace}")?;
@@ -119,16 +116,13 @@ impl Instance {
         label: &str,
     ) -> Result<Self, GuestError> {
         let limits = engine.limits();
-        let mut store = Store::new(
-            engine.wasmtime(),
-            HostState::new(label.to_owned(), limits.memory_bytes),
-        );
+        let mut store =
+            Store::new(engine.wasmtime(), HostState::new(label.to_owned(), limits.memory_bytes));
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(limits.deadline_ticks());
-        let job = pre
-            .instantiate(&mut store)
-            .map_err(|e| GuestError::Instantiate(format!("{e:#}")))?;
+        let job =
+            pre.instantiate(&mut store).map_err(|e| GuestError::Instantiate(format!("{e:#}")))?;
         Ok(Instance { store, job, limits })
     }
 
@@ -137,10 +131,7 @@ impl Instance {
         let call = "plan";
         self.arm();
         let config = config.to_vec();
-        let result = self
-            .job
-            .flinkw_plugin_plan()
-            .call_plan(&mut self.store, &config);
+        let result = self.job.flinkw_plugin_plan().call_plan(&mut self.store, &config);
         let graph = self.finish(call, result)?;
         graph::from_wit(graph).map_err(|e| GuestError::BadPlan(e.to_string()))
     }
@@ -149,10 +140,7 @@ impl Instance {
     #[allow(clippy::ptr_arg)] // the generated binding takes `&Vec<u8>`
     pub fn transform(&mut self, chain: u32, batch: &Vec<u8>) -> Result<Vec<u8>, GuestError> {
         self.arm();
-        let result = self
-            .job
-            .flinkw_plugin_transform()
-            .call_run(&mut self.store, chain, batch);
+        let result = self.job.flinkw_plugin_transform().call_run(&mut self.store, chain, batch);
         self.finish_with(|| format!("transform chain {chain}"), result)
     }
 
@@ -161,32 +149,65 @@ impl Instance {
     pub fn keyed(&mut self, function: u32, batch: Arc<Vec<u8>>) -> Result<Vec<u8>, GuestError> {
         self.arm();
         self.store.data_mut().keyed_batch = Some(batch.clone());
-        let result = self
-            .job
-            .flinkw_plugin_keyed()
-            .call_process(&mut self.store, function, &batch);
+        let result = self.job.flinkw_plugin_keyed().call_process(&mut self.store, function, &batch);
         self.store.data_mut().keyed_batch = None;
         self.finish_with(|| format!("keyed function {function}"), result)
+    }
+
+    /// Adds records of `batch` to window accumulators (see `window.wit`).
+    #[allow(clippy::ptr_arg)] // the generated binding takes `&Vec<u8>`
+    pub fn window_accumulate(
+        &mut self,
+        function: u32,
+        accumulators: &[Option<Vec<u8>>],
+        batch: &Vec<u8>,
+        targets: &[(u32, u32)],
+    ) -> Result<Vec<Vec<u8>>, GuestError> {
+        self.arm();
+        let result = self.job.flinkw_plugin_window().call_accumulate(
+            &mut self.store,
+            function,
+            accumulators,
+            batch,
+            targets,
+        );
+        self.finish_with(|| format!("window function {function} (accumulate)"), result)
+    }
+
+    /// Merges window accumulators (session windows).
+    pub fn window_merge(
+        &mut self,
+        function: u32,
+        accumulators: &[Vec<u8>],
+    ) -> Result<Vec<u8>, GuestError> {
+        self.arm();
+        let result =
+            self.job.flinkw_plugin_window().call_merge(&mut self.store, function, accumulators);
+        self.finish_with(|| format!("window function {function} (merge)"), result)
+    }
+
+    /// Turns fired windows into output records.
+    pub fn window_emit(
+        &mut self,
+        function: u32,
+        fired: &[FiredWindow],
+    ) -> Result<Vec<u8>, GuestError> {
+        self.arm();
+        let result = self.job.flinkw_plugin_window().call_emit(&mut self.store, function, fired);
+        self.finish_with(|| format!("window function {function} (emit)"), result)
     }
 
     /// Asks the guest for a snapshot of the state it keeps itself.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, GuestError> {
         self.arm();
-        let result = self
-            .job
-            .flinkw_plugin_snapshot()
-            .call_snapshot(&mut self.store)
-            .map(Ok);
+        let result = self.job.flinkw_plugin_snapshot().call_snapshot(&mut self.store).map(Ok);
         self.finish("snapshot", result)
     }
 
     /// Gives the guest back a snapshot taken by [`Instance::snapshot`].
     pub fn restore(&mut self, state: &[u8]) -> Result<(), GuestError> {
         self.arm();
-        let result = self
-            .job
-            .flinkw_plugin_snapshot()
-            .call_restore(&mut self.store, state);
+        let result = self.job.flinkw_plugin_snapshot().call_restore(&mut self.store, state);
         self.finish("restore", result)
     }
 
@@ -219,10 +240,7 @@ impl Instance {
     ) -> Result<T, GuestError> {
         match result {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(message)) => Err(GuestError::Failed {
-                call: call(),
-                message,
-            }),
+            Ok(Err(message)) => Err(GuestError::Failed { call: call(), message }),
             Err(e) => Err(self.trap(call(), e)),
         }
     }
@@ -234,10 +252,7 @@ impl Instance {
             .unwrap_or_default();
         let data = self.store.data_mut();
         let cause = if let Some(requested) = data.limiter.refused.take() {
-            TrapCause::Memory {
-                requested,
-                limit: data.limiter.max_bytes,
-            }
+            TrapCause::Memory { requested, limit: data.limiter.max_bytes }
         } else if let Some(panic) = data.last_panic.take() {
             TrapCause::Panic(panic)
         } else {
@@ -254,11 +269,7 @@ impl Instance {
             }
         };
         let backtrace = format_backtrace(&frames, matches!(cause, TrapCause::Panic(_)));
-        GuestError::Trapped {
-            call,
-            cause,
-            backtrace,
-        }
+        GuestError::Trapped { call, cause, backtrace }
     }
 }
 
@@ -333,11 +344,7 @@ fn format_backtrace(frames: &[String], panicked: bool) -> String {
         while j < frames.len() && frames[j] == frames[i] {
             j += 1;
         }
-        let repeat = if j - i > 1 {
-            format!(" (repeated {} times)", j - i)
-        } else {
-            String::new()
-        };
+        let repeat = if j - i > 1 { format!(" (repeated {} times)", j - i) } else { String::new() };
         lines.push(format!("  {}: {}{repeat}", lines.len(), frames[i]));
         i = j;
     }
@@ -373,14 +380,8 @@ mod tests {
             "std::process::abort"
         );
         assert_eq!(clean_name("app::Vec<[u8]>::get"), "app::Vec<[u8]>::get");
-        assert_eq!(
-            clean_name("_ZN9bad_guest7explode17hd904dafbfbc3b79bE"),
-            "bad_guest::explode"
-        );
+        assert_eq!(clean_name("_ZN9bad_guest7explode17hd904dafbfbc3b79bE"), "bad_guest::explode");
         let deep = vec!["f".to_string(); 5000];
-        assert_eq!(
-            format_backtrace(&deep, false),
-            "  0: f (repeated 5000 times)"
-        );
+        assert_eq!(format_backtrace(&deep, false), "  0: f (repeated 5000 times)");
     }
 }

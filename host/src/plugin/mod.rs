@@ -14,7 +14,7 @@ use wasmtime::component::{Component, Linker};
 
 pub(crate) use bindings::flinkw::plugin::types as wit_types;
 pub(crate) use instance::CAPTURED_FRAMES;
-pub use instance::{GuestError, Instance, TrapCause};
+pub use instance::{FiredWindow, GuestError, Instance, TrapCause};
 
 use crate::engine::{Engine, content_hash};
 
@@ -22,7 +22,7 @@ use crate::engine::{Engine, content_hash};
 pub const WIT_VERSION: &str = "0.1.0";
 const WIT_PACKAGE: &str = "flinkw:plugin";
 /// The interfaces a plugin must export.
-const REQUIRED_EXPORTS: [&str; 4] = ["plan", "transform", "keyed", "snapshot"];
+const REQUIRED_EXPORTS: [&str; 5] = ["plan", "transform", "keyed", "snapshot", "window"];
 
 /// Why a plugin cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -105,10 +105,8 @@ pub struct Plugin {
 impl Plugin {
     /// Loads the plugin file at `path`.
     pub fn load_file(engine: &Engine, path: &Path) -> Result<Plugin, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let bytes = std::fs::read(path)
+            .map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
         Self::load(engine, &path.display().to_string(), &bytes)
     }
 
@@ -123,33 +121,20 @@ impl Plugin {
         let hash = content_hash(bytes);
         let component = engine
             .compile(&hash, bytes)
-            .map_err(|e| LoadError::Invalid {
-                name: name.clone(),
-                reason: format!("{e:#}"),
-            })?;
+            .map_err(|e| LoadError::Invalid { name: name.clone(), reason: format!("{e:#}") })?;
         check_world(&name, engine, &component)?;
         let mut linker = Linker::new(engine.wasmtime());
         let add = |linker: &mut Linker<host::HostState>| -> wasmtime::Result<()> {
             wasmtime_wasi::p2::add_to_linker_sync(linker)?;
             bindings::Job::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
         };
-        add(&mut linker).map_err(|e| LoadError::Imports {
-            name: name.clone(),
-            reason: format!("{e:#}"),
-        })?;
+        add(&mut linker)
+            .map_err(|e| LoadError::Imports { name: name.clone(), reason: format!("{e:#}") })?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(bindings::JobPre::new)
-            .map_err(|e| LoadError::Imports {
-                name: name.clone(),
-                reason: format!("{e:#}"),
-            })?;
-        Ok(Plugin {
-            name,
-            hash,
-            engine: engine.clone(),
-            pre,
-        })
+            .map_err(|e| LoadError::Imports { name: name.clone(), reason: format!("{e:#}") })?;
+        Ok(Plugin { name, hash, engine: engine.clone(), pre })
     }
 
     /// The name used in messages (usually the file path).
@@ -172,27 +157,17 @@ impl Plugin {
 /// Checks the component's exports against the `job` world.
 fn check_world(name: &str, engine: &Engine, component: &Component) -> Result<(), LoadError> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty
-        .exports(engine.wasmtime())
-        .map(|(n, _)| n.to_owned())
-        .collect();
-    let ours: Vec<&String> = exports
-        .iter()
-        .filter(|n| n.starts_with(&format!("{WIT_PACKAGE}/")))
-        .collect();
+    let exports: Vec<String> = ty.exports(engine.wasmtime()).map(|(n, _)| n.to_owned()).collect();
+    let ours: Vec<&String> =
+        exports.iter().filter(|n| n.starts_with(&format!("{WIT_PACKAGE}/"))).collect();
     let compatible = |version: &str| {
         let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
         major_minor(version) == major_minor(WIT_VERSION)
     };
-    if let Some(other) = ours
-        .iter()
-        .filter_map(|n| n.split_once('@').map(|(_, v)| v))
-        .find(|v| !compatible(v))
+    if let Some(other) =
+        ours.iter().filter_map(|n| n.split_once('@').map(|(_, v)| v)).find(|v| !compatible(v))
     {
-        return Err(LoadError::Version {
-            name: name.to_owned(),
-            found: other.to_owned(),
-        });
+        return Err(LoadError::Version { name: name.to_owned(), found: other.to_owned() });
     }
     let missing: Vec<String> = REQUIRED_EXPORTS
         .iter()
@@ -205,11 +180,7 @@ fn check_world(name: &str, engine: &Engine, component: &Component) -> Result<(),
         .map(|iface| format!("`{iface}`"))
         .collect();
     if !missing.is_empty() {
-        let exports = if exports.is_empty() {
-            "nothing".to_owned()
-        } else {
-            exports.join(", ")
-        };
+        let exports = if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") };
         return Err(LoadError::WrongWorld {
             name: name.to_owned(),
             missing: missing.join(", "),

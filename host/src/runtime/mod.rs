@@ -9,6 +9,7 @@
 mod physical;
 mod router;
 mod subtask;
+mod window_op;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,11 +38,7 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions {
-            skip_bad_lines: false,
-            max_record_bytes: 16 << 20,
-            channel_capacity: 8,
-        }
+        RunOptions { skip_bad_lines: false, max_record_bytes: 16 << 20, channel_capacity: 8 }
     }
 }
 
@@ -73,6 +70,15 @@ pub enum JobError {
         /// What went wrong.
         error: GuestError,
     },
+    /// A record cannot be processed as the job says (e.g. no timestamp where
+    /// event time is needed).
+    #[error("operator {node}: {reason}")]
+    BadRecord {
+        /// The node (and subtask).
+        node: String,
+        /// What is wrong with the record.
+        reason: String,
+    },
     /// The guest returned bytes that are not a valid batch.
     #[error("operator {node}: the plugin returned a malformed batch: {reason}")]
     MalformedBatch {
@@ -95,6 +101,8 @@ pub struct JobReport {
     pub duration: Duration,
     /// Per node: name, records in, records out.
     pub nodes: Vec<NodeReport>,
+    /// Records that arrived after their windows closed, dropped.
+    pub late_records: u64,
     /// Malformed lines skipped by sources, with the first one's error.
     pub skipped_lines: u64,
     /// The first skipped line's error.
@@ -130,6 +138,7 @@ pub(crate) struct Shared {
     pub sinks: BTreeMap<u32, SinkSpec>,
     pub metrics: BTreeMap<u32, NodeMetrics>,
     pub cancelled: AtomicBool,
+    pub late_records: AtomicU64,
     pub failure: Mutex<Option<JobError>>,
     pub counters: Mutex<BTreeMap<String, u64>>,
 }
@@ -173,10 +182,7 @@ pub fn run_job(
     let mut sources = BTreeMap::new();
     let mut sinks = BTreeMap::new();
     for n in &graph.nodes {
-        let err = |error| JobError::Connector {
-            node: format!("{:?}", n.name),
-            error,
-        };
+        let err = |error| JobError::Connector { node: format!("{:?}", n.name), error };
         match &n.kind {
             NodeKind::Source(c) => {
                 sources.insert(n.id, SourceSpec::new(c, defaults).map_err(err)?);
@@ -188,11 +194,7 @@ pub fn run_job(
         }
     }
     tracing::info!(job = %graph.name, tasks = physical.tasks.len(), "starting job");
-    let metrics = graph
-        .nodes
-        .iter()
-        .map(|n| (n.id, NodeMetrics::default()))
-        .collect();
+    let metrics = graph.nodes.iter().map(|n| (n.id, NodeMetrics::default())).collect();
     let shared = Arc::new(Shared {
         graph,
         config: config.clone(),
@@ -201,6 +203,7 @@ pub fn run_job(
         sinks,
         metrics,
         cancelled: AtomicBool::new(false),
+        late_records: AtomicU64::new(0),
         failure: Mutex::new(None),
         counters: Mutex::new(BTreeMap::new()),
     });
@@ -209,9 +212,8 @@ pub fn run_job(
     let mut senders: Vec<Vec<SyncSender<Message>>> = Vec::new();
     let mut receivers: Vec<Vec<Option<Receiver<Message>>>> = Vec::new();
     for t in &physical.tasks {
-        let (s, r): (Vec<_>, Vec<_>) = (0..t.parallelism)
-            .map(|_| sync_channel(options.channel_capacity))
-            .unzip();
+        let (s, r): (Vec<_>, Vec<_>) =
+            (0..t.parallelism).map(|_| sync_channel(options.channel_capacity)).unzip();
         senders.push(s);
         receivers.push(r.into_iter().map(Some).collect());
     }
@@ -224,8 +226,13 @@ pub fn run_job(
                     .outputs
                     .iter()
                     .map(|o| {
+                        let sender = match o.partitioning {
+                            crate::graph::Partitioning::Forward => o.sender_base,
+                            _ => o.sender_base + i as u32,
+                        };
                         Output::new(
                             o.partitioning,
+                            sender,
                             senders[o.task].clone(),
                             config.max_parallelism,
                         )
@@ -251,22 +258,14 @@ pub fn run_job(
     }
     let shared = Arc::try_unwrap(shared)
         .map_err(|_| JobError::Internal("subtasks outlived the job".into()))?;
-    if let Some(e) = shared
-        .failure
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-    {
+    if let Some(e) = shared.failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
     let (mut skipped_lines, mut first_skipped) = (0, None);
     for s in shared.sources.values() {
         if let Some(stats) = s.stats() {
             skipped_lines += stats.skipped.load(Ordering::Relaxed);
-            let first = stats
-                .first_skipped
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            let first = stats.first_skipped.lock().unwrap_or_else(|p| p.into_inner()).clone();
             first_skipped = first_skipped.or(first);
         }
     }
@@ -287,11 +286,9 @@ pub fn run_job(
         name: shared.graph.name,
         duration: started.elapsed(),
         nodes,
+        late_records: shared.late_records.load(Ordering::Relaxed),
         skipped_lines,
         first_skipped,
-        counters: shared
-            .counters
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner()),
+        counters: shared.counters.into_inner().unwrap_or_else(|p| p.into_inner()),
     })
 }

@@ -18,8 +18,9 @@ pub struct TaskSpec {
     pub parallelism: u32,
     /// Where the last node's output goes.
     pub outputs: Vec<TaskOutput>,
-    /// How many end-of-input markers each subtask waits for (one per
-    /// upstream subtask that sends to it).
+    /// How many end-of-input markers each subtask waits for: one per
+    /// upstream subtask that sends to it, which is also its number of inputs
+    /// for watermarks.
     pub expected_ends: u32,
 }
 
@@ -30,6 +31,9 @@ pub struct TaskOutput {
     pub task: usize,
     /// How records are distributed (forward only between equal parallelism).
     pub partitioning: Partitioning,
+    /// The number the downstream subtasks know this edge's first sender by:
+    /// upstream subtask `i` is input `sender_base + i` (forward: `sender_base`).
+    pub sender_base: u32,
 }
 
 /// The job's tasks, in topological order.
@@ -46,12 +50,7 @@ pub struct PhysicalPlan {
 pub fn plan(graph: &JobGraph, job_parallelism: Option<u32>) -> Result<PhysicalPlan, GraphError> {
     let order = graph.topological_order()?;
     let default = job_parallelism.or(graph.parallelism).unwrap_or(1);
-    let parallelism = |id: u32| {
-        graph
-            .node(id)
-            .and_then(|n| n.parallelism)
-            .unwrap_or(default)
-    };
+    let parallelism = |id: u32| graph.node(id).and_then(|n| n.parallelism).unwrap_or(default);
 
     let mut task_of: std::collections::BTreeMap<u32, usize> = Default::default();
     let mut tasks: Vec<TaskSpec> = Vec::new();
@@ -95,15 +94,10 @@ pub fn plan(graph: &JobGraph, job_parallelism: Option<u32>) -> Result<PhysicalPl
             }
             p => p,
         };
-        tasks[from].outputs.push(TaskOutput {
-            task: to,
-            partitioning,
-        });
-        tasks[to].expected_ends += if partitioning == Partitioning::Forward {
-            1
-        } else {
-            tasks[from].parallelism
-        };
+        let sender_base = tasks[to].expected_ends;
+        tasks[from].outputs.push(TaskOutput { task: to, partitioning, sender_base });
+        tasks[to].expected_ends +=
+            if partitioning == Partitioning::Forward { 1 } else { tasks[from].parallelism };
     }
     Ok(PhysicalPlan { tasks })
 }
@@ -114,21 +108,12 @@ mod tests {
     use crate::graph::{Connector, Edge, Node, NodeKind};
 
     fn graph(parallelism: [Option<u32>; 5]) -> JobGraph {
-        let conn = |k: &str| Connector {
-            kind: k.into(),
-            options: Default::default(),
-        };
+        let conn = |k: &str| Connector { kind: k.into(), options: Default::default() };
         let kinds = [
             NodeKind::Source(conn("file")),
-            NodeKind::Transform {
-                chain: 0,
-                steps: vec![],
-            },
+            NodeKind::Transform { chain: 0, steps: vec![] },
             NodeKind::KeyedProcess(0),
-            NodeKind::Transform {
-                chain: 1,
-                steps: vec![],
-            },
+            NodeKind::Transform { chain: 1, steps: vec![] },
             NodeKind::Sink(conn("stdout")),
         ];
         let nodes = kinds
@@ -139,13 +124,10 @@ mod tests {
                 name: format!("n{i}"),
                 kind,
                 parallelism: parallelism[i],
+                watermarks: None,
             })
             .collect();
-        let e = |s, t, p| Edge {
-            source: s,
-            target: t,
-            partitioning: p,
-        };
+        let e = |s, t, p| Edge { source: s, target: t, partitioning: p };
         JobGraph {
             name: "t".into(),
             nodes,
@@ -168,10 +150,7 @@ mod tests {
         assert_eq!(p.tasks[1].nodes, vec![2, 3, 4]);
         assert_eq!(
             p.tasks[0].outputs,
-            vec![TaskOutput {
-                task: 1,
-                partitioning: Partitioning::Hash
-            }]
+            vec![TaskOutput { task: 1, partitioning: Partitioning::Hash, sender_base: 0 }]
         );
         assert_eq!(p.tasks[1].expected_ends, 4);
         assert!(p.tasks.iter().all(|t| t.parallelism == 4));
@@ -185,10 +164,7 @@ mod tests {
         assert_eq!(p.tasks[2].parallelism, 1);
         assert_eq!(
             p.tasks[1].outputs,
-            vec![TaskOutput {
-                task: 2,
-                partitioning: Partitioning::Rebalance
-            }]
+            vec![TaskOutput { task: 2, partitioning: Partitioning::Rebalance, sender_base: 0 }]
         );
         assert_eq!(p.tasks[2].expected_ends, 3);
     }
@@ -199,9 +175,6 @@ mod tests {
         g.parallelism = Some(2);
         assert_eq!(plan(&g, None).unwrap().tasks[0].parallelism, 2);
         assert_eq!(plan(&g, Some(5)).unwrap().tasks[0].parallelism, 5);
-        assert_eq!(
-            plan(&graph([None; 5]), None).unwrap().tasks[0].parallelism,
-            1
-        );
+        assert_eq!(plan(&graph([None; 5]), None).unwrap().tasks[0].parallelism, 1);
     }
 }

@@ -7,13 +7,29 @@ use flinkw_batch::{Batch, BatchBuilder};
 use crate::graph::Partitioning;
 use crate::keygroup::subtask_for_key;
 
-/// What travels on a channel between subtasks.
+/// What travels on a channel between subtasks. `from` numbers the sender
+/// among the receiver's inputs.
 #[derive(Debug)]
 pub(crate) enum Message {
     /// A packed batch.
     Batch(Vec<u8>),
-    /// The sender has no more input.
-    End,
+    /// The sender's event time advanced.
+    Watermark {
+        /// The sender.
+        from: u32,
+        /// Its watermark.
+        watermark: i64,
+    },
+    /// The sender has had no records for its idle timeout.
+    Idle {
+        /// The sender.
+        from: u32,
+    },
+    /// The sender has no more input (its watermark is now the maximum).
+    End {
+        /// The sender.
+        from: u32,
+    },
 }
 
 /// The receiving side is gone: the job is being torn down.
@@ -23,6 +39,8 @@ pub(crate) struct Disconnected;
 /// One output edge of a subtask: the channels of every downstream subtask.
 pub(crate) struct Output {
     partitioning: Partitioning,
+    /// How the downstream subtasks number this sender.
+    sender: u32,
     targets: Vec<SyncSender<Message>>,
     next: usize,
     max_parallelism: u32,
@@ -32,17 +50,12 @@ pub(crate) struct Output {
 impl Output {
     pub fn new(
         partitioning: Partitioning,
+        sender: u32,
         targets: Vec<SyncSender<Message>>,
         max_parallelism: u32,
     ) -> Self {
         let split = (0..targets.len()).map(|_| BatchBuilder::new()).collect();
-        Output {
-            partitioning,
-            targets,
-            next: 0,
-            max_parallelism,
-            split,
-        }
+        Output { partitioning, sender, targets, next: 0, max_parallelism, split }
     }
 
     /// Sends `batch` on; `index` is the sending subtask's index.
@@ -72,25 +85,20 @@ impl Output {
         }
     }
 
-    /// Tells the downstream subtasks this one is done.
-    pub fn end(&mut self, index: usize) -> Result<(), Disconnected> {
-        match self.partitioning {
-            Partitioning::Forward => self.targets[index]
-                .send(Message::End)
-                .map_err(|_| Disconnected),
-            _ => {
-                for t in &self.targets {
-                    t.send(Message::End).map_err(|_| Disconnected)?;
-                }
-                Ok(())
-            }
+    /// Sends a control message to every downstream subtask this one feeds.
+    fn broadcast(&self, index: usize, make: impl Fn(u32) -> Message) -> Result<(), Disconnected> {
+        let targets = match self.partitioning {
+            Partitioning::Forward => &self.targets[index..=index],
+            _ => &self.targets[..],
+        };
+        for t in targets {
+            t.send(make(self.sender)).map_err(|_| Disconnected)?;
         }
+        Ok(())
     }
 
     fn send_to(&self, t: usize, batch: Vec<u8>) -> Result<(), Disconnected> {
-        self.targets[t]
-            .send(Message::Batch(batch))
-            .map_err(|_| Disconnected)
+        self.targets[t].send(Message::Batch(batch)).map_err(|_| Disconnected)
     }
 }
 
@@ -118,8 +126,22 @@ impl Router {
 
     /// Sends end-of-input along every output edge.
     pub fn end(&mut self) -> Result<(), Disconnected> {
-        for out in &mut self.outputs {
-            out.end(self.index)?;
+        self.control(|from| Message::End { from })
+    }
+
+    /// Sends a watermark along every output edge.
+    pub fn watermark(&mut self, watermark: i64) -> Result<(), Disconnected> {
+        self.control(|from| Message::Watermark { from, watermark })
+    }
+
+    /// Tells every downstream subtask this one is idle.
+    pub fn idle(&mut self) -> Result<(), Disconnected> {
+        self.control(|from| Message::Idle { from })
+    }
+
+    fn control(&self, make: impl Fn(u32) -> Message) -> Result<(), Disconnected> {
+        for out in &self.outputs {
+            out.broadcast(self.index, &make)?;
         }
         Ok(())
     }

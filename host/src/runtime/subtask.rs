@@ -8,27 +8,44 @@ use std::time::{Duration, Instant};
 use flinkw_batch::{Batch, BatchBuilder};
 
 use super::router::{Message, Router};
+use super::window_op::{WindowOpError, WindowOperator};
 use super::{JobError, Shared, TaskSpec};
 use crate::connector::{Poll, SinkWriter, SourceReader};
 use crate::graph::NodeKind;
 use crate::plugin::Instance;
+use crate::time::{MIN_WATERMARK, WatermarkCombiner, WatermarkGenerator};
 
 /// How often a waiting subtask checks whether the job was cancelled.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
 enum Operator {
-    Transform {
-        node: u32,
-        chain: u32,
-    },
-    Keyed {
-        node: u32,
-        function: u32,
-    },
-    Sink {
-        node: u32,
-        writer: Box<dyn SinkWriter>,
-    },
+    Transform { node: u32, chain: u32 },
+    Keyed { node: u32, function: u32 },
+    Window { node: u32, op: Box<WindowOperator> },
+    Sink { node: u32, writer: Box<dyn SinkWriter> },
+}
+
+impl Operator {
+    fn node(&self) -> u32 {
+        match self {
+            Operator::Transform { node, .. }
+            | Operator::Keyed { node, .. }
+            | Operator::Window { node, .. }
+            | Operator::Sink { node, .. } => *node,
+        }
+    }
+}
+
+/// Event time inside a subtask: where its watermarks come from and the
+/// last one it sent on.
+struct EventTime {
+    /// A node of this task that derives watermarks from its output; then
+    /// watermarks from the inputs are ignored, as Flink does.
+    generator: Option<(u32, WatermarkGenerator)>,
+    idle_timeout: Option<Duration>,
+    combiner: WatermarkCombiner,
+    sent: i64,
+    idle: bool,
 }
 
 pub(super) struct Subtask {
@@ -37,6 +54,7 @@ pub(super) struct Subtask {
     index: u32,
     router: Router,
     input: Option<Receiver<Message>>,
+    time: EventTime,
 }
 
 /// How a subtask stopped early.
@@ -54,9 +72,7 @@ impl From<JobError> for Stop {
 }
 
 fn batch_len(bytes: &[u8]) -> u64 {
-    bytes
-        .get(4..8)
-        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
+    bytes.get(4..8).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
 }
 
 impl Subtask {
@@ -67,26 +83,23 @@ impl Subtask {
         router: Router,
         input: Option<Receiver<Message>>,
     ) -> Self {
-        Subtask {
-            shared,
-            task,
-            index,
-            router,
-            input,
-        }
+        let watermarks = task.nodes.iter().find_map(|id| {
+            let spec = shared.graph.node(*id)?.watermarks?;
+            Some((*id, spec))
+        });
+        let time = EventTime {
+            generator: watermarks.map(|(id, w)| (id, WatermarkGenerator::new(w.strategy))),
+            idle_timeout: watermarks.and_then(|(_, w)| w.idle_timeout),
+            combiner: WatermarkCombiner::new(task.expected_ends as usize),
+            sent: MIN_WATERMARK,
+            idle: false,
+        };
+        Subtask { shared, task, index, router, input, time }
     }
 
     fn label(&self, node: u32) -> String {
-        let name = self
-            .shared
-            .graph
-            .node(node)
-            .map_or("?", |n| n.name.as_str());
-        format!(
-            "{name:?} (subtask {}/{})",
-            self.index + 1,
-            self.task.parallelism
-        )
+        let name = self.shared.graph.node(node).map_or("?", |n| n.name.as_str());
+        format!("{name:?} (subtask {}/{})", self.index + 1, self.task.parallelism)
     }
 
     pub fn run(mut self) {
@@ -106,10 +119,7 @@ impl Subtask {
             Some(spec) => {
                 let reader = spec
                     .open(self.index, self.task.parallelism)
-                    .map_err(|error| JobError::Connector {
-                        node: self.label(head),
-                        error,
-                    })?;
+                    .map_err(|error| JobError::Connector { node: self.label(head), error })?;
                 self.run_source(head, reader, &mut instance, &mut ops)?;
             }
             None => self.run_input(&mut instance, &mut ops)?,
@@ -117,18 +127,13 @@ impl Subtask {
         for op in &mut ops {
             if let Operator::Sink { node, writer } = op {
                 let node = *node;
-                writer.flush().map_err(|error| JobError::Connector {
-                    node: self.label(node),
-                    error,
-                })?;
+                writer
+                    .flush()
+                    .map_err(|error| JobError::Connector { node: self.label(node), error })?;
             }
         }
         if let Some(instance) = &instance {
-            let mut counters = self
-                .shared
-                .counters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut counters = self.shared.counters.lock().unwrap_or_else(|p| p.into_inner());
             for (k, v) in instance.counters() {
                 *counters.entry(k.clone()).or_default() += v;
             }
@@ -148,17 +153,16 @@ impl Subtask {
                 NodeKind::Source(_) => {}
                 NodeKind::Transform { chain, .. } => {
                     needs_guest = true;
-                    ops.push(Operator::Transform {
-                        node: id,
-                        chain: *chain,
-                    });
+                    ops.push(Operator::Transform { node: id, chain: *chain });
                 }
                 NodeKind::KeyedProcess(f) => {
                     needs_guest = true;
-                    ops.push(Operator::Keyed {
-                        node: id,
-                        function: *f,
-                    });
+                    ops.push(Operator::Keyed { node: id, function: *f });
+                }
+                NodeKind::Window { assigner, allowed_lateness, function } => {
+                    needs_guest = true;
+                    let op = WindowOperator::new(*function, *assigner, *allowed_lateness);
+                    ops.push(Operator::Window { node: id, op: Box::new(op) });
                 }
                 NodeKind::Sink(_) => {
                     let writer = self.shared.sinks[&id].open();
@@ -168,12 +172,7 @@ impl Subtask {
         }
         let instance = if needs_guest {
             let node = self.task.nodes[0];
-            let guest = |error| {
-                Stop::Failed(JobError::Guest {
-                    node: self.label(node),
-                    error,
-                })
-            };
+            let guest = |error| Stop::Failed(JobError::Guest { node: self.label(node), error });
             let label = format!("{}#{}", self.shared.graph.name, self.index);
             let mut instance = self.shared.plugin.instantiate(&label).map_err(guest)?;
             // Each instance runs `plan` so the guest knows its functions.
@@ -203,6 +202,7 @@ impl Subtask {
         let batch_size = self.shared.config.batch_size;
         let timeout = self.shared.config.batch_timeout;
         let mut builder = BatchBuilder::with_capacity(batch_size, batch_size * 32);
+        let mut last_record = Instant::now();
         loop {
             if self.shared.is_cancelled() {
                 return Err(Stop::Cancelled);
@@ -210,16 +210,22 @@ impl Subtask {
             let deadline = Instant::now() + timeout;
             let poll = reader
                 .poll(&mut builder, batch_size, deadline)
-                .map_err(|error| JobError::Connector {
-                    node: self.label(head),
-                    error,
-                })?;
+                .map_err(|error| JobError::Connector { node: self.label(head), error })?;
             if !builder.is_empty() {
+                last_record = Instant::now();
                 let bytes = builder.finish();
                 self.shared.metrics[&head]
                     .records_out
                     .fetch_add(batch_len(&bytes), Ordering::Relaxed);
-                self.process(bytes, instance, ops)?;
+                self.observe(head, &bytes);
+                self.run_chain(bytes, 0, instance, ops)?;
+                self.emit_watermark(instance, ops)?;
+            } else if let Some(idle) = self.time.idle_timeout
+                && !self.time.idle
+                && last_record.elapsed() >= idle
+            {
+                self.time.idle = true;
+                self.router.idle().map_err(|_| self.stopped())?;
             }
             if poll == Poll::End {
                 return Ok(());
@@ -238,8 +244,23 @@ impl Subtask {
         let mut ends = 0;
         while ends < self.task.expected_ends {
             match input.recv_timeout(CANCEL_CHECK) {
-                Ok(Message::Batch(bytes)) => self.process(bytes, instance, ops)?,
-                Ok(Message::End) => ends += 1,
+                Ok(Message::Batch(bytes)) => {
+                    self.run_chain(bytes, 0, instance, ops)?;
+                    self.emit_watermark(instance, ops)?;
+                }
+                Ok(Message::Watermark { from, watermark }) => {
+                    let advanced = self.time.combiner.update(from as usize, watermark);
+                    self.input_watermark(advanced, instance, ops)?;
+                }
+                Ok(Message::Idle { from }) => {
+                    let advanced = self.time.combiner.set_idle(from as usize);
+                    self.input_watermark(advanced, instance, ops)?;
+                }
+                Ok(Message::End { from }) => {
+                    ends += 1;
+                    let advanced = self.time.combiner.end(from as usize);
+                    self.input_watermark(advanced, instance, ops)?;
+                }
                 Err(RecvTimeoutError::Timeout) if self.shared.is_cancelled() => {
                     return Err(Stop::Cancelled);
                 }
@@ -250,37 +271,112 @@ impl Subtask {
         Ok(())
     }
 
-    /// Runs the chain over one batch and sends the result on.
-    fn process(
+    /// Counts a node's output timestamps toward its watermark.
+    fn observe(&mut self, node: u32, bytes: &[u8]) {
+        let Some((gen_node, generator)) = &mut self.time.generator else { return };
+        if *gen_node != node {
+            return;
+        }
+        if let Ok(batch) = Batch::new(bytes) {
+            for r in batch.iter() {
+                if r.timestamp != flinkw_batch::NO_TIMESTAMP {
+                    generator.on_record(r.timestamp);
+                }
+            }
+        }
+    }
+
+    /// Sends this task's own watermark on if it advanced (or to mark the
+    /// subtask active again after idling).
+    fn emit_watermark(
         &mut self,
-        mut bytes: Vec<u8>,
         instance: &mut Option<Instance>,
         ops: &mut [Operator],
     ) -> Result<(), Stop> {
-        for op in ops.iter_mut() {
-            let node = match op {
-                Operator::Transform { node, .. }
-                | Operator::Keyed { node, .. }
-                | Operator::Sink { node, .. } => *node,
-            };
+        let Some((_, generator)) = &self.time.generator else { return Ok(()) };
+        let wm = generator.current();
+        if wm > self.time.sent || (self.time.idle && wm > MIN_WATERMARK) {
+            self.time.idle = false;
+            self.advance(wm, instance, ops)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a combined input watermark, unless this task makes its own.
+    fn input_watermark(
+        &mut self,
+        advanced: Option<i64>,
+        instance: &mut Option<Instance>,
+        ops: &mut [Operator],
+    ) -> Result<(), Stop> {
+        match advanced {
+            Some(wm) if self.time.generator.is_none() => self.advance(wm, instance, ops),
+            _ => Ok(()),
+        }
+    }
+
+    /// Event time reached `wm`: windows fire, then the watermark goes on.
+    fn advance(
+        &mut self,
+        wm: i64,
+        instance: &mut Option<Instance>,
+        ops: &mut [Operator],
+    ) -> Result<(), Stop> {
+        for idx in 0..ops.len() {
+            let node = ops[idx].node();
+            let Operator::Window { op, .. } = &mut ops[idx] else { continue };
+            let Some(inst) = instance.as_mut() else { unreachable!("window without instance") };
+            let mut out = Vec::new();
+            op.on_watermark(inst, wm, &mut out).map_err(|e| self.window_error(node, e))?;
+            for bytes in out {
+                self.after(node, &bytes)?;
+                self.run_chain(bytes, idx + 1, instance, ops)?;
+            }
+        }
+        self.time.sent = self.time.sent.max(wm);
+        self.router.watermark(wm).map_err(|_| self.stopped())
+    }
+
+    fn window_error(&self, node: u32, e: WindowOpError) -> Stop {
+        Stop::Failed(match e {
+            WindowOpError::Guest(error) => JobError::Guest { node: self.label(node), error },
+            WindowOpError::BadRecord(reason) => {
+                JobError::BadRecord { node: self.label(node), reason }
+            }
+        })
+    }
+
+    /// Checks an operator's output and counts it.
+    fn after(&self, node: u32, bytes: &[u8]) -> Result<usize, Stop> {
+        let out = Batch::new(bytes).map_err(|e| JobError::MalformedBatch {
+            node: self.label(node),
+            reason: e.to_string(),
+        })?;
+        self.shared.metrics[&node].records_out.fetch_add(out.len() as u64, Ordering::Relaxed);
+        Ok(out.len())
+    }
+
+    /// Runs `ops[from..]` over one batch and sends the result on.
+    fn run_chain(
+        &mut self,
+        mut bytes: Vec<u8>,
+        from: usize,
+        instance: &mut Option<Instance>,
+        ops: &mut [Operator],
+    ) -> Result<(), Stop> {
+        for idx in from..ops.len() {
+            let node = ops[idx].node();
             let m = &self.shared.metrics[&node];
             m.records_in.fetch_add(batch_len(&bytes), Ordering::Relaxed);
-            let guest = |error| {
-                Stop::Failed(JobError::Guest {
-                    node: self.label(node),
-                    error,
-                })
-            };
-            bytes = match op {
+            let guest = |error| Stop::Failed(JobError::Guest { node: self.label(node), error });
+            bytes = match &mut ops[idx] {
                 Operator::Sink { writer, .. } => {
                     let batch = Batch::new(&bytes)
                         .map_err(|e| JobError::Internal(format!("bad batch at a sink: {e}")))?;
-                    writer.write(&batch).map_err(|error| JobError::Connector {
-                        node: self.label(node),
-                        error,
-                    })?;
-                    m.records_out
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    writer
+                        .write(&batch)
+                        .map_err(|error| JobError::Connector { node: self.label(node), error })?;
+                    m.records_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     return Ok(());
                 }
                 Operator::Transform { chain, .. } => {
@@ -295,16 +391,27 @@ impl Subtask {
                     };
                     inst.keyed(*function, Arc::new(bytes)).map_err(guest)?
                 }
+                Operator::Window { op, .. } => {
+                    let Some(inst) = instance.as_mut() else {
+                        unreachable!("guest op without instance")
+                    };
+                    let mut out = Vec::new();
+                    let late_before = op.late_records;
+                    op.process(inst, &bytes, &mut out).map_err(|e| self.window_error(node, e))?;
+                    let late = op.late_records - late_before;
+                    self.shared.late_records.fetch_add(late, Ordering::Relaxed);
+                    for b in out {
+                        self.after(node, &b)?;
+                        self.run_chain(b, idx + 1, instance, ops)?;
+                    }
+                    return Ok(());
+                }
             };
             // Guest output is checked before anything else reads it.
-            let out = Batch::new(&bytes).map_err(|e| JobError::MalformedBatch {
-                node: self.label(node),
-                reason: e.to_string(),
-            })?;
-            m.records_out.fetch_add(out.len() as u64, Ordering::Relaxed);
-            if out.is_empty() {
+            if self.after(node, &bytes)? == 0 {
                 return Ok(());
             }
+            self.observe(node, &bytes);
         }
         self.router.send(bytes).map_err(|_| self.stopped())
     }

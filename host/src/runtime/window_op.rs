@@ -1,0 +1,228 @@
+//! The window operator of a subtask: assigns records to windows (with the
+//! pure [`WindowTrigger`]), keeps one accumulator per key and window, and
+//! asks the guest to accumulate, merge and emit — one call per batch.
+
+use std::collections::HashMap;
+
+use flinkw_batch::{Batch, NO_TIMESTAMP};
+
+use crate::plugin::{FiredWindow, GuestError, Instance};
+use crate::state::MemoryState;
+use crate::window::{Assignment, SessionMerge, Window, WindowAssigner, WindowTrigger};
+
+/// Why the window operator stopped.
+pub(crate) enum WindowOpError {
+    /// The guest failed.
+    Guest(GuestError),
+    /// A record cannot be windowed.
+    BadRecord(String),
+}
+
+impl From<GuestError> for WindowOpError {
+    fn from(e: GuestError) -> Self {
+        WindowOpError::Guest(e)
+    }
+}
+
+/// One subtask's window operator.
+pub(crate) struct WindowOperator {
+    function: u32,
+    trigger: WindowTrigger,
+    state: MemoryState,
+    table: u32,
+    /// Records that arrived after every window they belong to had closed.
+    pub late_records: u64,
+    // Per-batch scratch space.
+    assignments: Vec<Assignment>,
+    merges: Vec<SessionMerge>,
+    fire: Vec<(Vec<u8>, Window)>,
+    purge: Vec<(Vec<u8>, Window)>,
+    slots: HashMap<Vec<u8>, u32>,
+    slot_keys: Vec<(Vec<u8>, Window)>,
+    accumulators: Vec<Option<Vec<u8>>>,
+    targets: Vec<(u32, u32)>,
+    fire_now: Vec<u32>,
+}
+
+/// The state key of a key's window: key bytes, then start and end.
+fn state_key(key: &[u8], w: &Window) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 16);
+    k.extend_from_slice(key);
+    k.extend_from_slice(&w.start.to_be_bytes());
+    k.extend_from_slice(&w.end.to_be_bytes());
+    k
+}
+
+impl WindowOperator {
+    pub fn new(function: u32, assigner: WindowAssigner, allowed_lateness: i64) -> Self {
+        let mut state = MemoryState::default();
+        let table = state.register("window-accumulators");
+        WindowOperator {
+            function,
+            trigger: WindowTrigger::new(assigner, allowed_lateness),
+            state,
+            table,
+            late_records: 0,
+            assignments: Vec::new(),
+            merges: Vec::new(),
+            fire: Vec::new(),
+            purge: Vec::new(),
+            slots: HashMap::new(),
+            slot_keys: Vec::new(),
+            accumulators: Vec::new(),
+            targets: Vec::new(),
+            fire_now: Vec::new(),
+        }
+    }
+
+    /// Adds a batch to its windows; windows that must fire at once (late
+    /// records within the allowed lateness) are emitted into `out`.
+    pub fn process(
+        &mut self,
+        instance: &mut Instance,
+        bytes: &Vec<u8>,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), WindowOpError> {
+        let batch = Batch::new(bytes).map_err(|e| WindowOpError::BadRecord(e.to_string()))?;
+        for i in 0..batch.len() {
+            let r = batch.get(i);
+            if r.timestamp == NO_TIMESTAMP {
+                return Err(WindowOpError::BadRecord(format!(
+                    "record {i} of a batch has no event time; give the stream timestamps \
+                     (assign_timestamps) before an event-time window"
+                )));
+            }
+            self.trigger.on_record(r.key, r.timestamp, &mut self.assignments, &mut self.merges);
+            if self.assignments.is_empty() {
+                self.late_records += 1;
+                continue;
+            }
+            if !self.merges.is_empty() {
+                // Merge stored state; the pending records go first.
+                self.flush(instance, bytes)?;
+                let merges = std::mem::take(&mut self.merges);
+                for m in &merges {
+                    self.merge(instance, r.key, m)?;
+                }
+                self.merges = merges;
+            }
+            for a in &self.assignments {
+                let sk = state_key(r.key, &a.window);
+                let slot = match self.slots.get(&sk) {
+                    Some(s) => *s,
+                    None => {
+                        let s = self.slot_keys.len() as u32;
+                        self.accumulators.push(self.state.get(self.table, &sk).map(<[u8]>::to_vec));
+                        self.slot_keys.push((r.key.to_vec(), a.window));
+                        self.slots.insert(sk, s);
+                        s
+                    }
+                };
+                self.targets.push((i as u32, slot));
+                if a.fire_now {
+                    self.fire_now.push(slot);
+                }
+            }
+            if !self.fire_now.is_empty() {
+                let fire: Vec<(Vec<u8>, Window)> =
+                    self.fire_now.iter().map(|s| self.slot_keys[*s as usize].clone()).collect();
+                self.fire_now.clear();
+                self.flush(instance, bytes)?;
+                self.emit(instance, &fire, out)?;
+            }
+        }
+        self.flush(instance, bytes)
+    }
+
+    /// Sends the pending records to the guest and stores the accumulators.
+    fn flush(&mut self, instance: &mut Instance, bytes: &Vec<u8>) -> Result<(), WindowOpError> {
+        if self.targets.is_empty() {
+            return Ok(());
+        }
+        let updated =
+            instance.window_accumulate(self.function, &self.accumulators, bytes, &self.targets)?;
+        if updated.len() != self.slot_keys.len() {
+            return Err(WindowOpError::BadRecord(format!(
+                "the plugin returned {} accumulators for {} windows",
+                updated.len(),
+                self.slot_keys.len()
+            )));
+        }
+        for ((key, w), acc) in self.slot_keys.drain(..).zip(updated) {
+            self.state.put(self.table, &state_key(&key, &w), acc);
+        }
+        self.slots.clear();
+        self.accumulators.clear();
+        self.targets.clear();
+        Ok(())
+    }
+
+    fn merge(
+        &mut self,
+        instance: &mut Instance,
+        key: &[u8],
+        m: &SessionMerge,
+    ) -> Result<(), WindowOpError> {
+        let mut accs = Vec::new();
+        for w in m.merged.iter().chain([&m.into]) {
+            let sk = state_key(key, w);
+            if let Some(a) = self.state.get(self.table, &sk) {
+                accs.push(a.to_vec());
+            }
+            self.state.remove(self.table, &sk);
+        }
+        let merged = match accs.len() {
+            0 => return Ok(()),
+            1 => accs.pop().unwrap_or_default(),
+            _ => instance.window_merge(self.function, &accs)?,
+        };
+        self.state.put(self.table, &state_key(key, &m.into), merged);
+        Ok(())
+    }
+
+    fn emit(
+        &mut self,
+        instance: &mut Instance,
+        windows: &[(Vec<u8>, Window)],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), WindowOpError> {
+        let fired: Vec<FiredWindow> = windows
+            .iter()
+            .filter_map(|(key, w)| {
+                let acc = self.state.get(self.table, &state_key(key, w))?;
+                Some(FiredWindow {
+                    key: key.clone(),
+                    start: w.start,
+                    end: w.end,
+                    accumulator: acc.to_vec(),
+                })
+            })
+            .collect();
+        if !fired.is_empty() {
+            out.push(instance.window_emit(self.function, &fired)?);
+        }
+        Ok(())
+    }
+
+    /// Advances event time: fires and cleans up windows.
+    pub fn on_watermark(
+        &mut self,
+        instance: &mut Instance,
+        watermark: i64,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), WindowOpError> {
+        let mut fire = std::mem::take(&mut self.fire);
+        let mut purge = std::mem::take(&mut self.purge);
+        self.trigger.on_watermark(watermark, &mut fire, &mut purge);
+        // Emit in bounded chunks so one watermark does not make a huge batch.
+        for chunk in fire.chunks(4096) {
+            self.emit(instance, chunk, out)?;
+        }
+        for (key, w) in &purge {
+            self.state.remove(self.table, &state_key(key, w));
+        }
+        self.fire = fire;
+        self.purge = purge;
+        Ok(())
+    }
+}
