@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (constant name, plugin directory relative to the repository root)
-const PLUGINS: [(&str, &str); 4] = [
+const PLUGINS: [(&str, &str); 5] = [
     ("WORDCOUNT", "plugins/wordcount"),
+    ("WINDOWED_COUNT", "plugins/windowed-count"),
     ("FILTER_MAP", "plugins/filter-map"),
     ("NEXMARK_W1", "plugins/nexmark-w1"),
     ("BAD_GUEST", "tests/plugins/bad-guest"),
@@ -14,10 +15,7 @@ const PLUGINS: [(&str, &str); 4] = [
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let root = manifest_dir
-        .parent()
-        .expect("tests/ is inside the repository")
-        .to_path_buf();
+    let root = manifest_dir.parent().expect("tests/ is inside the repository").to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
     // A target dir of its own: the outer cargo holds the lock on ours.
     let target_dir = plugin_target_dir(&out_dir);
@@ -28,10 +26,7 @@ fn main() {
     for (name, dir) in PLUGINS {
         let dir = root.join(dir);
         println!("cargo:rerun-if-changed={}", dir.join("src").display());
-        println!(
-            "cargo:rerun-if-changed={}",
-            dir.join("Cargo.toml").display()
-        );
+        println!("cargo:rerun-if-changed={}", dir.join("Cargo.toml").display());
         let wasm = build_plugin(&dir, &target_dir);
         consts.push_str(&format!(
             "/// The `{}` plugin, built for wasm32-wasip2.\npub const {name}: &str = {:?};\n",
@@ -58,21 +53,10 @@ fn build_plugin(dir: &Path, target_dir: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(dir)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
         .arg(target_dir);
     // Settings meant for the host build must not leak into the guest build.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-    ] {
+    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("run cargo for a plugin");
@@ -83,7 +67,5 @@ fn build_plugin(dir: &Path, target_dir: &Path) -> PathBuf {
         .find_map(|l| l.strip_prefix("name = "))
         .map(|n| n.trim_matches('"').replace('-', "_"))
         .expect("plugin manifest has a name");
-    target_dir
-        .join("wasm32-wasip2/release")
-        .join(format!("{name}.wasm"))
+    target_dir.join("wasm32-wasip2/release").join(format!("{name}.wasm"))
 }

@@ -91,10 +91,7 @@ impl JobArgs {
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLINKW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,flinkw::guest=info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -107,18 +104,9 @@ fn main() -> ExitCode {
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run {
-            job,
-            skip_bad_lines,
-            max_record_bytes,
-            json_summary,
-        } => {
+        Command::Run { job, skip_bad_lines, max_record_bytes, json_summary } => {
             let (plugin, config) = job.load()?;
-            let options = RunOptions {
-                skip_bad_lines,
-                max_record_bytes,
-                ..RunOptions::default()
-            };
+            let options = RunOptions { skip_bad_lines, max_record_bytes, ..RunOptions::default() };
             let report = runtime::run_job(&plugin, &config, options)
                 .with_context(|| format!("job {} failed", job.plugin.display()))?;
             print_summary(&report, json_summary);
@@ -146,20 +134,20 @@ fn print_summary(report: &JobReport, json: bool) {
             "seconds": report.duration.as_secs_f64(),
             "nodes": nodes,
             "skipped_lines": report.skipped_lines,
+            "late_records": report.late_records,
             "counters": report.counters,
         });
         eprintln!("{summary}");
         return;
     }
-    eprintln!(
-        "job {} finished in {:.3} s",
-        report.name,
-        report.duration.as_secs_f64()
-    );
+    eprintln!("job {} finished in {:.3} s", report.name, report.duration.as_secs_f64());
     for n in &report.nodes {
+        eprintln!("  {:<40} in {:>10}  out {:>10}", n.name, n.records_in, n.records_out);
+    }
+    if report.late_records > 0 {
         eprintln!(
-            "  {:<40} in {:>10}  out {:>10}",
-            n.name, n.records_in, n.records_out
+            "warning: dropped {} record(s) that arrived after their windows closed",
+            report.late_records
         );
     }
     if report.skipped_lines > 0 {
@@ -178,6 +166,9 @@ fn print_plan(graph: &JobGraph, config: &JobConfig) -> anyhow::Result<()> {
             NodeKind::Source(c) => format!("source {} {:?}", c.kind, c.options),
             NodeKind::Sink(c) => format!("sink {} {:?}", c.kind, c.options),
             NodeKind::KeyedProcess(f) => format!("keyed function {f}"),
+            NodeKind::Window { assigner, allowed_lateness, function } => format!(
+                "window function {function}: {assigner:?}, allowed lateness {allowed_lateness} ms"
+            ),
             NodeKind::Transform { chain, steps } => format!(
                 "transform chain {chain}: {}",
                 steps
@@ -187,17 +178,18 @@ fn print_plan(graph: &JobGraph, config: &JobConfig) -> anyhow::Result<()> {
                     .join(" -> ")
             ),
         };
-        println!("  node {} {:?}: {what}", n.id, n.name);
+        let watermarks = match &n.watermarks {
+            Some(w) => format!(" [watermarks: {:?}]", w.strategy),
+            None => String::new(),
+        };
+        println!("  node {} {:?}: {what}{watermarks}", n.id, n.name);
     }
     for e in &graph.edges {
         println!("  edge {} -> {} ({})", e.source, e.target, e.partitioning);
     }
     let physical = runtime::physical_plan(graph, config.parallelism)?;
     for t in &physical.tasks {
-        println!(
-            "  task {} (parallelism {}): nodes {:?}",
-            t.index, t.parallelism, t.nodes
-        );
+        println!("  task {} (parallelism {}): nodes {:?}", t.index, t.parallelism, t.nodes);
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ wit_bindgen::generate!({
 });
 
 use crate::graph;
-use exports::flinkw::plugin::{keyed, plan, snapshot, transform};
+use exports::flinkw::plugin::{keyed, plan, snapshot, transform, window};
 use flinkw::plugin::types;
 
 struct Plugin;
@@ -41,6 +41,25 @@ impl snapshot::Guest for Plugin {
 
     fn restore(state: Vec<u8>) -> Result<(), String> {
         graph::restore(&state)
+    }
+}
+
+impl window::Guest for Plugin {
+    fn accumulate(
+        function: u32,
+        accumulators: Vec<Option<Vec<u8>>>,
+        input: types::Batch,
+        targets: Vec<(u32, u32)>,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        graph::with_window(function, |w| (w.accumulate)(accumulators, &input, &targets))
+    }
+
+    fn merge(function: u32, accumulators: Vec<Vec<u8>>) -> Result<Vec<u8>, String> {
+        graph::with_window(function, |w| (w.merge)(accumulators))
+    }
+
+    fn emit(function: u32, fired: Vec<window::FiredWindow>) -> Result<types::Batch, String> {
+        graph::with_window(function, |w| (w.emit)(fired))
     }
 }
 

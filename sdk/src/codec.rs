@@ -34,12 +34,8 @@ pub(crate) fn decode_utf8<T: Data>(bytes: &[u8]) -> Result<T, String> {
 }
 
 pub(crate) fn decode_json<T: Data>(bytes: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        format!(
-            "cannot decode record {:?}: {e}",
-            String::from_utf8_lossy(bytes)
-        )
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| format!("cannot decode record {:?}: {e}", String::from_utf8_lossy(bytes)))
 }
 
 /// Text for line-oriented sinks: strings as they are, other values as JSON.

@@ -35,10 +35,7 @@ pub trait Sink {
 }
 
 fn connector(kind: &str, options: Vec<(String, String)>) -> Connector {
-    Connector {
-        kind: kind.to_owned(),
-        options,
-    }
+    Connector { kind: kind.to_owned(), options }
 }
 
 /// Files read by the host: `File::lines`, `File::csv`, `File::json_lines`.
@@ -72,10 +69,7 @@ impl File {
 impl<T> FileSource<T> {
     fn new(path: &str, format: &'static str) -> Self {
         FileSource {
-            options: vec![
-                ("path".into(), path.into()),
-                ("format".into(), format.into()),
-            ],
+            options: vec![("path".into(), path.into()), ("format".into(), format.into())],
             format,
             _out: PhantomData,
         }
@@ -144,10 +138,7 @@ impl Datagen {
 impl<T> DatagenSource<T> {
     fn new(kind: &str, count: u64) -> Self {
         DatagenSource {
-            options: vec![
-                ("kind".into(), kind.into()),
-                ("count".into(), count.to_string()),
-            ],
+            options: vec![("kind".into(), kind.into()), ("count".into(), count.to_string())],
             _out: PhantomData,
         }
     }
@@ -204,9 +195,7 @@ pub struct FileSink {
 impl FileSink {
     /// A sink writing to `path` (created or truncated).
     pub fn new(path: &str) -> Self {
-        FileSink {
-            path: path.to_owned(),
-        }
+        FileSink { path: path.to_owned() }
     }
 }
 

@@ -22,10 +22,7 @@ pub struct Config {
 
 impl Config {
     pub(crate) fn new(values: impl IntoIterator<Item = (String, String)>) -> Self {
-        Config {
-            values: values.into_iter().collect(),
-            read: RefCell::default(),
-        }
+        Config { values: values.into_iter().collect(), read: RefCell::default() }
     }
 
     /// The value of `key`, if set.
@@ -37,9 +34,7 @@ impl Config {
     /// The value of `key`, or an error naming the missing key.
     pub fn require(&self, key: &str) -> Result<String, Error> {
         self.get(key).map(str::to_owned).ok_or_else(|| {
-            Error::msg(format!(
-                "missing config `{key}` (set it with --set {key}=...)"
-            ))
+            Error::msg(format!("missing config `{key}` (set it with --set {key}=...)"))
         })
     }
 

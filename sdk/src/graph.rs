@@ -4,13 +4,28 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use crate::bindings::exports::flinkw::plugin::window::FiredWindow;
 use crate::bindings::flinkw::plugin::types::{
-    self, Connector, Edge, JobGraph, Node, NodeKind, Partitioning, Step, TransformNode,
+    self, Connector, Edge, JobGraph, Node, NodeKind, Partitioning, Step, TransformNode, Watermarks,
+    WindowNode,
 };
 use crate::{Env, Error};
 
 /// A fused chain or a keyed function: one packed batch in, one out.
 pub(crate) type BatchFn = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, String>>;
+/// The three parts of a window function (see `wit/window.wit`).
+pub(crate) struct WindowFns {
+    pub accumulate: AccumulateFn,
+    pub merge: MergeFn,
+    pub emit: EmitFn,
+}
+/// Adds records to accumulators.
+pub(crate) type AccumulateFn =
+    Box<dyn FnMut(Vec<Option<Vec<u8>>>, &[u8], &[(u32, u32)]) -> Result<Vec<Vec<u8>>, String>>;
+/// Merges accumulators.
+pub(crate) type MergeFn = Box<dyn FnMut(Vec<Vec<u8>>) -> Result<Vec<u8>, String>>;
+/// Turns fired windows into records.
+pub(crate) type EmitFn = Box<dyn FnMut(Vec<FiredWindow>) -> Result<Vec<u8>, String>>;
 /// Saves the guest's own state.
 pub(crate) type SnapshotFn = Box<dyn Fn() -> Vec<u8>>;
 /// Restores the guest's own state.
@@ -25,6 +40,7 @@ pub(crate) struct GraphBuilder {
     edges: Vec<Edge>,
     chains: Vec<BatchFn>,
     keyed: Vec<BatchFn>,
+    windows: Vec<WindowFns>,
     pub snapshot: Option<SnapshotFn>,
     pub restore: Option<RestoreFn>,
 }
@@ -32,12 +48,7 @@ pub(crate) struct GraphBuilder {
 impl GraphBuilder {
     fn add_node(&mut self, name: String, kind: NodeKind, parallelism: Option<u32>) -> u32 {
         let id = self.nodes.len() as u32;
-        self.nodes.push(Node {
-            id,
-            name,
-            kind,
-            parallelism,
-        });
+        self.nodes.push(Node { id, name, kind, parallelism, watermarks: None });
         id
     }
 
@@ -63,18 +74,11 @@ impl GraphBuilder {
         let name = if steps.is_empty() {
             "encode".to_owned()
         } else {
-            steps
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(" -> ")
+            steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" -> ")
         };
         let id = self.add_node(
             name,
-            NodeKind::Transform(TransformNode {
-                chain: chain_id,
-                steps,
-            }),
+            NodeKind::Transform(TransformNode { chain: chain_id, steps }),
             parallelism,
         );
         self.connect(upstream, id, Partitioning::Forward);
@@ -89,12 +93,22 @@ impl GraphBuilder {
         id
     }
 
+    pub fn add_window(&mut self, upstream: u32, name: &str, node: WindowNode, f: WindowFns) -> u32 {
+        let node = WindowNode { function: self.windows.len() as u32, ..node };
+        self.windows.push(f);
+        let id = self.add_node(name.to_owned(), NodeKind::Window(node), None);
+        self.connect(upstream, id, Partitioning::Hash);
+        id
+    }
+
+    pub fn set_watermarks(&mut self, node: u32, watermarks: Watermarks) {
+        if let Some(n) = self.nodes.get_mut(node as usize) {
+            n.watermarks = Some(watermarks);
+        }
+    }
+
     fn connect(&mut self, source: u32, target: u32, partitioning: Partitioning) {
-        self.edges.push(Edge {
-            source,
-            target,
-            partitioning,
-        });
+        self.edges.push(Edge { source, target, partitioning });
     }
 
     pub fn rename(&mut self, node: u32, name: &str) {
@@ -112,6 +126,7 @@ impl GraphBuilder {
 struct Registry {
     chains: Vec<BatchFn>,
     keyed: Vec<BatchFn>,
+    windows: Vec<WindowFns>,
     snapshot: Option<SnapshotFn>,
     restore: Option<RestoreFn>,
 }
@@ -126,14 +141,8 @@ unsafe extern "Rust" {
 }
 
 pub(crate) fn plan(config: types::Settings) -> Result<JobGraph, String> {
-    let graph = Rc::new(RefCell::new(GraphBuilder {
-        name: "job".into(),
-        ..Default::default()
-    }));
-    let mut env = Env {
-        config: crate::env::Config::new(config),
-        graph: graph.clone(),
-    };
+    let graph = Rc::new(RefCell::new(GraphBuilder { name: "job".into(), ..Default::default() }));
+    let mut env = Env { config: crate::env::Config::new(config), graph: graph.clone() };
     __flinkw_job(&mut env).map_err(|e| e.to_string())?;
     let config_keys = env.config.keys_read();
     drop(env);
@@ -151,6 +160,7 @@ pub(crate) fn plan(config: types::Settings) -> Result<JobGraph, String> {
         *r.borrow_mut() = Some(Registry {
             chains: g.chains,
             keyed: g.keyed,
+            windows: g.windows,
             snapshot: g.snapshot,
             restore: g.restore,
         })
@@ -176,6 +186,16 @@ pub(crate) fn run_keyed(function: u32, input: &[u8]) -> Result<Vec<u8>, String> 
     with_registry(|r| match r.keyed.get_mut(function as usize) {
         Some(f) => f(input),
         None => Err(format!("no keyed function {function} in this plugin")),
+    })
+}
+
+pub(crate) fn with_window<R>(
+    function: u32,
+    f: impl FnOnce(&mut WindowFns) -> Result<R, String>,
+) -> Result<R, String> {
+    with_registry(|r| match r.windows.get_mut(function as usize) {
+        Some(w) => f(w),
+        None => Err(format!("no window function {function} in this plugin")),
     })
 }
 

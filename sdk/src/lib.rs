@@ -48,13 +48,17 @@ pub use env::{Config, Env};
 pub use error::Error;
 pub use log::{Level, counter_add, gauge_set, log};
 pub use state::ValueState;
-pub use stream::{Collector, KeyedContext, KeyedStream, Stream};
+pub use stream::{
+    AggregateFunction, Collector, KeyedContext, KeyedStream, Session, Sliding, Stream, TimeWindow,
+    Tumbling, WatermarkStrategy, WindowAssigner, WindowedStream,
+};
 
 /// Everything a job usually needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Blackhole, Collector, Data, Datagen, Env, Error, File, FileSink, KeyedContext, KeyedStream,
-        Stdout, Stream, ValueState,
+        AggregateFunction, Bid, Blackhole, Collector, Data, Datagen, Env, Error, File, FileSink,
+        KeyedContext, KeyedStream, Session, Sliding, Stdout, Stream, TimeWindow, Tumbling,
+        ValueState, WatermarkStrategy, WindowAssigner, WindowedStream,
     };
 }
 

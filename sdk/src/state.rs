@@ -36,16 +36,11 @@ pub struct ValueState<T> {
 impl<T: Data> ValueState<T> {
     /// A handle to the value state called `name`.
     pub fn new(name: &str) -> Self {
-        ValueState {
-            name: name.to_owned(),
-            handle: OnceCell::new(),
-            _value: PhantomData,
-        }
+        ValueState { name: name.to_owned(), handle: OnceCell::new(), _value: PhantomData }
     }
 
     fn handle(&self) -> &wit_state::ValueState {
-        self.handle
-            .get_or_init(|| wit_state::ValueState::new(&self.name))
+        self.handle.get_or_init(|| wit_state::ValueState::new(&self.name))
     }
 
     /// The value for the current key, if any.
@@ -53,10 +48,7 @@ impl<T: Data> ValueState<T> {
         match self.handle().get(ctx.record) {
             None => Ok(None),
             Some(bytes) => decode_postcard(&bytes).map(Some).map_err(|e| {
-                Error::msg(format!(
-                    "value state `{}` holds bytes of another type: {e}",
-                    self.name
-                ))
+                Error::msg(format!("value state `{}` holds bytes of another type: {e}", self.name))
             }),
         }
     }

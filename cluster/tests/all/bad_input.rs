@@ -14,10 +14,7 @@ fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
 fn a_file_that_is_not_wasm() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "notes.wasm", b"hello, I am text");
-    assert_fails_with(
-        &flinkw(&["run", &f], dir.path()),
-        &["is not a WebAssembly file"],
-    );
+    assert_fails_with(&flinkw(&["run", &f], dir.path()), &["is not a WebAssembly file"]);
 }
 
 #[test]
@@ -32,11 +29,8 @@ fn a_missing_plugin_file() {
 #[test]
 fn a_core_module_instead_of_a_component() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(
-        dir.path(),
-        "core.wasm",
-        &wat::parse_str("(module (func (export \"f\")))").unwrap(),
-    );
+    let f =
+        write(dir.path(), "core.wasm", &wat::parse_str("(module (func (export \"f\")))").unwrap());
     assert_fails_with(
         &flinkw(&["run", &f], dir.path()),
         &["is a core WebAssembly module, not a component"],
@@ -55,11 +49,7 @@ fn a_component_of_another_world() {
     let f = write(dir.path(), "other.wasm", &wat::parse_str(wat).unwrap());
     assert_fails_with(
         &flinkw(&["run", &f], dir.path()),
-        &[
-            "is not a flinkw plugin",
-            "`plan`",
-            "wasi:http/incoming-handler@0.2.0",
-        ],
+        &["is not a flinkw plugin", "`plan`", "wasi:http/incoming-handler@0.2.0"],
     );
 }
 
@@ -84,10 +74,7 @@ fn a_truncated_component() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(artifacts::WORDCOUNT).unwrap();
     let f = write(dir.path(), "cut.wasm", &bytes[..bytes.len() / 2]);
-    assert_fails_with(
-        &flinkw(&["run", &f], dir.path()),
-        &["is not a valid component"],
-    );
+    assert_fails_with(&flinkw(&["run", &f], dir.path()), &["is not a valid component"]);
 }
 
 #[test]
@@ -99,23 +86,14 @@ fn bad_set_options() {
         &["bad --set \"input\": expected key=value"],
     );
     assert_fails_with(
-        &flinkw(
-            &["run", p, "--set", "input=x", "--set", "parallelism=zero"],
-            dir.path(),
-        ),
+        &flinkw(&["run", p, "--set", "input=x", "--set", "parallelism=zero"], dir.path()),
         &["bad value \"zero\" for --set parallelism"],
     );
     assert_fails_with(
-        &flinkw(
-            &["run", p, "--set", "input=x", "--set", "inptu=y"],
-            dir.path(),
-        ),
+        &flinkw(&["run", p, "--set", "input=x", "--set", "inptu=y"], dir.path()),
         &["unknown config `inptu`", "the plugin reads: input"],
     );
-    assert_fails_with(
-        &flinkw(&["run", p], dir.path()),
-        &["missing config `input`"],
-    );
+    assert_fails_with(&flinkw(&["run", p], dir.path()), &["missing config `input`"]);
 }
 
 #[test]
@@ -123,12 +101,7 @@ fn a_missing_input_file() {
     let dir = tempfile::tempdir().unwrap();
     assert_fails_with(
         &flinkw(
-            &[
-                "run",
-                artifacts::WORDCOUNT,
-                "--set",
-                "input=/nonexistent/words.txt",
-            ],
+            &["run", artifacts::WORDCOUNT, "--set", "input=/nonexistent/words.txt"],
             dir.path(),
         ),
         &["/nonexistent/words.txt", "No such file"],
@@ -146,19 +119,9 @@ fn orders_with_bad_line(dir: &std::path::Path) -> String {
 fn a_malformed_json_line_fails_with_its_line_number() {
     let dir = tempfile::tempdir().unwrap();
     let input = orders_with_bad_line(dir.path());
-    let run = flinkw(
-        &[
-            "run",
-            artifacts::FILTER_MAP,
-            "--set",
-            &format!("input={input}"),
-        ],
-        dir.path(),
-    );
-    assert_fails_with(
-        &run,
-        &[&format!("{input}:3: not valid JSON"), "--skip-bad-lines"],
-    );
+    let run =
+        flinkw(&["run", artifacts::FILTER_MAP, "--set", &format!("input={input}")], dir.path());
+    assert_fails_with(&run, &[&format!("{input}:3: not valid JSON"), "--skip-bad-lines"]);
 }
 
 #[test]
@@ -166,75 +129,38 @@ fn skip_bad_lines_skips_and_counts() {
     let dir = tempfile::tempdir().unwrap();
     let input = orders_with_bad_line(dir.path());
     let run = flinkw(
-        &[
-            "run",
-            artifacts::FILTER_MAP,
-            "--skip-bad-lines",
-            "--set",
-            &format!("input={input}"),
-        ],
+        &["run", artifacts::FILTER_MAP, "--skip-bad-lines", "--set", &format!("input={input}")],
         dir.path(),
     );
     assert!(run.ok(), "{}", run.stderr);
     let expected = std::fs::read_to_string(example("expected/filter-map.jsonl")).unwrap();
     assert_eq!(run.stdout, expected);
-    assert!(
-        run.stderr.contains("skipped 1 malformed input line(s)"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("skipped 1 malformed input line(s)"), "{}", run.stderr);
     assert!(run.stderr.contains(":3: not valid JSON"), "{}", run.stderr);
 }
 
 #[test]
 fn a_malformed_csv_row_fails_with_its_line_number() {
     let dir = tempfile::tempdir().unwrap();
-    let input = write(
-        dir.path(),
-        "o.csv",
-        b"id,customer,amount,currency\n1,ann,12.5,EUR\n2,bob,3.0\n",
-    );
-    let run = flinkw(
-        &[
-            "run",
-            artifacts::FILTER_MAP,
-            "--set",
-            &format!("input={input}"),
-        ],
-        dir.path(),
-    );
+    let input =
+        write(dir.path(), "o.csv", b"id,customer,amount,currency\n1,ann,12.5,EUR\n2,bob,3.0\n");
+    let run =
+        flinkw(&["run", artifacts::FILTER_MAP, "--set", &format!("input={input}")], dir.path());
     assert_fails_with(
         &run,
-        &[&format!(
-            "{input}:3: expected 4 fields (as in the header), found 3"
-        )],
+        &[&format!("{input}:3: expected 4 fields (as in the header), found 3")],
     );
 }
 
 #[test]
 fn a_record_of_the_wrong_shape_names_the_record() {
     let dir = tempfile::tempdir().unwrap();
-    let input = write(
-        dir.path(),
-        "o.jsonl",
-        b"{\"id\": 1, \"customer\": \"ann\"}\n",
-    );
-    let run = flinkw(
-        &[
-            "run",
-            artifacts::FILTER_MAP,
-            "--set",
-            &format!("input={input}"),
-        ],
-        dir.path(),
-    );
+    let input = write(dir.path(), "o.jsonl", b"{\"id\": 1, \"customer\": \"ann\"}\n");
+    let run =
+        flinkw(&["run", artifacts::FILTER_MAP, "--set", &format!("input={input}")], dir.path());
     assert_fails_with(
         &run,
-        &[
-            "large-known-currency -> to-usd",
-            "cannot decode record",
-            "missing field `amount`",
-        ],
+        &["large-known-currency -> to-usd", "cannot decode record", "missing field `amount`"],
     );
 }
 
@@ -252,10 +178,7 @@ fn an_oversized_record_is_refused() {
         ],
         dir.path(),
     );
-    assert_fails_with(
-        &run,
-        &["orders.jsonl:1: record of", "over the limit of 40 bytes"],
-    );
+    assert_fails_with(&run, &["orders.jsonl:1: record of", "over the limit of 40 bytes"]);
 }
 
 #[test]

@@ -28,23 +28,14 @@ fn wordcount_counts_every_word() {
     let dir = tempfile::tempdir().unwrap();
     let input = example("data/words.txt");
     let run = flinkw(
-        &[
-            "run",
-            artifacts::WORDCOUNT,
-            "--set",
-            &format!("input={}", input.display()),
-        ],
+        &["run", artifacts::WORDCOUNT, "--set", &format!("input={}", input.display())],
         dir.path(),
     );
     assert!(run.ok(), "{}", run.stderr);
     let text = std::fs::read_to_string(&input).unwrap();
     assert_eq!(run.sorted_lines(), expected_wordcount(&text));
     assert!(run.stdout.lines().any(|l| l == "to 4"), "{}", run.stdout);
-    assert!(
-        run.stderr.contains("job wordcount finished"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("job wordcount finished"), "{}", run.stderr);
 }
 
 #[test]
@@ -58,10 +49,7 @@ fn wordcount_output_is_the_same_at_parallelism_4() {
     let input = dir.path().join("in.txt");
     std::fs::write(&input, &text).unwrap();
     let set_input = format!("input={}", input.display());
-    let one = flinkw(
-        &["run", artifacts::WORDCOUNT, "--set", &set_input],
-        dir.path(),
-    );
+    let one = flinkw(&["run", artifacts::WORDCOUNT, "--set", &set_input], dir.path());
     let four = flinkw(
         &[
             "run",
@@ -86,12 +74,7 @@ fn filter_map_transforms_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let input = example("data/orders.jsonl");
     let run = flinkw(
-        &[
-            "run",
-            artifacts::FILTER_MAP,
-            "--set",
-            &format!("input={}", input.display()),
-        ],
+        &["run", artifacts::FILTER_MAP, "--set", &format!("input={}", input.display())],
         dir.path(),
     );
     assert!(run.ok(), "{}", run.stderr);
@@ -124,28 +107,13 @@ fn filter_map_reads_csv_and_writes_a_file() {
 fn plan_shows_the_fused_graph() {
     let dir = tempfile::tempdir().unwrap();
     let run = flinkw(
-        &[
-            "plan",
-            artifacts::WORDCOUNT,
-            "--set",
-            "input=x.txt",
-            "--set",
-            "parallelism=2",
-        ],
+        &["plan", artifacts::WORDCOUNT, "--set", "input=x.txt", "--set", "parallelism=2"],
         dir.path(),
     );
     assert!(run.ok(), "{}", run.stderr);
-    assert!(
-        run.stdout.contains("flat-map split-words -> key-by key-by"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("flat-map split-words -> key-by key-by"), "{}", run.stdout);
     assert!(run.stdout.contains("(hash)"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("task 1 (parallelism 2)"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("task 1 (parallelism 2)"), "{}", run.stdout);
 }
 
 #[test]
@@ -153,13 +121,8 @@ fn a_second_run_reuses_the_compiled_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let args = ["plan", artifacts::FILTER_MAP, "--set", "input=x"];
     assert!(flinkw(&args, dir.path()).ok());
-    let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
-        .unwrap()
-        .collect();
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache")).unwrap().collect();
     assert_eq!(cached.len(), 1, "one compiled plugin in the cache");
     assert!(flinkw(&args, dir.path()).ok());
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("cache")).unwrap().count(),
-        1
-    );
+    assert_eq!(std::fs::read_dir(dir.path().join("cache")).unwrap().count(), 1);
 }

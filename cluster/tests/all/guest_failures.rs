@@ -28,13 +28,7 @@ fn a_panic_shows_the_message_and_the_guest_stack() {
     let run = bad_guest("panic", &[]);
     assert_fails_with(
         &run,
-        &[
-            "misbehave",
-            "the guest panicked",
-            "boom at record 3",
-            "guest stack",
-            "explode",
-        ],
+        &["misbehave", "the guest panicked", "boom at record 3", "guest stack", "explode"],
     );
 }
 

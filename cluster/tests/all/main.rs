@@ -6,6 +6,7 @@
 mod bad_input;
 mod examples;
 mod guest_failures;
+mod windows;
 
 use std::path::Path;
 
@@ -19,22 +20,9 @@ pub fn flinkw(args: &[&str], dir: &Path) -> Run {
 /// Asserts the run failed with a message containing every one of `needles`.
 #[track_caller]
 pub fn assert_fails_with(run: &Run, needles: &[&str]) {
-    assert_eq!(
-        run.code,
-        Some(1),
-        "expected exit code 1; stderr:\n{}",
-        run.stderr
-    );
+    assert_eq!(run.code, Some(1), "expected exit code 1; stderr:\n{}", run.stderr);
     for n in needles {
-        assert!(
-            run.stderr.contains(n),
-            "stderr lacks {n:?}:\n{}",
-            run.stderr
-        );
+        assert!(run.stderr.contains(n), "stderr lacks {n:?}:\n{}", run.stderr);
     }
-    assert!(
-        !run.stderr.contains("thread '"),
-        "the host panicked:\n{}",
-        run.stderr
-    );
+    assert!(!run.stderr.contains("thread '"), "the host panicked:\n{}", run.stderr);
 }

@@ -11,6 +11,8 @@ mod key_by;
 mod map;
 mod process;
 mod sink;
+mod timestamps;
+mod window;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -24,6 +26,10 @@ use crate::graph::GraphBuilder;
 
 pub use key_by::KeyedStream;
 pub use process::{Collector, KeyedContext};
+pub use timestamps::WatermarkStrategy;
+pub use window::{
+    AggregateFunction, Session, Sliding, TimeWindow, Tumbling, WindowAssigner, WindowedStream,
+};
 
 /// Passes one value on, with its timestamp, to the next step.
 pub(crate) type Emit<'a, T> = &'a mut dyn FnMut(T, i64) -> Result<(), String>;
@@ -42,6 +48,8 @@ pub struct Stream<T> {
     segment: Segment<T>,
     steps: Vec<Step>,
     parallelism: Option<u32>,
+    /// Watermarks to put on the node the pending steps become.
+    watermarks: Option<crate::bindings::flinkw::plugin::types::Watermarks>,
 }
 
 impl crate::Env {
@@ -57,10 +65,7 @@ impl crate::Env {
         let name = source.name();
         let decode = source.decoder();
         let text = source.is_text();
-        let id = self
-            .graph
-            .borrow_mut()
-            .add_source(&name, source.connector());
+        let id = self.graph.borrow_mut().add_source(&name, source.connector());
         Stream::from_node(self.graph.clone(), id, decode, text)
     }
 }
@@ -79,6 +84,7 @@ impl<T: Data> Stream<T> {
             segment: Box::new(move |rec, emit| emit(decode(rec.value)?, rec.timestamp)),
             steps: Vec::new(),
             parallelism: None,
+            watermarks: None,
         }
     }
 
@@ -90,10 +96,7 @@ impl<T: Data> Stream<T> {
         wrap: impl FnOnce(Segment<T>) -> Segment<U>,
     ) -> Stream<U> {
         let mut steps = self.steps;
-        steps.push(Step {
-            kind,
-            name: default_name.to_owned(),
-        });
+        steps.push(Step { kind, name: default_name.to_owned() });
         Stream {
             graph: self.graph,
             upstream: self.upstream,
@@ -101,6 +104,7 @@ impl<T: Data> Stream<T> {
             segment: wrap(self.segment),
             steps,
             parallelism: self.parallelism,
+            watermarks: self.watermarks,
         }
     }
 
@@ -139,11 +143,12 @@ impl<T: Data> Stream<T> {
             }
             Ok(out.finish())
         };
-        self.graph.borrow_mut().add_transform(
-            self.upstream,
-            self.steps,
-            self.parallelism,
-            Box::new(chain),
-        )
+        let watermarks = self.watermarks;
+        let mut graph = self.graph.borrow_mut();
+        let id = graph.add_transform(self.upstream, self.steps, self.parallelism, Box::new(chain));
+        if let Some(w) = watermarks {
+            graph.set_watermarks(id, w);
+        }
+        id
     }
 }

@@ -32,16 +32,14 @@ impl<O: Data> Collector<O> {
     /// Emits `value` with the current record's key and timestamp.
     pub fn emit(&mut self, value: O) {
         let mut result = Ok(());
-        self.out.push_with(self.timestamp, &self.key, |buf| {
-            result = encode_postcard(&value, buf)
-        });
+        self.out.push_with(self.timestamp, &self.key, |buf| result = encode_postcard(&value, buf));
         if let Err(e) = result {
             self.error.get_or_insert(e);
         }
     }
 }
 
-impl<T: Data> KeyedStream<T> {
+impl<T: Data, K: Data> KeyedStream<T, K> {
     /// Runs `f` on each value with access to keyed state; `f` emits any
     /// number of values through the collector.
     ///
@@ -65,9 +63,7 @@ impl<T: Data> KeyedStream<T> {
         mut f: impl FnMut(&mut KeyedContext, T, &mut Collector<O>) -> Result<(), Error> + 'static,
     ) -> Stream<O> {
         let graph = self.stream.graph.clone();
-        let keying = self
-            .stream
-            .materialize(Some(self.key), encode_postcard::<T>);
+        let keying = self.stream.materialize(Some(self.key), encode_postcard::<T>);
         let run = move |input: &[u8]| -> Result<Vec<u8>, String> {
             let batch = Batch::new(input).map_err(|e| e.to_string())?;
             let mut out = Collector {
@@ -79,10 +75,7 @@ impl<T: Data> KeyedStream<T> {
             };
             for (i, rec) in batch.iter().enumerate() {
                 let value: T = decode_postcard(rec.value)?;
-                let mut ctx = KeyedContext {
-                    record: i as u32,
-                    timestamp: rec.timestamp,
-                };
+                let mut ctx = KeyedContext { record: i as u32, timestamp: rec.timestamp };
                 out.key.clear();
                 out.key.extend_from_slice(rec.key);
                 out.timestamp = rec.timestamp;
@@ -93,9 +86,7 @@ impl<T: Data> KeyedStream<T> {
             }
             Ok(out.out.finish())
         };
-        let id = graph
-            .borrow_mut()
-            .add_keyed(keying, "process", Box::new(run));
+        let id = graph.borrow_mut().add_keyed(keying, "process", Box::new(run));
         Stream::from_node(graph, id, decode_postcard::<O>, false)
     }
 

@@ -26,8 +26,6 @@ impl<T: Data> Stream<T> {
         } else {
             self.materialize(None, encode_postcard::<T>)
         };
-        graph
-            .borrow_mut()
-            .add_sink(upstream, &name, sink.connector());
+        graph.borrow_mut().add_sink(upstream, &name, sink.connector());
     }
 }

@@ -1,8 +1,10 @@
 //! A plugin that misbehaves on purpose, for the host's tests. `--set
 //! mode=M` picks how, on the record with value `--set at=N` (default 3):
-//! `ok`, `panic`, `error`, `loop`, `membomb`, `recurse`, `plan-error`.
+//! `ok`, `panic`, `error`, `loop`, `membomb`, `recurse`, `plan-error`, and
+//! for windows `no-event-time`, `zero-window`, `bad-slide`.
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use flinkw::prelude::*;
 
@@ -37,6 +39,25 @@ fn recurse_forever(n: u64) -> u64 {
     1 + recurse_forever(black_box(n + 1))
 }
 
+struct Count;
+
+impl AggregateFunction<u64> for Count {
+    type Acc = u64;
+    type Out = u64;
+    fn create_accumulator(&self) -> u64 {
+        0
+    }
+    fn add(&self, acc: &mut u64, _: &u64) {
+        *acc += 1;
+    }
+    fn merge(&self, a: u64, b: u64) -> u64 {
+        a + b
+    }
+    fn result(&self, acc: u64) -> u64 {
+        acc
+    }
+}
+
 fn job(env: &mut Env) -> Result<(), Error> {
     env.set_name("bad-guest");
     let mode = env.config().get("mode").unwrap_or("ok").to_owned();
@@ -44,6 +65,21 @@ fn job(env: &mut Env) -> Result<(), Error> {
     let count: u64 = env.config().parse_or("count", 10)?;
     if mode == "plan-error" {
         return Err(Error::msg("this plugin refuses to plan"));
+    }
+    let windows = match mode.as_str() {
+        "no-event-time" => Some(Tumbling::of(Duration::from_secs(1)).into()),
+        "zero-window" => Some(Tumbling::of(Duration::ZERO).into()),
+        "bad-slide" => Some(Sliding::of(Duration::from_secs(10), Duration::from_secs(20)).into()),
+        _ => None,
+    };
+    if let Some(assigner) = windows {
+        let assigner: WindowAssigner = assigner;
+        env.source(Datagen::sequence(count))
+            .key_by(|n: &u64| n % 3)
+            .window(assigner)
+            .aggregate(Count)
+            .sink(Stdout);
+        return Ok(());
     }
     if !["ok", "panic", "error", "loop", "membomb", "recurse"].contains(&mode.as_str()) {
         return Err(Error::msg(format!("unknown mode {mode:?}")));

@@ -1,0 +1,85 @@
+//! Windowed count: reads events `ts,key,value` from a CSV (ts in ms since
+//! the epoch), and per key and event-time window emits
+//! `key,window_start,window_end,count,max_value`.
+//!
+//! ```text
+//! flinkw run windowed-count.wasm --set input=examples/data/events.csv
+//! ```
+//!
+//! Config: `window` = `tumbling` (default) | `sliding` | `session`;
+//! `size-ms` (default 10000), `slide-ms` (sliding, default 5000),
+//! `gap-ms` (session, default 5000), `lateness-ms` (default 0),
+//! `out-of-orderness-ms` (default 1000), `output` (a file; default stdout).
+
+use std::time::Duration;
+
+use flinkw::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Event {
+    ts: i64,
+    key: String,
+    value: i64,
+}
+
+/// Count and maximum value of a window.
+struct CountAndMax;
+
+impl AggregateFunction<Event> for CountAndMax {
+    type Acc = (u64, i64);
+    type Out = (u64, i64);
+
+    fn create_accumulator(&self) -> (u64, i64) {
+        (0, i64::MIN)
+    }
+
+    fn add(&self, acc: &mut (u64, i64), e: &Event) {
+        acc.0 += 1;
+        acc.1 = acc.1.max(e.value);
+    }
+
+    fn merge(&self, a: (u64, i64), b: (u64, i64)) -> (u64, i64) {
+        (a.0 + b.0, a.1.max(b.1))
+    }
+
+    fn result(&self, acc: (u64, i64)) -> (u64, i64) {
+        acc
+    }
+}
+
+fn job(env: &mut Env) -> Result<(), Error> {
+    env.set_name("windowed-count");
+    let config = env.config();
+    let input = config.require("input")?;
+    let ms = |key: &str, default: u64| config.parse_or(key, default).map(Duration::from_millis);
+    let size = ms("size-ms", 10_000)?;
+    let lateness = ms("lateness-ms", 0)?;
+    let disorder = ms("out-of-orderness-ms", 1_000)?;
+    let kind = config.get("window").unwrap_or("tumbling").to_owned();
+    let assigner: WindowAssigner = match kind.as_str() {
+        "tumbling" => Tumbling::of(size).into(),
+        "sliding" => Sliding::of(size, ms("slide-ms", 5_000)?).into(),
+        "session" => Session::with_gap(ms("gap-ms", 5_000)?).into(),
+        other => return Err(Error::msg(format!("unknown window {other:?}: tumbling, sliding or session"))),
+    };
+    let output = config.get("output").map(str::to_owned);
+    let counts = env
+        .source(File::csv::<Event>(&input))
+        .assign_timestamps(|e: &Event| e.ts)
+        .watermarks(WatermarkStrategy::bounded_out_of_orderness(disorder))
+        .key_by(|e: &Event| e.key.clone())
+        .window(assigner)
+        .allowed_lateness(lateness)
+        .aggregate_with(CountAndMax, |key, w, (count, max)| {
+            format!("{key},{},{},{count},{max}", w.start, w.end)
+        })
+        .name("count-and-max");
+    match output {
+        Some(path) => counts.sink(FileSink::new(&path)),
+        None => counts.sink(Stdout),
+    }
+    Ok(())
+}
+
+flinkw::export_job!(job);
