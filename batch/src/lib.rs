@@ -61,10 +61,7 @@ impl fmt::Display for BatchError {
                 write!(f, "batch truncated: headers need {needed} bytes, got {len}")
             }
             BatchError::Version(v) => {
-                write!(
-                    f,
-                    "batch layout version {v} is not supported (expected {VERSION})"
-                )
+                write!(f, "batch layout version {v} is not supported (expected {VERSION})")
             }
             BatchError::BadOffsets { record } => {
                 write!(f, "batch record {record} has offsets outside its data")
@@ -109,10 +106,7 @@ impl<'a> Batch<'a> {
     /// Checks the layout of `bytes` once, so reads afterwards cannot fail.
     pub fn new(bytes: &'a [u8]) -> Result<Self, BatchError> {
         if bytes.len() < HEADER_LEN {
-            return Err(BatchError::Truncated {
-                needed: HEADER_LEN,
-                len: bytes.len(),
-            });
+            return Err(BatchError::Truncated { needed: HEADER_LEN, len: bytes.len() });
         }
         let version = read_u32(bytes, 0);
         if version != VERSION {
@@ -124,10 +118,7 @@ impl<'a> Batch<'a> {
             .and_then(|h| h.checked_add(HEADER_LEN))
             .ok_or(BatchError::TooLarge)?;
         if bytes.len() < needed {
-            return Err(BatchError::Truncated {
-                needed,
-                len: bytes.len(),
-            });
+            return Err(BatchError::Truncated { needed, len: bytes.len() });
         }
         let headers = &bytes[HEADER_LEN..needed];
         let data = &bytes[needed..];
@@ -140,21 +131,14 @@ impl<'a> Batch<'a> {
             }
             start = value_end;
         }
-        Ok(Batch {
-            count,
-            headers,
-            data,
-        })
+        Ok(Batch { count, headers, data })
     }
 
     /// Reads record `i` of `bytes` without validating the whole batch:
     /// O(1), for random access into a batch checked once before.
     pub fn record_at(bytes: &'a [u8], i: usize) -> Result<Record<'a>, BatchError> {
         if bytes.len() < HEADER_LEN {
-            return Err(BatchError::Truncated {
-                needed: HEADER_LEN,
-                len: bytes.len(),
-            });
+            return Err(BatchError::Truncated { needed: HEADER_LEN, len: bytes.len() });
         }
         let count = read_u32(bytes, 4) as usize;
         let data_start = HEADER_LEN + count * RECORD_HEADER_LEN;
@@ -162,11 +146,7 @@ impl<'a> Batch<'a> {
             return Err(BatchError::BadOffsets { record: i as u32 });
         }
         let h = HEADER_LEN + i * RECORD_HEADER_LEN;
-        let start = if i == 0 {
-            0
-        } else {
-            read_u32(bytes, h - 4) as usize
-        };
+        let start = if i == 0 { 0 } else { read_u32(bytes, h - 4) as usize };
         let key_end = read_u32(bytes, h + 8) as usize;
         let value_end = read_u32(bytes, h + 12) as usize;
         let data = &bytes[data_start..];
@@ -193,11 +173,7 @@ impl<'a> Batch<'a> {
     /// Record `i`; panics if `i >= len()`.
     pub fn get(&self, i: usize) -> Record<'a> {
         let h = i * RECORD_HEADER_LEN;
-        let start = if i == 0 {
-            0
-        } else {
-            read_u32(self.headers, h - 4) as usize
-        };
+        let start = if i == 0 { 0 } else { read_u32(self.headers, h - 4) as usize };
         let key_end = read_u32(self.headers, h + 8) as usize;
         let value_end = read_u32(self.headers, h + 12) as usize;
         Record {
@@ -326,30 +302,9 @@ mod tests {
         let batch = Batch::new(&bytes).unwrap();
         assert_eq!(batch.len(), 3);
         let got: Vec<_> = batch.iter().collect();
-        assert_eq!(
-            got[0],
-            Record {
-                timestamp: 5,
-                key: b"k1",
-                value: b"hello"
-            }
-        );
-        assert_eq!(
-            got[1],
-            Record {
-                timestamp: NO_TIMESTAMP,
-                key: b"",
-                value: b""
-            }
-        );
-        assert_eq!(
-            got[2],
-            Record {
-                timestamp: -7,
-                key: b"key",
-                value: b"world"
-            }
-        );
+        assert_eq!(got[0], Record { timestamp: 5, key: b"k1", value: b"hello" });
+        assert_eq!(got[1], Record { timestamp: NO_TIMESTAMP, key: b"", value: b"" });
+        assert_eq!(got[2], Record { timestamp: -7, key: b"key", value: b"world" });
         assert_eq!(batch.key(2), b"key");
         assert_eq!(Batch::record_at(&bytes, 2).unwrap(), got[2]);
         assert!(Batch::record_at(&bytes, 3).is_err());
@@ -364,29 +319,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_bytes() {
-        assert_eq!(
-            Batch::new(&[1, 0]).unwrap_err(),
-            BatchError::Truncated { needed: 8, len: 2 }
-        );
-        assert_eq!(
-            Batch::new(&[2, 0, 0, 0, 0, 0, 0, 0]).unwrap_err(),
-            BatchError::Version(2)
-        );
+        assert_eq!(Batch::new(&[1, 0]).unwrap_err(), BatchError::Truncated { needed: 8, len: 2 });
+        assert_eq!(Batch::new(&[2, 0, 0, 0, 0, 0, 0, 0]).unwrap_err(), BatchError::Version(2));
         // Claims one record but has no header for it.
         let bytes = vec![1, 0, 0, 0, 1, 0, 0, 0];
-        assert!(matches!(
-            Batch::new(&bytes),
-            Err(BatchError::Truncated { needed: 24, .. })
-        ));
+        assert!(matches!(Batch::new(&bytes), Err(BatchError::Truncated { needed: 24, .. })));
         // Offsets past the data.
         let mut b = BatchBuilder::new();
         b.push(0, b"a", b"b");
         let mut bytes = b.finish();
         let n = bytes.len();
         bytes.truncate(n - 1);
-        assert_eq!(
-            Batch::new(&bytes).unwrap_err(),
-            BatchError::BadOffsets { record: 0 }
-        );
+        assert_eq!(Batch::new(&bytes).unwrap_err(), BatchError::BadOffsets { record: 0 });
     }
 }

@@ -13,10 +13,7 @@ use flinkw_host::runtime::{JobError, RunOptions, run_job};
 use flinkw_tests::{artifacts, example};
 
 fn engine() -> Engine {
-    let limits = Limits {
-        call_timeout: Duration::from_secs(2),
-        ..Limits::default()
-    };
+    let limits = Limits { call_timeout: Duration::from_secs(2), ..Limits::default() };
     Engine::new(limits, None).unwrap()
 }
 
@@ -29,11 +26,7 @@ fn a_looping_job_does_not_disturb_another_job_in_the_same_process() {
     let out_file = out.path().join("orders.jsonl");
 
     let looping = std::thread::spawn(move || {
-        run_job(
-            &bad,
-            &JobConfig::parse(&["mode=loop"]).unwrap(),
-            RunOptions::default(),
-        )
+        run_job(&bad, &JobConfig::parse(&["mode=loop"]).unwrap(), RunOptions::default())
     });
     // While the other job spins, this one runs several times to completion.
     for _ in 0..5 {
@@ -49,10 +42,7 @@ fn a_looping_job_does_not_disturb_another_job_in_the_same_process() {
     }
     let err = looping.join().unwrap().unwrap_err();
     match err {
-        JobError::Guest {
-            error: GuestError::Trapped { cause, .. },
-            ..
-        } => {
+        JobError::Guest { error: GuestError::Trapped { cause, .. }, .. } => {
             assert_eq!(cause, TrapCause::Deadline(Duration::from_secs(2)));
         }
         other => panic!("expected a deadline trap, got {other}"),
@@ -65,17 +55,11 @@ fn a_trapped_job_leaves_the_engine_usable() {
     let bad = Plugin::load_file(&engine, artifacts::BAD_GUEST.as_ref()).unwrap();
     for mode in ["panic", "membomb", "recurse"] {
         let config = JobConfig::parse(&[format!("mode={mode}")]).unwrap();
-        assert!(
-            run_job(&bad, &config, RunOptions::default()).is_err(),
-            "{mode}"
-        );
+        assert!(run_job(&bad, &config, RunOptions::default()).is_err(), "{mode}");
     }
     // The same plugin, same engine: a good run still works.
-    let report = run_job(
-        &bad,
-        &JobConfig::parse(&["mode=ok", "count=20"]).unwrap(),
-        RunOptions::default(),
-    )
-    .unwrap();
+    let report =
+        run_job(&bad, &JobConfig::parse(&["mode=ok", "count=20"]).unwrap(), RunOptions::default())
+            .unwrap();
     assert_eq!(report.nodes.last().unwrap().records_out, 20);
 }
