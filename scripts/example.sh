@@ -5,8 +5,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$FLINKW_ROOT"
 
-echo "building flinkw (the first build takes several minutes)..." >&2
-cargo build --release -p flinkw-cluster
+echo "building flinkw and the example plugins (the first build takes several minutes)..." >&2
+# The same build the tests use (one feature set, one profile), so running
+# the tests afterwards compiles nothing again. It builds the plugins too.
+cargo test --release --workspace --no-run
 echo "building the wordcount plugin for wasm32-wasip2..." >&2
 (cd plugins/wordcount && cargo build --release --target wasm32-wasip2 --target-dir "$FLINKW_PLUGIN_TARGET_DIR")
 

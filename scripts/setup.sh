@@ -14,7 +14,8 @@ export FLINKW_PLUGIN_TARGET_DIR="${FLINKW_PLUGIN_TARGET_DIR:-$CARGO_TARGET_DIR/w
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 
 # System packages (Debian). gcc/g++/make/pkg-config for crates that build C.
-APT_PACKAGES=(gcc g++ make pkg-config)
+# libclang-dev: bindgen for RocksDB's bindings.
+APT_PACKAGES=(gcc g++ make pkg-config libclang-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (constant name, plugin directory relative to the repository root)
-const PLUGINS: [(&str, &str); 5] = [
+const PLUGINS: [(&str, &str); 7] = [
     ("WORDCOUNT", "plugins/wordcount"),
     ("WINDOWED_COUNT", "plugins/windowed-count"),
+    ("INACTIVITY_ALERT", "plugins/inactivity-alert"),
+    ("NEXMARK_WINDOWS", "plugins/nexmark-windows"),
     ("FILTER_MAP", "plugins/filter-map"),
     ("NEXMARK_W1", "plugins/nexmark-w1"),
     ("BAD_GUEST", "tests/plugins/bad-guest"),

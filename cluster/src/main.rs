@@ -15,6 +15,7 @@ use flinkw_host::graph::{JobGraph, NodeKind};
 use flinkw_host::limits::Limits;
 use flinkw_host::plugin::Plugin;
 use flinkw_host::runtime::{self, JobReport, RunOptions};
+use flinkw_host::state::StateBackendKind;
 
 /// flinkw: a stream processor whose jobs are WebAssembly components.
 #[derive(Parser)]
@@ -39,12 +40,30 @@ enum Command {
         /// Print the job's summary (records per operator) as JSON on stderr.
         #[arg(long)]
         json_summary: bool,
+        /// Where keyed state lives: `memory` (fastest) or `rocksdb` (larger than memory).
+        #[arg(long, value_enum, default_value_t = Backend::Memory)]
+        state_backend: Backend,
+        /// Directory for RocksDB state (default: the system's temp directory).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// RocksDB block cache per subtask, in MiB.
+        #[arg(long, default_value_t = 64, value_name = "MIB")]
+        rocksdb_block_cache: usize,
     },
     /// Shows the job graph and the tasks a plugin would run, without running it.
     Plan {
         #[command(flatten)]
         job: JobArgs,
     },
+}
+
+/// Keyed state backends.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// Hash maps in memory.
+    Memory,
+    /// RocksDB on local disk.
+    Rocksdb,
 }
 
 #[derive(clap::Args)]
@@ -104,9 +123,29 @@ fn main() -> ExitCode {
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { job, skip_bad_lines, max_record_bytes, json_summary } => {
+        Command::Run {
+            job,
+            skip_bad_lines,
+            max_record_bytes,
+            json_summary,
+            state_backend,
+            state_dir,
+            rocksdb_block_cache,
+        } => {
             let (plugin, config) = job.load()?;
-            let options = RunOptions { skip_bad_lines, max_record_bytes, ..RunOptions::default() };
+            let state_backend = match state_backend {
+                Backend::Memory => StateBackendKind::Memory,
+                Backend::Rocksdb => StateBackendKind::RocksDb {
+                    dir: state_dir.unwrap_or_else(|| std::env::temp_dir().join("flinkw-state")),
+                    block_cache_bytes: rocksdb_block_cache.max(1) << 20,
+                },
+            };
+            let options = RunOptions {
+                state_backend,
+                skip_bad_lines,
+                max_record_bytes,
+                ..RunOptions::default()
+            };
             let report = runtime::run_job(&plugin, &config, options)
                 .with_context(|| format!("job {} failed", job.plugin.display()))?;
             print_summary(&report, json_summary);

@@ -356,7 +356,7 @@ mod tests {
     use super::*;
 
     fn node(id: u32, kind: NodeKind) -> Node {
-        Node { id, name: format!("n{id}"), kind, parallelism: None }
+        Node { id, name: format!("n{id}"), kind, parallelism: None, watermarks: None }
     }
 
     fn conn(kind: &str) -> Connector {

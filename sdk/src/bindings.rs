@@ -32,6 +32,10 @@ impl keyed::Guest for Plugin {
     fn process(function: u32, input: types::Batch) -> Result<types::Batch, String> {
         graph::run_keyed(function, &input)
     }
+
+    fn on_timer(function: u32, timers: types::Batch) -> Result<types::Batch, String> {
+        graph::run_timers(function, &timers)
+    }
 }
 
 impl snapshot::Guest for Plugin {

@@ -13,6 +13,12 @@ use crate::{Env, Error};
 
 /// A fused chain or a keyed function: one packed batch in, one out.
 pub(crate) type BatchFn = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, String>>;
+/// The two entry points of a keyed function.
+pub(crate) struct KeyedFns {
+    pub process: BatchFn,
+    pub on_timer: BatchFn,
+}
+
 /// The three parts of a window function (see `wit/window.wit`).
 pub(crate) struct WindowFns {
     pub accumulate: AccumulateFn,
@@ -39,7 +45,7 @@ pub(crate) struct GraphBuilder {
     nodes: Vec<Node>,
     edges: Vec<Edge>,
     chains: Vec<BatchFn>,
-    keyed: Vec<BatchFn>,
+    keyed: Vec<KeyedFns>,
     windows: Vec<WindowFns>,
     pub snapshot: Option<SnapshotFn>,
     pub restore: Option<RestoreFn>,
@@ -85,7 +91,7 @@ impl GraphBuilder {
         id
     }
 
-    pub fn add_keyed(&mut self, upstream: u32, name: &str, f: BatchFn) -> u32 {
+    pub fn add_keyed(&mut self, upstream: u32, name: &str, f: KeyedFns) -> u32 {
         let fn_id = self.keyed.len() as u32;
         self.keyed.push(f);
         let id = self.add_node(name.to_owned(), NodeKind::KeyedProcess(fn_id), None);
@@ -125,7 +131,7 @@ impl GraphBuilder {
 /// What `plan` leaves behind for the host's later calls.
 struct Registry {
     chains: Vec<BatchFn>,
-    keyed: Vec<BatchFn>,
+    keyed: Vec<KeyedFns>,
     windows: Vec<WindowFns>,
     snapshot: Option<SnapshotFn>,
     restore: Option<RestoreFn>,
@@ -184,7 +190,14 @@ pub(crate) fn run_chain(chain: u32, input: &[u8]) -> Result<Vec<u8>, String> {
 
 pub(crate) fn run_keyed(function: u32, input: &[u8]) -> Result<Vec<u8>, String> {
     with_registry(|r| match r.keyed.get_mut(function as usize) {
-        Some(f) => f(input),
+        Some(f) => (f.process)(input),
+        None => Err(format!("no keyed function {function} in this plugin")),
+    })
+}
+
+pub(crate) fn run_timers(function: u32, input: &[u8]) -> Result<Vec<u8>, String> {
+    with_registry(|r| match r.keyed.get_mut(function as usize) {
+        Some(f) => (f.on_timer)(input),
         None => Err(format!("no keyed function {function} in this plugin")),
     })
 }

@@ -49,16 +49,18 @@ pub use error::Error;
 pub use log::{Level, counter_add, gauge_set, log};
 pub use state::ValueState;
 pub use stream::{
-    AggregateFunction, Collector, KeyedContext, KeyedStream, Session, Sliding, Stream, TimeWindow,
-    Tumbling, WatermarkStrategy, WindowAssigner, WindowedStream,
+    AggregateFunction, Collector, KeyedContext, KeyedProcessFunction, KeyedStream, Session,
+    Sliding, Stream, TimeDomain, TimeWindow, Tumbling, WatermarkStrategy, WindowAssigner,
+    WindowedStream,
 };
 
 /// Everything a job usually needs, in one import.
 pub mod prelude {
     pub use crate::{
         AggregateFunction, Bid, Blackhole, Collector, Data, Datagen, Env, Error, File, FileSink,
-        KeyedContext, KeyedStream, Session, Sliding, Stdout, Stream, TimeWindow, Tumbling,
-        ValueState, WatermarkStrategy, WindowAssigner, WindowedStream,
+        KeyedContext, KeyedProcessFunction, KeyedStream, Session, Sliding, Stdout, Stream,
+        TimeDomain, TimeWindow, Tumbling, ValueState, WatermarkStrategy, WindowAssigner,
+        WindowedStream,
     };
 }
 

@@ -6,6 +6,8 @@
 mod bad_input;
 mod examples;
 mod guest_failures;
+mod state;
+mod timers;
 mod windows;
 
 use std::path::Path;

@@ -9,12 +9,14 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::flinkw::plugin::{log, metrics, state, types};
-use crate::state::MemoryState;
+use super::bindings::flinkw::plugin::{log, metrics, state, timers, types};
+use crate::keygroup::{DEFAULT_MAX_PARALLELISM, key_group};
+use crate::state::{MemoryState, StateBackend, StateId, state_key};
+use crate::time::{MIN_WATERMARK, TimeDomain, TimerService};
 
 /// The guest's handle on one named value state.
 pub struct ValueStateHandle {
-    state: u32,
+    state: StateId,
 }
 
 /// Memory limit of one instance, remembering a refused growth so the error
@@ -58,7 +60,16 @@ pub(crate) struct HostState {
     pub limiter: MemoryLimiter,
     /// The batch of the keyed call in progress; state is scoped by its keys.
     pub keyed_batch: Option<Arc<Vec<u8>>>,
-    pub state: MemoryState,
+    pub state: Box<dyn StateBackend>,
+    /// Number of key groups: the prefix of every state key.
+    pub max_parallelism: u32,
+    key_buf: Vec<u8>,
+    /// Timers of the keyed functions of this instance, by function id.
+    pub timers: std::collections::HashMap<u32, TimerService>,
+    /// The keyed function being called (timers belong to it).
+    pub current_function: u32,
+    /// The watermark the keyed functions see.
+    pub watermark: i64,
     /// The last panic message the guest reported through `log`.
     pub last_panic: Option<String>,
     pub counters: BTreeMap<String, u64>,
@@ -74,7 +85,12 @@ impl HostState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter { max_bytes: max_memory, refused: None },
             keyed_batch: None,
-            state: MemoryState::default(),
+            state: Box::new(MemoryState::default()),
+            max_parallelism: DEFAULT_MAX_PARALLELISM,
+            key_buf: Vec::new(),
+            timers: std::collections::HashMap::new(),
+            current_function: 0,
+            watermark: MIN_WATERMARK,
             last_panic: None,
             counters: BTreeMap::new(),
             gauges: BTreeMap::new(),
@@ -82,13 +98,18 @@ impl HostState {
         }
     }
 
-    /// The key of record `record` of the keyed call in progress.
-    fn key_of(&self, record: u32) -> wasmtime::Result<Vec<u8>> {
+    /// Writes the state key of record `record` of the keyed call in
+    /// progress into `self.key_buf`.
+    fn key_of(&mut self, record: u32) -> wasmtime::Result<()> {
         let Some(bytes) = &self.keyed_batch else {
             wasmtime::bail!("keyed state used outside a keyed function");
         };
         match Batch::record_at(bytes, record as usize) {
-            Ok(r) => Ok(r.key.to_vec()),
+            Ok(r) => {
+                let kg = key_group(r.key, self.max_parallelism);
+                state_key(kg, r.key, b"", &mut self.key_buf);
+                Ok(())
+            }
             Err(_) => wasmtime::bail!("keyed state used with record {record}, not in the batch"),
         }
     }
@@ -134,11 +155,67 @@ impl metrics::Host for HostState {
     }
 }
 
+impl HostState {
+    /// The raw key of record `record` of the keyed call in progress.
+    fn raw_key(&self, record: u32) -> wasmtime::Result<Vec<u8>> {
+        let Some(bytes) = &self.keyed_batch else {
+            wasmtime::bail!("timers used outside a keyed function");
+        };
+        match Batch::record_at(bytes, record as usize) {
+            Ok(r) => Ok(r.key.to_vec()),
+            Err(_) => wasmtime::bail!("timer used with record {record}, not in the batch"),
+        }
+    }
+
+    fn timer(
+        &mut self,
+        domain: TimeDomain,
+        record: u32,
+        time: i64,
+        add: bool,
+    ) -> wasmtime::Result<()> {
+        let key = self.raw_key(record)?;
+        let service = self.timers.entry(self.current_function).or_default();
+        if add {
+            service.register(domain, &key, time);
+        } else {
+            service.delete(domain, &key, time);
+        }
+        Ok(())
+    }
+}
+
+impl timers::Host for HostState {
+    fn register_event_timer(&mut self, index: u32, time: i64) -> wasmtime::Result<()> {
+        self.timer(TimeDomain::EventTime, index, time, true)
+    }
+
+    fn delete_event_timer(&mut self, index: u32, time: i64) -> wasmtime::Result<()> {
+        self.timer(TimeDomain::EventTime, index, time, false)
+    }
+
+    fn register_processing_timer(&mut self, index: u32, time: i64) -> wasmtime::Result<()> {
+        self.timer(TimeDomain::ProcessingTime, index, time, true)
+    }
+
+    fn delete_processing_timer(&mut self, index: u32, time: i64) -> wasmtime::Result<()> {
+        self.timer(TimeDomain::ProcessingTime, index, time, false)
+    }
+
+    fn current_watermark(&mut self) -> wasmtime::Result<i64> {
+        Ok(self.watermark)
+    }
+
+    fn current_processing_time(&mut self) -> wasmtime::Result<i64> {
+        Ok(crate::time::now_millis())
+    }
+}
+
 impl state::Host for HostState {}
 
 impl state::HostValueState for HostState {
     fn new(&mut self, name: String) -> wasmtime::Result<Resource<ValueStateHandle>> {
-        let state = self.state.register(&name);
+        let state = self.state.register(&format!("value/{name}"))?;
         Ok(self.table.push(ValueStateHandle { state })?)
     }
 
@@ -148,8 +225,8 @@ impl state::HostValueState for HostState {
         record: u32,
     ) -> wasmtime::Result<Option<Vec<u8>>> {
         let id = self.table.get(&handle)?.state;
-        let key = self.key_of(record)?;
-        Ok(self.state.get(id, &key).map(<[u8]>::to_vec))
+        self.key_of(record)?;
+        Ok(self.state.get(id, &self.key_buf)?)
     }
 
     fn set(
@@ -159,16 +236,14 @@ impl state::HostValueState for HostState {
         value: Vec<u8>,
     ) -> wasmtime::Result<()> {
         let id = self.table.get(&handle)?.state;
-        let key = self.key_of(record)?;
-        self.state.put(id, &key, value);
-        Ok(())
+        self.key_of(record)?;
+        Ok(self.state.put(id, &self.key_buf, &value)?)
     }
 
     fn clear(&mut self, handle: Resource<ValueStateHandle>, record: u32) -> wasmtime::Result<()> {
         let id = self.table.get(&handle)?.state;
-        let key = self.key_of(record)?;
-        self.state.remove(id, &key);
-        Ok(())
+        self.key_of(record)?;
+        Ok(self.state.remove(id, &self.key_buf)?)
     }
 
     fn drop(&mut self, handle: Resource<ValueStateHandle>) -> wasmtime::Result<()> {

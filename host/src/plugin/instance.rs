@@ -13,6 +13,7 @@ use super::host::HostState;
 use crate::engine::Engine;
 use crate::graph::{self, JobGraph};
 use crate::limits::Limits;
+use crate::state::StateBackend;
 
 /// How a guest call failed.
 #[derive(Debug)]
@@ -148,10 +149,55 @@ impl Instance {
     /// the state the guest reads and writes.
     pub fn keyed(&mut self, function: u32, batch: Arc<Vec<u8>>) -> Result<Vec<u8>, GuestError> {
         self.arm();
-        self.store.data_mut().keyed_batch = Some(batch.clone());
+        let data = self.store.data_mut();
+        data.keyed_batch = Some(batch.clone());
+        data.current_function = function;
         let result = self.job.flinkw_plugin_keyed().call_process(&mut self.store, function, &batch);
         self.store.data_mut().keyed_batch = None;
         self.finish_with(|| format!("keyed function {function}"), result)
+    }
+
+    /// Runs the timer callback of keyed function `function` for `due`
+    /// timers (time, key) of `domain`.
+    pub fn on_timer(
+        &mut self,
+        function: u32,
+        domain: crate::time::TimeDomain,
+        due: &[(i64, Vec<u8>)],
+    ) -> Result<Vec<u8>, GuestError> {
+        let mut b = flinkw_batch::BatchBuilder::with_capacity(due.len(), due.len() * 16);
+        let tag = [u8::from(domain == crate::time::TimeDomain::ProcessingTime)];
+        for (time, key) in due {
+            b.push(*time, key, &tag);
+        }
+        let batch = Arc::new(b.finish());
+        self.arm();
+        let data = self.store.data_mut();
+        data.keyed_batch = Some(batch.clone());
+        data.current_function = function;
+        let result =
+            self.job.flinkw_plugin_keyed().call_on_timer(&mut self.store, function, &batch);
+        self.store.data_mut().keyed_batch = None;
+        self.finish_with(|| format!("keyed function {function} (on-timer)"), result)
+    }
+
+    /// Removes and returns the timers of keyed function `function` that are
+    /// due at `time` in `domain`.
+    pub fn due_timers(
+        &mut self,
+        function: u32,
+        domain: crate::time::TimeDomain,
+        time: i64,
+    ) -> Vec<(i64, Vec<u8>)> {
+        match self.store.data_mut().timers.get_mut(&function) {
+            Some(t) => t.due(domain, time),
+            None => Vec::new(),
+        }
+    }
+
+    /// Sets the watermark that keyed functions see.
+    pub fn set_watermark(&mut self, watermark: i64) {
+        self.store.data_mut().watermark = watermark;
     }
 
     /// Adds records of `batch` to window accumulators (see `window.wit`).
@@ -211,9 +257,18 @@ impl Instance {
         self.finish("restore", result)
     }
 
-    /// Number of keys holding keyed state in this instance.
-    pub fn keyed_state_len(&self) -> usize {
-        self.store.data().state.len()
+    /// Gives the instance its keyed state backend; state keys are prefixed
+    /// with one of `max_parallelism` key groups.
+    pub fn set_state_backend(&mut self, backend: Box<dyn StateBackend>, max_parallelism: u32) {
+        let data = self.store.data_mut();
+        data.state = backend;
+        data.max_parallelism = max_parallelism;
+    }
+
+    /// The instance's keyed state backend and its number of key groups.
+    pub fn state_backend(&mut self) -> (&mut dyn StateBackend, u32) {
+        let data = self.store.data_mut();
+        (data.state.as_mut(), data.max_parallelism)
     }
 
     /// The guest's counters (from the metrics import).

@@ -23,11 +23,15 @@ use crate::config::{ConfigError, JobConfig};
 use crate::connector::{ConnectorError, SinkSpec, SourceDefaults, SourceSpec};
 use crate::graph::{GraphError, JobGraph, NodeKind};
 use crate::plugin::{GuestError, Plugin};
+use crate::state::{StateBackendKind, StateError};
 use router::{Message, Output, Router};
 
 /// Settings of the embedded runtime that are not part of a job's config.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// Where keyed state lives. For RocksDB, each run gets its own
+    /// directory under the one given, removed when the job ends.
+    pub state_backend: StateBackendKind,
     /// Skip malformed input lines (counting them) instead of failing.
     pub skip_bad_lines: bool,
     /// Largest record a source may produce, in bytes.
@@ -38,7 +42,12 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { skip_bad_lines: false, max_record_bytes: 16 << 20, channel_capacity: 8 }
+        RunOptions {
+            state_backend: StateBackendKind::Memory,
+            skip_bad_lines: false,
+            max_record_bytes: 16 << 20,
+            channel_capacity: 8,
+        }
     }
 }
 
@@ -78,6 +87,14 @@ pub enum JobError {
         node: String,
         /// What is wrong with the record.
         reason: String,
+    },
+    /// The state backend failed.
+    #[error("operator {node}: {error}")]
+    State {
+        /// The node (and subtask).
+        node: String,
+        /// What failed.
+        error: crate::state::StateError,
     },
     /// The guest returned bytes that are not a valid batch.
     #[error("operator {node}: the plugin returned a malformed batch: {reason}")]
@@ -139,6 +156,8 @@ pub(crate) struct Shared {
     pub metrics: BTreeMap<u32, NodeMetrics>,
     pub cancelled: AtomicBool,
     pub late_records: AtomicU64,
+    /// The backend each subtask opens (RocksDB: in this run's directory).
+    pub state_backend: StateBackendKind,
     pub failure: Mutex<Option<JobError>>,
     pub counters: Mutex<BTreeMap<String, u64>>,
 }
@@ -155,6 +174,18 @@ impl Shared {
 
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// Removes a run's state directory when the job ends (no checkpoint refers
+/// to it yet).
+struct RunDir(Option<std::path::PathBuf>);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -193,6 +224,24 @@ pub fn run_job(
             _ => {}
         }
     }
+    let run_state = match &options.state_backend {
+        StateBackendKind::Memory => StateBackendKind::Memory,
+        StateBackendKind::RocksDb { dir, block_cache_bytes } => {
+            let millis = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let run = dir.join(format!("{}-{}-{millis}", graph.name, std::process::id()));
+            std::fs::create_dir_all(&run).map_err(|e| JobError::State {
+                node: "job".into(),
+                error: StateError::Open { path: run.display().to_string(), reason: e.to_string() },
+            })?;
+            StateBackendKind::RocksDb { dir: run, block_cache_bytes: *block_cache_bytes }
+        }
+    };
+    let _cleanup = RunDir(match &run_state {
+        StateBackendKind::RocksDb { dir, .. } => Some(dir.clone()),
+        StateBackendKind::Memory => None,
+    });
     tracing::info!(job = %graph.name, tasks = physical.tasks.len(), "starting job");
     let metrics = graph.nodes.iter().map(|n| (n.id, NodeMetrics::default())).collect();
     let shared = Arc::new(Shared {
@@ -204,6 +253,7 @@ pub fn run_job(
         metrics,
         cancelled: AtomicBool::new(false),
         late_records: AtomicU64::new(0),
+        state_backend: run_state.clone(),
         failure: Mutex::new(None),
         counters: Mutex::new(BTreeMap::new()),
     });

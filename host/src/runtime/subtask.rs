@@ -13,10 +13,12 @@ use super::{JobError, Shared, TaskSpec};
 use crate::connector::{Poll, SinkWriter, SourceReader};
 use crate::graph::NodeKind;
 use crate::plugin::Instance;
-use crate::time::{MIN_WATERMARK, WatermarkCombiner, WatermarkGenerator};
+use crate::time::{MIN_WATERMARK, TimeDomain, WatermarkCombiner, WatermarkGenerator};
 
 /// How often a waiting subtask checks whether the job was cancelled.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
+/// How often processing-time timers are checked.
+const PROCESSING_TIMER_CHECK: Duration = Duration::from_millis(10);
 
 enum Operator {
     Transform { node: u32, chain: u32 },
@@ -161,7 +163,7 @@ impl Subtask {
                 }
                 NodeKind::Window { assigner, allowed_lateness, function } => {
                     needs_guest = true;
-                    let op = WindowOperator::new(*function, *assigner, *allowed_lateness);
+                    let op = WindowOperator::new(id, *function, *assigner, *allowed_lateness);
                     ops.push(Operator::Window { node: id, op: Box::new(op) });
                 }
                 NodeKind::Sink(_) => {
@@ -177,6 +179,10 @@ impl Subtask {
             let mut instance = self.shared.plugin.instantiate(&label).map_err(guest)?;
             // Each instance runs `plan` so the guest knows its functions.
             instance.plan(&self.shared.config.pairs()).map_err(guest)?;
+            let name = format!("t{}-s{}", self.task.index, self.index);
+            let backend = crate::state::open(&self.shared.state_backend, &name)
+                .map_err(|error| JobError::State { node: self.label(node), error })?;
+            instance.set_state_backend(backend, self.shared.config.max_parallelism);
             Some(instance)
         } else {
             None
@@ -242,8 +248,15 @@ impl Subtask {
             return Err(JobError::Internal("a task without a source has no input".into()).into());
         };
         let mut ends = 0;
+        let has_keyed = ops.iter().any(|op| matches!(op, Operator::Keyed { .. }));
+        let mut timers_checked = Instant::now();
         while ends < self.task.expected_ends {
-            match input.recv_timeout(CANCEL_CHECK) {
+            if has_keyed && timers_checked.elapsed() >= PROCESSING_TIMER_CHECK {
+                timers_checked = Instant::now();
+                self.processing_time(instance, ops)?;
+            }
+            let wait = if has_keyed { PROCESSING_TIMER_CHECK } else { CANCEL_CHECK };
+            match input.recv_timeout(wait) {
                 Ok(Message::Batch(bytes)) => {
                     self.run_chain(bytes, 0, instance, ops)?;
                     self.emit_watermark(instance, ops)?;
@@ -324,10 +337,29 @@ impl Subtask {
     ) -> Result<(), Stop> {
         for idx in 0..ops.len() {
             let node = ops[idx].node();
-            let Operator::Window { op, .. } = &mut ops[idx] else { continue };
-            let Some(inst) = instance.as_mut() else { unreachable!("window without instance") };
             let mut out = Vec::new();
-            op.on_watermark(inst, wm, &mut out).map_err(|e| self.window_error(node, e))?;
+            match &mut ops[idx] {
+                Operator::Window { op, .. } => {
+                    let Some(inst) = instance.as_mut() else {
+                        unreachable!("window without instance")
+                    };
+                    op.on_watermark(inst, wm, &mut out).map_err(|e| self.window_error(node, e))?;
+                }
+                Operator::Keyed { function, .. } => {
+                    let Some(inst) = instance.as_mut() else {
+                        unreachable!("keyed without instance")
+                    };
+                    inst.set_watermark(wm);
+                    out.extend(self.fire_timers(
+                        inst,
+                        node,
+                        *function,
+                        TimeDomain::EventTime,
+                        wm,
+                    )?);
+                }
+                _ => continue,
+            }
             for bytes in out {
                 self.after(node, &bytes)?;
                 self.run_chain(bytes, idx + 1, instance, ops)?;
@@ -337,12 +369,52 @@ impl Subtask {
         self.router.watermark(wm).map_err(|_| self.stopped())
     }
 
+    /// Runs the guest's timer callback for the timers due at `time`.
+    fn fire_timers(
+        &self,
+        inst: &mut Instance,
+        node: u32,
+        function: u32,
+        domain: TimeDomain,
+        time: i64,
+    ) -> Result<Option<Vec<u8>>, Stop> {
+        let due = inst.due_timers(function, domain, time);
+        if due.is_empty() {
+            return Ok(None);
+        }
+        let guest = |error| Stop::Failed(JobError::Guest { node: self.label(node), error });
+        inst.on_timer(function, domain, &due).map(Some).map_err(guest)
+    }
+
+    /// Fires processing-time timers that the wall clock has passed.
+    fn processing_time(
+        &mut self,
+        instance: &mut Option<Instance>,
+        ops: &mut [Operator],
+    ) -> Result<(), Stop> {
+        let now = crate::time::now_millis();
+        for idx in 0..ops.len() {
+            let node = ops[idx].node();
+            let Operator::Keyed { function, .. } = &ops[idx] else { continue };
+            let function = *function;
+            let Some(inst) = instance.as_mut() else { unreachable!("keyed without instance") };
+            if let Some(bytes) =
+                self.fire_timers(inst, node, function, TimeDomain::ProcessingTime, now)?
+            {
+                self.after(node, &bytes)?;
+                self.run_chain(bytes, idx + 1, instance, ops)?;
+            }
+        }
+        Ok(())
+    }
+
     fn window_error(&self, node: u32, e: WindowOpError) -> Stop {
         Stop::Failed(match e {
             WindowOpError::Guest(error) => JobError::Guest { node: self.label(node), error },
             WindowOpError::BadRecord(reason) => {
                 JobError::BadRecord { node: self.label(node), reason }
             }
+            WindowOpError::State(error) => JobError::State { node: self.label(node), error },
         })
     }
 

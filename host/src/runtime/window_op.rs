@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use flinkw_batch::{Batch, NO_TIMESTAMP};
 
+use crate::keygroup::key_group;
 use crate::plugin::{FiredWindow, GuestError, Instance};
-use crate::state::MemoryState;
+use crate::state::{StateError, StateId};
 use crate::window::{Assignment, SessionMerge, Window, WindowAssigner, WindowTrigger};
 
 /// Why the window operator stopped.
@@ -16,6 +17,14 @@ pub(crate) enum WindowOpError {
     Guest(GuestError),
     /// A record cannot be windowed.
     BadRecord(String),
+    /// The state backend failed.
+    State(StateError),
+}
+
+impl From<StateError> for WindowOpError {
+    fn from(e: StateError) -> Self {
+        WindowOpError::State(e)
+    }
 }
 
 impl From<GuestError> for WindowOpError {
@@ -28,8 +37,8 @@ impl From<GuestError> for WindowOpError {
 pub(crate) struct WindowOperator {
     function: u32,
     trigger: WindowTrigger,
-    state: MemoryState,
-    table: u32,
+    name: String,
+    table: Option<StateId>,
     /// Records that arrived after every window they belong to had closed.
     pub late_records: u64,
     // Per-batch scratch space.
@@ -44,24 +53,40 @@ pub(crate) struct WindowOperator {
     fire_now: Vec<u32>,
 }
 
-/// The state key of a key's window: key bytes, then start and end.
-fn state_key(key: &[u8], w: &Window) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 16);
-    k.extend_from_slice(key);
-    k.extend_from_slice(&w.start.to_be_bytes());
-    k.extend_from_slice(&w.end.to_be_bytes());
+/// The state key of a key's window: key group, key bytes, then the window
+/// (start and end) as the namespace.
+fn state_key(key: &[u8], w: &Window, max_parallelism: u32) -> Vec<u8> {
+    let mut ns = [0u8; 16];
+    ns[..8].copy_from_slice(&w.start.to_be_bytes());
+    ns[8..].copy_from_slice(&w.end.to_be_bytes());
+    let mut k = Vec::with_capacity(key.len() + 18);
+    crate::state::state_key(key_group(key, max_parallelism), key, &ns, &mut k);
     k
 }
 
+/// The instance's state backend, with this operator's table registered.
+macro_rules! backend {
+    ($self:ident, $instance:ident) => {{
+        let (backend, max_parallelism) = $instance.state_backend();
+        let table = match $self.table {
+            Some(t) => t,
+            None => {
+                let t = backend.register(&$self.name)?;
+                $self.table = Some(t);
+                t
+            }
+        };
+        (backend, table, max_parallelism)
+    }};
+}
+
 impl WindowOperator {
-    pub fn new(function: u32, assigner: WindowAssigner, allowed_lateness: i64) -> Self {
-        let mut state = MemoryState::default();
-        let table = state.register("window-accumulators");
+    pub fn new(node: u32, function: u32, assigner: WindowAssigner, allowed_lateness: i64) -> Self {
         WindowOperator {
             function,
             trigger: WindowTrigger::new(assigner, allowed_lateness),
-            state,
-            table,
+            name: format!("window/{node}"),
+            table: None,
             late_records: 0,
             assignments: Vec::new(),
             merges: Vec::new(),
@@ -107,12 +132,13 @@ impl WindowOperator {
                 self.merges = merges;
             }
             for a in &self.assignments {
-                let sk = state_key(r.key, &a.window);
+                let (backend, table, max_parallelism) = backend!(self, instance);
+                let sk = state_key(r.key, &a.window, max_parallelism);
                 let slot = match self.slots.get(&sk) {
                     Some(s) => *s,
                     None => {
                         let s = self.slot_keys.len() as u32;
-                        self.accumulators.push(self.state.get(self.table, &sk).map(<[u8]>::to_vec));
+                        self.accumulators.push(backend.get(table, &sk)?);
                         self.slot_keys.push((r.key.to_vec(), a.window));
                         self.slots.insert(sk, s);
                         s
@@ -148,8 +174,9 @@ impl WindowOperator {
                 self.slot_keys.len()
             )));
         }
+        let (backend, table, max_parallelism) = backend!(self, instance);
         for ((key, w), acc) in self.slot_keys.drain(..).zip(updated) {
-            self.state.put(self.table, &state_key(&key, &w), acc);
+            backend.put(table, &state_key(&key, &w, max_parallelism), &acc)?;
         }
         self.slots.clear();
         self.accumulators.clear();
@@ -164,19 +191,21 @@ impl WindowOperator {
         m: &SessionMerge,
     ) -> Result<(), WindowOpError> {
         let mut accs = Vec::new();
+        let (backend, table, max_parallelism) = backend!(self, instance);
         for w in m.merged.iter().chain([&m.into]) {
-            let sk = state_key(key, w);
-            if let Some(a) = self.state.get(self.table, &sk) {
-                accs.push(a.to_vec());
+            let sk = state_key(key, w, max_parallelism);
+            if let Some(a) = backend.get(table, &sk)? {
+                accs.push(a);
             }
-            self.state.remove(self.table, &sk);
+            backend.remove(table, &sk)?;
         }
         let merged = match accs.len() {
             0 => return Ok(()),
             1 => accs.pop().unwrap_or_default(),
             _ => instance.window_merge(self.function, &accs)?,
         };
-        self.state.put(self.table, &state_key(key, &m.into), merged);
+        let (backend, table, max_parallelism) = backend!(self, instance);
+        backend.put(table, &state_key(key, &m.into, max_parallelism), &merged)?;
         Ok(())
     }
 
@@ -186,18 +215,18 @@ impl WindowOperator {
         windows: &[(Vec<u8>, Window)],
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), WindowOpError> {
-        let fired: Vec<FiredWindow> = windows
-            .iter()
-            .filter_map(|(key, w)| {
-                let acc = self.state.get(self.table, &state_key(key, w))?;
-                Some(FiredWindow {
+        let (backend, table, max_parallelism) = backend!(self, instance);
+        let mut fired = Vec::with_capacity(windows.len());
+        for (key, w) in windows {
+            if let Some(accumulator) = backend.get(table, &state_key(key, w, max_parallelism))? {
+                fired.push(FiredWindow {
                     key: key.clone(),
                     start: w.start,
                     end: w.end,
-                    accumulator: acc.to_vec(),
-                })
-            })
-            .collect();
+                    accumulator,
+                });
+            }
+        }
         if !fired.is_empty() {
             out.push(instance.window_emit(self.function, &fired)?);
         }
@@ -218,8 +247,11 @@ impl WindowOperator {
         for chunk in fire.chunks(4096) {
             self.emit(instance, chunk, out)?;
         }
-        for (key, w) in &purge {
-            self.state.remove(self.table, &state_key(key, w));
+        if !purge.is_empty() {
+            let (backend, table, max_parallelism) = backend!(self, instance);
+            for (key, w) in &purge {
+                backend.remove(table, &state_key(key, w, max_parallelism))?;
+            }
         }
         self.fire = fire;
         self.purge = purge;

@@ -186,6 +186,9 @@ mod tests {
         Window { start, end }
     }
 
+    /// (key, window) pairs with readable keys.
+    type Named = Vec<(String, Window)>;
+
     struct Harness {
         t: WindowTrigger,
         out: Vec<Assignment>,
@@ -208,7 +211,7 @@ mod tests {
             self.t.on_record(key.as_bytes(), ts, &mut self.out, &mut self.merges);
             self.out.iter().map(|a| (a.window, a.fire_now)).collect()
         }
-        fn watermark(&mut self, wm: i64) -> (Vec<(String, Window)>, Vec<(String, Window)>) {
+        fn watermark(&mut self, wm: i64) -> (Named, Named) {
             self.t.on_watermark(wm, &mut self.fire, &mut self.purge);
             let s = |v: &Vec<(Vec<u8>, Window)>| {
                 v.iter().map(|(k, w)| (String::from_utf8_lossy(k).into_owned(), *w)).collect()

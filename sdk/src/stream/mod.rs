@@ -25,7 +25,7 @@ use crate::codec::{Decoder, Encoder};
 use crate::graph::GraphBuilder;
 
 pub use key_by::KeyedStream;
-pub use process::{Collector, KeyedContext};
+pub use process::{Collector, KeyedContext, KeyedProcessFunction, TimeDomain};
 pub use timestamps::WatermarkStrategy;
 pub use window::{
     AggregateFunction, Session, Sliding, TimeWindow, Tumbling, WindowAssigner, WindowedStream,

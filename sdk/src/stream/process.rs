@@ -1,21 +1,67 @@
-//! `process` and `reduce`: keyed functions with keyed state.
+//! `process` and `reduce`: keyed functions with keyed state and timers.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use flinkw_batch::{Batch, BatchBuilder};
 
 use super::{KeyedStream, Stream};
+use crate::bindings::flinkw::plugin::timers;
 use crate::codec::{decode_postcard, encode_postcard};
+use crate::graph::KeyedFns;
 use crate::{Data, Error, ValueState};
 
-/// What a keyed function knows about the record it is processing.
+/// Which clock a timer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeDomain {
+    /// Event time: the timer fires when the watermark passes it.
+    EventTime,
+    /// Processing time: the timer fires when the wall clock passes it.
+    ProcessingTime,
+}
+
+/// What a keyed function knows about the record (or timer) it is handling,
+/// and its access to timers. State handles take it to find the key.
 pub struct KeyedContext {
     pub(crate) record: u32,
     timestamp: i64,
 }
 
 impl KeyedContext {
-    /// The record's event time (ms since the epoch), if it has one.
+    /// The record's event time (ms since the epoch), if it has one; in
+    /// `on_timer`, the timer's time.
     pub fn timestamp(&self) -> Option<i64> {
         (self.timestamp != flinkw_batch::NO_TIMESTAMP).then_some(self.timestamp)
+    }
+
+    /// Calls `on_timer` for the current key when the watermark reaches `time`.
+    pub fn register_event_timer(&self, time: i64) {
+        timers::register_event_timer(self.record, time);
+    }
+
+    /// Removes an event-time timer of the current key.
+    pub fn delete_event_timer(&self, time: i64) {
+        timers::delete_event_timer(self.record, time);
+    }
+
+    /// Calls `on_timer` for the current key when the wall clock reaches `time`.
+    pub fn register_processing_timer(&self, time: i64) {
+        timers::register_processing_timer(self.record, time);
+    }
+
+    /// Removes a processing-time timer of the current key.
+    pub fn delete_processing_timer(&self, time: i64) {
+        timers::delete_processing_timer(self.record, time);
+    }
+
+    /// The operator's current watermark.
+    pub fn current_watermark(&self) -> i64 {
+        timers::current_watermark()
+    }
+
+    /// The wall clock, ms since the epoch.
+    pub fn current_processing_time(&self) -> i64 {
+        timers::current_processing_time()
     }
 }
 
@@ -29,13 +75,74 @@ pub struct Collector<O> {
 }
 
 impl<O: Data> Collector<O> {
-    /// Emits `value` with the current record's key and timestamp.
+    fn new(capacity: usize) -> Self {
+        Collector {
+            out: BatchBuilder::with_capacity(capacity, capacity * 16),
+            key: Vec::new(),
+            timestamp: 0,
+            error: None,
+            _out: std::marker::PhantomData,
+        }
+    }
+
+    fn set_current(&mut self, key: &[u8], timestamp: i64) {
+        self.key.clear();
+        self.key.extend_from_slice(key);
+        self.timestamp = timestamp;
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        self.error.take().map_or(Ok(()), Err)
+    }
+
+    /// Emits `value` with the current key and timestamp.
     pub fn emit(&mut self, value: O) {
         let mut result = Ok(());
         self.out.push_with(self.timestamp, &self.key, |buf| result = encode_postcard(&value, buf));
         if let Err(e) = result {
             self.error.get_or_insert(e);
         }
+    }
+}
+
+/// A keyed function with timers (Flink's `KeyedProcessFunction`).
+pub trait KeyedProcessFunction<K, T, O>: 'static {
+    /// Handles one record.
+    fn process(
+        &mut self,
+        ctx: &mut KeyedContext,
+        value: T,
+        out: &mut Collector<O>,
+    ) -> Result<(), Error>;
+
+    /// Handles a timer of `key` that fired at `timestamp`.
+    fn on_timer(
+        &mut self,
+        ctx: &mut KeyedContext,
+        key: K,
+        timestamp: i64,
+        domain: TimeDomain,
+        out: &mut Collector<O>,
+    ) -> Result<(), Error> {
+        let _ = (ctx, key, timestamp, domain, out);
+        Ok(())
+    }
+}
+
+/// A closure as a keyed function without timers.
+struct ProcessClosure<F>(F);
+
+impl<K, T, O, F> KeyedProcessFunction<K, T, O> for ProcessClosure<F>
+where
+    F: FnMut(&mut KeyedContext, T, &mut Collector<O>) -> Result<(), Error> + 'static,
+{
+    fn process(
+        &mut self,
+        ctx: &mut KeyedContext,
+        v: T,
+        out: &mut Collector<O>,
+    ) -> Result<(), Error> {
+        (self.0)(ctx, v, out)
     }
 }
 
@@ -60,33 +167,71 @@ impl<T: Data, K: Data> KeyedStream<T, K> {
     /// ```
     pub fn process<O: Data>(
         self,
-        mut f: impl FnMut(&mut KeyedContext, T, &mut Collector<O>) -> Result<(), Error> + 'static,
+        f: impl FnMut(&mut KeyedContext, T, &mut Collector<O>) -> Result<(), Error> + 'static,
     ) -> Stream<O> {
+        self.process_fn(ProcessClosure(f))
+    }
+
+    /// Runs a [`KeyedProcessFunction`]: keyed state, and timers that call
+    /// its `on_timer`.
+    ///
+    /// ```no_run
+    /// # use flinkw::prelude::*;
+    /// # use flinkw::{KeyedProcessFunction, TimeDomain};
+    /// /// Reports keys that saw no event for 10 s of event time.
+    /// struct Inactivity { last: ValueState<i64> }
+    /// impl KeyedProcessFunction<String, (String, i64), String> for Inactivity {
+    ///     fn process(&mut self, ctx: &mut KeyedContext, (_, ts): (String, i64), _: &mut Collector<String>) -> Result<(), Error> {
+    ///         self.last.set(ctx, &ts)?;
+    ///         ctx.register_event_timer(ts + 10_000);
+    ///         Ok(())
+    ///     }
+    ///     fn on_timer(&mut self, ctx: &mut KeyedContext, key: String, t: i64, _: TimeDomain, out: &mut Collector<String>) -> Result<(), Error> {
+    ///         if self.last.get(ctx)? == Some(t - 10_000) {
+    ///             out.emit(format!("{key} inactive since {}", t - 10_000));
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn process_fn<O: Data>(self, f: impl KeyedProcessFunction<K, T, O>) -> Stream<O> {
         let graph = self.stream.graph.clone();
         let keying = self.stream.materialize(Some(self.key), encode_postcard::<T>);
-        let run = move |input: &[u8]| -> Result<Vec<u8>, String> {
+        let f = Rc::new(RefCell::new(f));
+        let on_records = f.clone();
+        let process = move |input: &[u8]| -> Result<Vec<u8>, String> {
             let batch = Batch::new(input).map_err(|e| e.to_string())?;
-            let mut out = Collector {
-                out: BatchBuilder::with_capacity(batch.len(), batch.data_len()),
-                key: Vec::new(),
-                timestamp: 0,
-                error: None,
-                _out: std::marker::PhantomData,
-            };
+            let mut out = Collector::new(batch.len());
+            let mut f = on_records.borrow_mut();
             for (i, rec) in batch.iter().enumerate() {
                 let value: T = decode_postcard(rec.value)?;
                 let mut ctx = KeyedContext { record: i as u32, timestamp: rec.timestamp };
-                out.key.clear();
-                out.key.extend_from_slice(rec.key);
-                out.timestamp = rec.timestamp;
-                f(&mut ctx, value, &mut out).map_err(|e| e.to_string())?;
-                if let Some(e) = out.error.take() {
-                    return Err(e);
-                }
+                out.set_current(rec.key, rec.timestamp);
+                f.process(&mut ctx, value, &mut out).map_err(|e| e.to_string())?;
+                out.check()?;
             }
             Ok(out.out.finish())
         };
-        let id = graph.borrow_mut().add_keyed(keying, "process", Box::new(run));
+        let on_timer = move |input: &[u8]| -> Result<Vec<u8>, String> {
+            let batch = Batch::new(input).map_err(|e| e.to_string())?;
+            let mut out = Collector::new(batch.len());
+            let mut f = f.borrow_mut();
+            for (i, timer) in batch.iter().enumerate() {
+                let key: K = decode_postcard(timer.key)?;
+                let domain = match timer.value.first() {
+                    Some(1) => TimeDomain::ProcessingTime,
+                    _ => TimeDomain::EventTime,
+                };
+                let mut ctx = KeyedContext { record: i as u32, timestamp: timer.timestamp };
+                out.set_current(timer.key, timer.timestamp);
+                f.on_timer(&mut ctx, key, timer.timestamp, domain, &mut out)
+                    .map_err(|e| e.to_string())?;
+                out.check()?;
+            }
+            Ok(out.out.finish())
+        };
+        let fns = KeyedFns { process: Box::new(process), on_timer: Box::new(on_timer) };
+        let id = graph.borrow_mut().add_keyed(keying, "process", fns);
         Stream::from_node(graph, id, decode_postcard::<O>, false)
     }
 

@@ -1,7 +1,8 @@
 //! A plugin that misbehaves on purpose, for the host's tests. `--set
 //! mode=M` picks how, on the record with value `--set at=N` (default 3):
 //! `ok`, `panic`, `error`, `loop`, `membomb`, `recurse`, `plan-error`, and
-//! for windows `no-event-time`, `zero-window`, `bad-slide`.
+//! for windows `no-event-time`, `zero-window`, `bad-slide`; for state
+//! `state-type` (reads a value state as another type than it was written).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -72,6 +73,20 @@ fn job(env: &mut Env) -> Result<(), Error> {
         "bad-slide" => Some(Sliding::of(Duration::from_secs(10), Duration::from_secs(20)).into()),
         _ => None,
     };
+    if mode == "state-type" {
+        let as_byte = ValueState::<u8>::new("n");
+        let as_text = ValueState::<String>::new("n");
+        env.source(Datagen::sequence(count))
+            .key_by(|n: &u64| n % 2)
+            .process(move |ctx, n: u64, out| {
+                as_byte.set(ctx, &200)?;
+                let text = as_text.get(ctx)?;
+                out.emit(format!("{n} {text:?}"));
+                Ok(())
+            })
+            .sink(Stdout);
+        return Ok(());
+    }
     if let Some(assigner) = windows {
         let assigner: WindowAssigner = assigner;
         env.source(Datagen::sequence(count))

@@ -1,0 +1,112 @@
+//! Keyed state on RocksDB gives the same results as in memory, also when
+//! it is far larger than RocksDB's memory budget; a bad state directory is
+//! a clear error.
+
+use flinkw_tests::{artifacts, example};
+
+use crate::{assert_fails_with, flinkw};
+
+#[test]
+fn wordcount_on_rocksdb_equals_memory_with_state_larger_than_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    // 60,000 distinct words: several MB of state against a 1 MiB cache.
+    let mut text = String::new();
+    for i in 0..60_000u32 {
+        text.push_str(&format!("word{i} word{} shared\n", i % 1000));
+    }
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, &text).unwrap();
+    let set_input = format!("input={}", input.display());
+    let state_dir = dir.path().join("state");
+    let state_dir_s = state_dir.display().to_string();
+    let memory = flinkw(
+        &["run", artifacts::WORDCOUNT, "--set", &set_input, "--set", "parallelism=2"],
+        dir.path(),
+    );
+    let rocks = flinkw(
+        &[
+            "run",
+            artifacts::WORDCOUNT,
+            "--set",
+            &set_input,
+            "--set",
+            "parallelism=2",
+            "--state-backend",
+            "rocksdb",
+            "--state-dir",
+            &state_dir_s,
+            "--rocksdb-block-cache",
+            "1",
+        ],
+        dir.path(),
+    );
+    assert!(memory.ok() && rocks.ok(), "{}\n{}", memory.stderr, rocks.stderr);
+    assert_eq!(rocks.stdout.lines().count(), 180_000);
+    assert_eq!(rocks.sorted_lines(), memory.sorted_lines());
+    assert!(rocks.stdout.lines().any(|l| l == "shared 60000"));
+    // The run's state directory is removed when the job ends.
+    assert_eq!(std::fs::read_dir(&state_dir).unwrap().count(), 0);
+}
+
+#[test]
+fn windows_on_rocksdb_equal_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("ts,key,value\n");
+    for i in 0..4000i64 {
+        csv.push_str(&format!(
+            "{},k{},{}\n",
+            1_000_000 + i * 13 - (i * 7919) % 500,
+            i % 11,
+            (i * 31) % 97
+        ));
+    }
+    let input = dir.path().join("events.csv");
+    std::fs::write(&input, csv).unwrap();
+    let set_input = format!("input={}", input.display());
+    let args = [
+        "run",
+        artifacts::WINDOWED_COUNT,
+        "--set",
+        &set_input,
+        "--set",
+        "window=session",
+        "--set",
+        "gap-ms=50",
+    ];
+    let memory = flinkw(&args, dir.path());
+    let state_dir = dir.path().join("state").display().to_string();
+    let mut rocks_args = args.to_vec();
+    rocks_args.extend(["--state-backend", "rocksdb", "--state-dir", &state_dir]);
+    let rocks = flinkw(&rocks_args, dir.path());
+    assert!(memory.ok() && rocks.ok(), "{}\n{}", memory.stderr, rocks.stderr);
+    assert!(memory.stdout.lines().count() > 10);
+    assert_eq!(rocks.sorted_lines(), memory.sorted_lines());
+}
+
+#[test]
+fn a_state_directory_that_cannot_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let run = flinkw(
+        &[
+            "run",
+            artifacts::FILTER_MAP,
+            "--set",
+            &format!("input={}", example("data/orders.jsonl").display()),
+            "--state-backend",
+            "rocksdb",
+            "--state-dir",
+            &file.display().to_string(),
+        ],
+        dir.path(),
+    );
+    assert_fails_with(&run, &["cannot open RocksDB state at", "not-a-dir"]);
+}
+
+#[test]
+fn a_state_of_another_type_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = flinkw(&["run", artifacts::BAD_GUEST, "--set", "mode=state-type"], dir.path());
+    assert_fails_with(&run, &["value state `n` holds bytes of another type"]);
+}
