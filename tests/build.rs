@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (constant name, plugin directory relative to the repository root)
-const PLUGINS: [(&str, &str); 7] = [
+const PLUGINS: [(&str, &str); 8] = [
     ("WORDCOUNT", "plugins/wordcount"),
     ("WINDOWED_COUNT", "plugins/windowed-count"),
     ("INACTIVITY_ALERT", "plugins/inactivity-alert"),
@@ -13,6 +13,7 @@ const PLUGINS: [(&str, &str); 7] = [
     ("FILTER_MAP", "plugins/filter-map"),
     ("NEXMARK_W1", "plugins/nexmark-w1"),
     ("BAD_GUEST", "tests/plugins/bad-guest"),
+    ("STATE_KINDS", "tests/plugins/state-kinds"),
 ];
 
 fn main() {

@@ -66,3 +66,139 @@ impl<T: Data> ValueState<T> {
         self.handle().clear(ctx.record);
     }
 }
+
+/// A list of values per key, kept by the host (Flink's `ListState`).
+///
+/// ```no_run
+/// # use flinkw::prelude::*;
+/// # fn job(env: &mut Env) -> Result<(), Error> {
+/// let seen = ListState::<String>::new("seen");
+/// env.source(File::lines("words.txt"))
+///     .key_by(|w: &String| w.len())
+///     .process(move |ctx, word: String, out| {
+///         seen.add(ctx, &word)?;
+///         out.emit(seen.get(ctx)?.join(" "));
+///         Ok(())
+///     })
+///     .sink(Stdout);
+/// # Ok(()) }
+/// ```
+pub struct ListState<T> {
+    name: String,
+    handle: OnceCell<wit_state::ListState>,
+    _value: PhantomData<T>,
+}
+
+impl<T: Data> ListState<T> {
+    /// A handle to the list state called `name`.
+    pub fn new(name: &str) -> Self {
+        ListState { name: name.to_owned(), handle: OnceCell::new(), _value: PhantomData }
+    }
+
+    fn handle(&self) -> &wit_state::ListState {
+        self.handle.get_or_init(|| wit_state::ListState::new(&self.name))
+    }
+
+    /// The current key's list (empty if none).
+    pub fn get(&self, ctx: &KeyedContext) -> Result<Vec<T>, Error> {
+        self.handle().get(ctx.record).iter().map(|b| decode(&self.name, "list", b)).collect()
+    }
+
+    /// Appends to the current key's list.
+    pub fn add(&self, ctx: &KeyedContext, value: &T) -> Result<(), Error> {
+        self.handle().add(ctx.record, &encode(value)?);
+        Ok(())
+    }
+
+    /// Replaces the current key's list.
+    pub fn update(&self, ctx: &KeyedContext, values: &[T]) -> Result<(), Error> {
+        let encoded = values.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        self.handle().update(ctx.record, &encoded);
+        Ok(())
+    }
+
+    /// Removes the current key's list.
+    pub fn clear(&self, ctx: &KeyedContext) {
+        self.handle().clear(ctx.record);
+    }
+}
+
+/// A map per key, kept by the host (Flink's `MapState`). Entries come back
+/// in the order of the map keys' encoded bytes.
+///
+/// ```no_run
+/// # use flinkw::prelude::*;
+/// # fn job(env: &mut Env) -> Result<(), Error> {
+/// let per_word = MapState::<String, u64>::new("per-word");
+/// env.source(File::lines("words.txt"))
+///     .key_by(|w: &String| w.len())
+///     .process(move |ctx, word: String, out| {
+///         let n = per_word.get(ctx, &word)?.unwrap_or(0) + 1;
+///         per_word.put(ctx, &word, &n)?;
+///         out.emit(format!("{word} {n}"));
+///         Ok(())
+///     })
+///     .sink(Stdout);
+/// # Ok(()) }
+/// ```
+pub struct MapState<K, V> {
+    name: String,
+    handle: OnceCell<wit_state::MapState>,
+    _types: PhantomData<(K, V)>,
+}
+
+impl<K: Data, V: Data> MapState<K, V> {
+    /// A handle to the map state called `name`.
+    pub fn new(name: &str) -> Self {
+        MapState { name: name.to_owned(), handle: OnceCell::new(), _types: PhantomData }
+    }
+
+    fn handle(&self) -> &wit_state::MapState {
+        self.handle.get_or_init(|| wit_state::MapState::new(&self.name))
+    }
+
+    /// The value under `key` in the current key's map.
+    pub fn get(&self, ctx: &KeyedContext, key: &K) -> Result<Option<V>, Error> {
+        match self.handle().get(ctx.record, &encode(key)?) {
+            None => Ok(None),
+            Some(b) => decode(&self.name, "map", &b).map(Some),
+        }
+    }
+
+    /// Sets `key` to `value` in the current key's map.
+    pub fn put(&self, ctx: &KeyedContext, key: &K, value: &V) -> Result<(), Error> {
+        self.handle().put(ctx.record, &encode(key)?, &encode(value)?);
+        Ok(())
+    }
+
+    /// Removes `key` from the current key's map.
+    pub fn remove(&self, ctx: &KeyedContext, key: &K) -> Result<(), Error> {
+        self.handle().remove(ctx.record, &encode(key)?);
+        Ok(())
+    }
+
+    /// Every entry of the current key's map.
+    pub fn entries(&self, ctx: &KeyedContext) -> Result<Vec<(K, V)>, Error> {
+        self.handle()
+            .entries(ctx.record)
+            .iter()
+            .map(|(k, v)| Ok((decode(&self.name, "map", k)?, decode(&self.name, "map", v)?)))
+            .collect()
+    }
+
+    /// Removes the current key's whole map.
+    pub fn clear(&self, ctx: &KeyedContext) {
+        self.handle().clear(ctx.record);
+    }
+}
+
+fn encode<T: Data>(value: &T) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::new();
+    encode_postcard(value, &mut bytes).map_err(Error::msg)?;
+    Ok(bytes)
+}
+
+fn decode<T: Data>(name: &str, kind: &str, bytes: &[u8]) -> Result<T, Error> {
+    decode_postcard(bytes)
+        .map_err(|e| Error::msg(format!("{kind} state `{name}` holds bytes of another type: {e}")))
+}

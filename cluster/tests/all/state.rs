@@ -110,3 +110,59 @@ fn a_state_of_another_type_is_a_clear_error() {
     let run = flinkw(&["run", artifacts::BAD_GUEST, "--set", "mode=state-type"], dir.path());
     assert_fails_with(&run, &["value state `n` holds bytes of another type"]);
 }
+
+/// The reference model of the `state-kinds` plugin.
+fn state_kinds_model(text: &str) -> Vec<String> {
+    use std::collections::{BTreeMap, HashMap};
+    let mut lists: HashMap<char, Vec<String>> = HashMap::new();
+    let mut maps: HashMap<char, BTreeMap<String, u64>> = HashMap::new();
+    let mut out = Vec::new();
+    for word in text.split_whitespace() {
+        let letter = word.chars().next().unwrap();
+        if word == "reset" {
+            lists.remove(&letter);
+            maps.remove(&letter);
+            out.push(format!("{letter} reset"));
+            continue;
+        }
+        let list = lists.entry(letter).or_default();
+        list.push(word.to_owned());
+        let map = maps.entry(letter).or_default();
+        let n = {
+            let n = map.entry(word.to_owned()).or_default();
+            *n += 1;
+            *n
+        };
+        out.push(format!("{letter} {} {} {word}={n}", list.len(), map.len()));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn list_and_map_state_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..2000u32 {
+        let w = ["apple", "avocado", "banana", "blueberry", "cherry", "apricot", "reset"]
+            [(i * 7 + i / 3) as usize % 7];
+        text.push_str(&format!("{w} {}x{}\n", w, i % 5));
+    }
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, &text).unwrap();
+    let set_input = format!("input={}", input.display());
+    let expected = state_kinds_model(&text);
+    let state_dir = dir.path().join("state").display().to_string();
+    // Parallelism 1: with parallel sources a key's words would arrive in
+    // another order than the file's, and running outputs would differ.
+    for extra in [vec![], vec!["--state-backend", "rocksdb", "--state-dir", &state_dir]] {
+        let mut args = vec!["run", artifacts::STATE_KINDS, "--set", &set_input];
+        args.extend(extra.iter().copied());
+        let run = flinkw(&args, dir.path());
+        assert!(run.ok(), "{extra:?}: {}", run.stderr);
+        let got = run.sorted_lines();
+        assert_eq!(got.len(), expected.len(), "{extra:?}");
+        let diff = got.iter().zip(&expected).find(|(g, e)| g != e);
+        assert!(diff.is_none(), "{extra:?}: first difference {diff:?}");
+    }
+}

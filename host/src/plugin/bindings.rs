@@ -8,6 +8,8 @@ wasmtime::component::bindgen!({
     path: "../wit",
     with: {
         "flinkw:plugin/state.value-state": super::host::ValueStateHandle,
+        "flinkw:plugin/state.list-state": super::host::ListStateHandle,
+        "flinkw:plugin/state.map-state": super::host::MapStateHandle,
     },
     imports: { default: trappable },
 });

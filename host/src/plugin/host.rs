@@ -19,6 +19,40 @@ pub struct ValueStateHandle {
     state: StateId,
 }
 
+/// The guest's handle on one named list state.
+pub struct ListStateHandle {
+    state: StateId,
+}
+
+/// The guest's handle on one named map state.
+pub struct MapStateHandle {
+    state: StateId,
+}
+
+/// A list state's value: each element as `u32` length (LE) and bytes.
+fn encode_list<'a>(items: impl IntoIterator<Item = &'a [u8]>, out: &mut Vec<u8>) {
+    for item in items {
+        out.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        out.extend_from_slice(item);
+    }
+}
+
+fn decode_list(mut bytes: &[u8]) -> wasmtime::Result<Vec<Vec<u8>>> {
+    let mut items = Vec::new();
+    while !bytes.is_empty() {
+        let Some((len, rest)) = bytes.split_first_chunk::<4>() else {
+            wasmtime::bail!("corrupt list state");
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            wasmtime::bail!("corrupt list state");
+        }
+        items.push(rest[..len].to_vec());
+        bytes = &rest[len..];
+    }
+    Ok(items)
+}
+
 /// Memory limit of one instance, remembering a refused growth so the error
 /// can say why the guest stopped.
 pub(crate) struct MemoryLimiter {
@@ -212,6 +246,145 @@ impl timers::Host for HostState {
 }
 
 impl state::Host for HostState {}
+
+impl HostState {
+    /// Writes the map-state prefix of record `record`'s key, then `map_key`,
+    /// into `self.key_buf`.
+    fn map_key(&mut self, record: u32, map_key: &[u8]) -> wasmtime::Result<()> {
+        let key = self.raw_key(record)?;
+        crate::state::map_prefix(key_group(&key, self.max_parallelism), &key, &mut self.key_buf);
+        self.key_buf.extend_from_slice(map_key);
+        Ok(())
+    }
+}
+
+impl state::HostListState for HostState {
+    fn new(&mut self, name: String) -> wasmtime::Result<Resource<ListStateHandle>> {
+        let state = self.state.register(&format!("list/{name}"))?;
+        Ok(self.table.push(ListStateHandle { state })?)
+    }
+
+    fn get(
+        &mut self,
+        handle: Resource<ListStateHandle>,
+        index: u32,
+    ) -> wasmtime::Result<Vec<Vec<u8>>> {
+        let id = self.table.get(&handle)?.state;
+        self.key_of(index)?;
+        match self.state.get(id, &self.key_buf)? {
+            Some(bytes) => decode_list(&bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn add(
+        &mut self,
+        handle: Resource<ListStateHandle>,
+        index: u32,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<()> {
+        let id = self.table.get(&handle)?.state;
+        self.key_of(index)?;
+        let mut bytes = self.state.get(id, &self.key_buf)?.unwrap_or_default();
+        encode_list([value.as_slice()], &mut bytes);
+        Ok(self.state.put(id, &self.key_buf, &bytes)?)
+    }
+
+    fn update(
+        &mut self,
+        handle: Resource<ListStateHandle>,
+        index: u32,
+        values: Vec<Vec<u8>>,
+    ) -> wasmtime::Result<()> {
+        let id = self.table.get(&handle)?.state;
+        self.key_of(index)?;
+        if values.is_empty() {
+            return Ok(self.state.remove(id, &self.key_buf)?);
+        }
+        let mut bytes = Vec::new();
+        encode_list(values.iter().map(Vec::as_slice), &mut bytes);
+        Ok(self.state.put(id, &self.key_buf, &bytes)?)
+    }
+
+    fn clear(&mut self, handle: Resource<ListStateHandle>, index: u32) -> wasmtime::Result<()> {
+        let id = self.table.get(&handle)?.state;
+        self.key_of(index)?;
+        Ok(self.state.remove(id, &self.key_buf)?)
+    }
+
+    fn drop(&mut self, handle: Resource<ListStateHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+impl state::HostMapState for HostState {
+    fn new(&mut self, name: String) -> wasmtime::Result<Resource<MapStateHandle>> {
+        let state = self.state.register_with(&format!("map/{name}"), true)?;
+        Ok(self.table.push(MapStateHandle { state })?)
+    }
+
+    fn get(
+        &mut self,
+        handle: Resource<MapStateHandle>,
+        index: u32,
+        map_key: Vec<u8>,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        let id = self.table.get(&handle)?.state;
+        self.map_key(index, &map_key)?;
+        Ok(self.state.get(id, &self.key_buf)?)
+    }
+
+    fn put(
+        &mut self,
+        handle: Resource<MapStateHandle>,
+        index: u32,
+        map_key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<()> {
+        let id = self.table.get(&handle)?.state;
+        self.map_key(index, &map_key)?;
+        Ok(self.state.put(id, &self.key_buf, &value)?)
+    }
+
+    fn remove(
+        &mut self,
+        handle: Resource<MapStateHandle>,
+        index: u32,
+        map_key: Vec<u8>,
+    ) -> wasmtime::Result<()> {
+        let id = self.table.get(&handle)?.state;
+        self.map_key(index, &map_key)?;
+        Ok(self.state.remove(id, &self.key_buf)?)
+    }
+
+    fn entries(
+        &mut self,
+        handle: Resource<MapStateHandle>,
+        index: u32,
+    ) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let id = self.table.get(&handle)?.state;
+        self.map_key(index, b"")?;
+        Ok(self.state.scan_prefix(id, &self.key_buf)?)
+    }
+
+    fn clear(&mut self, handle: Resource<MapStateHandle>, index: u32) -> wasmtime::Result<()> {
+        let id = self.table.get(&handle)?.state;
+        self.map_key(index, b"")?;
+        let prefix = self.key_buf.clone();
+        for (rest, _) in self.state.scan_prefix(id, &prefix)? {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&rest);
+            self.state.remove(id, &k)?;
+        }
+        Ok(())
+    }
+
+    fn drop(&mut self, handle: Resource<MapStateHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
 
 impl state::HostValueState for HostState {
     fn new(&mut self, name: String) -> wasmtime::Result<Resource<ValueStateHandle>> {

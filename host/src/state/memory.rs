@@ -1,24 +1,38 @@
 //! Keyed state in hash maps.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{StateBackend, StateError, StateId};
+
+/// One named state: a hash map, or a sorted map where prefix scans are
+/// needed (map state).
+#[derive(Debug)]
+enum Table {
+    Hash(HashMap<Vec<u8>, Vec<u8>>),
+    Sorted(BTreeMap<Vec<u8>, Vec<u8>>),
+}
 
 /// Keyed state held in memory: one map per named state.
 #[derive(Debug, Default)]
 pub struct MemoryState {
     ids: HashMap<String, StateId>,
-    tables: Vec<HashMap<Vec<u8>, Vec<u8>>>,
+    tables: Vec<Table>,
 }
 
 impl MemoryState {
-    fn table(&mut self, id: StateId) -> Result<&mut HashMap<Vec<u8>, Vec<u8>>, StateError> {
+    fn table(&mut self, id: StateId) -> Result<&mut Table, StateError> {
         self.tables.get_mut(id as usize).ok_or(StateError::UnknownState(id))
     }
 
     /// Number of keys with a value, over all states.
     pub fn len(&self) -> usize {
-        self.tables.iter().map(HashMap::len).sum()
+        self.tables
+            .iter()
+            .map(|t| match t {
+                Table::Hash(h) => h.len(),
+                Table::Sorted(s) => s.len(),
+            })
+            .sum()
     }
 
     /// Whether no state holds a value.
@@ -28,36 +42,67 @@ impl MemoryState {
 }
 
 impl StateBackend for MemoryState {
-    fn register(&mut self, name: &str) -> Result<StateId, StateError> {
+    fn register_with(&mut self, name: &str, ordered: bool) -> Result<StateId, StateError> {
         if let Some(id) = self.ids.get(name) {
             return Ok(*id);
         }
         let id = self.tables.len() as StateId;
         self.ids.insert(name.to_owned(), id);
-        self.tables.push(HashMap::new());
+        self.tables.push(if ordered {
+            Table::Sorted(BTreeMap::new())
+        } else {
+            Table::Hash(HashMap::new())
+        });
         Ok(id)
     }
 
     fn get(&mut self, state: StateId, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self.table(state)?.get(key).cloned())
+        Ok(match self.table(state)? {
+            Table::Hash(h) => h.get(key).cloned(),
+            Table::Sorted(s) => s.get(key).cloned(),
+        })
     }
 
     fn put(&mut self, state: StateId, key: &[u8], value: &[u8]) -> Result<(), StateError> {
-        let t = self.table(state)?;
-        match t.get_mut(key) {
-            Some(v) => {
-                v.clear();
-                v.extend_from_slice(value);
-            }
-            None => {
-                t.insert(key.to_vec(), value.to_vec());
-            }
+        let slot = match self.table(state)? {
+            Table::Hash(h) => h.get_mut(key),
+            Table::Sorted(s) => s.get_mut(key),
+        };
+        if let Some(v) = slot {
+            v.clear();
+            v.extend_from_slice(value);
+            return Ok(());
         }
+        match self.table(state)? {
+            Table::Hash(h) => h.insert(key.to_vec(), value.to_vec()),
+            Table::Sorted(s) => s.insert(key.to_vec(), value.to_vec()),
+        };
         Ok(())
     }
 
     fn remove(&mut self, state: StateId, key: &[u8]) -> Result<(), StateError> {
-        self.table(state)?.remove(key);
+        match self.table(state)? {
+            Table::Hash(h) => h.remove(key),
+            Table::Sorted(s) => s.remove(key),
+        };
         Ok(())
+    }
+
+    fn scan_prefix(
+        &mut self,
+        state: StateId,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        match self.table(state)? {
+            Table::Sorted(s) => Ok(s
+                .range(prefix.to_vec()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| (k[prefix.len()..].to_vec(), v.clone()))
+                .collect()),
+            Table::Hash(_) => Err(StateError::Io {
+                state: format!("#{state}"),
+                reason: "prefix scan of an unordered state".into(),
+            }),
+        }
     }
 }

@@ -60,13 +60,35 @@ pub enum StateBackendKind {
 /// A store of named keyed states.
 pub trait StateBackend: Send {
     /// The id of the state called `name`, creating it on first use.
-    fn register(&mut self, name: &str) -> Result<StateId, StateError>;
+    /// `ordered` states support [`StateBackend::scan_prefix`] (map state).
+    fn register_with(&mut self, name: &str, ordered: bool) -> Result<StateId, StateError>;
+    /// The id of the (unordered) state called `name`.
+    fn register(&mut self, name: &str) -> Result<StateId, StateError> {
+        self.register_with(name, false)
+    }
+    /// Every entry of an ordered state whose key starts with `prefix`, in
+    /// key order, as (rest of the key, value).
+    fn scan_prefix(
+        &mut self,
+        state: StateId,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
     /// The value stored under `key` in `state`.
     fn get(&mut self, state: StateId, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
     /// Stores `value` under `key` in `state`.
     fn put(&mut self, state: StateId, key: &[u8], value: &[u8]) -> Result<(), StateError>;
     /// Removes `key` from `state`.
     fn remove(&mut self, state: StateId, key: &[u8]) -> Result<(), StateError>;
+}
+
+/// Writes the prefix of a map state's entries for `key`: the key group,
+/// the key's length and the key (the length keeps keys that are prefixes of
+/// each other apart), into `out`; the map key follows.
+pub fn map_prefix(key_group: u32, key: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&(key_group as u16).to_be_bytes());
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key);
 }
 
 /// Writes the state key of (`key_group`, `key`, `namespace`) into `out`.
@@ -110,6 +132,23 @@ mod tests {
         b.remove(a, &k).unwrap();
         assert_eq!(b.get(a, &k).unwrap(), None);
         assert!(b.get(99, &k).is_err());
+        // Ordered state: prefix scans see only their key's entries.
+        let m = b.register_with("m", true).unwrap();
+        let mut p = Vec::new();
+        map_prefix(1, b"ab", &mut p);
+        for (mk, v) in [(&b"y"[..], &b"2"[..]), (b"x", b"1")] {
+            let mut full = p.clone();
+            full.extend_from_slice(mk);
+            b.put(m, &full, v).unwrap();
+        }
+        let mut other = Vec::new();
+        map_prefix(1, b"abc", &mut other);
+        other.extend_from_slice(b"z");
+        b.put(m, &other, b"3").unwrap();
+        assert_eq!(
+            b.scan_prefix(m, &p).unwrap(),
+            vec![(b"x".to_vec(), b"1".to_vec()), (b"y".to_vec(), b"2".to_vec())]
+        );
     }
 
     #[test]

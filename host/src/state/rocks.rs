@@ -62,7 +62,7 @@ fn io(state: &str, e: rocksdb::Error) -> StateError {
 }
 
 impl StateBackend for RocksDbState {
-    fn register(&mut self, name: &str) -> Result<StateId, StateError> {
+    fn register_with(&mut self, name: &str, _ordered: bool) -> Result<StateId, StateError> {
         if let Some(i) = self.names.iter().position(|n| n == name) {
             return Ok(i as StateId);
         }
@@ -84,5 +84,23 @@ impl StateBackend for RocksDbState {
     fn remove(&mut self, state: StateId, key: &[u8]) -> Result<(), StateError> {
         let (cf, name) = self.cf(state)?;
         self.db.delete_cf_opt(cf, key, &self.write).map_err(|e| io(name, e))
+    }
+
+    fn scan_prefix(
+        &mut self,
+        state: StateId,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        let (cf, name) = self.cf(state)?;
+        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, mode) {
+            let (k, v) = item.map_err(|e| io(name, e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k[prefix.len()..].to_vec(), v.to_vec()));
+        }
+        Ok(out)
     }
 }
