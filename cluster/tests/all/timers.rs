@@ -47,7 +47,7 @@ fn inactivity_alerts_fire_from_event_time_timers() {
     for _ in 0..3000 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         // Mostly small steps, sometimes long pauses; disorder under 1 s.
-        ts += if (seed >> 33) % 50 == 0 { 15_000 } else { ((seed >> 40) % 400) as i64 };
+        ts += if (seed >> 33).is_multiple_of(50) { 15_000 } else { ((seed >> 40) % 400) as i64 };
         let jitter = ((seed >> 20) % 700) as i64;
         events.push((ts - jitter, format!("k{}", (seed >> 50) % 5)));
     }

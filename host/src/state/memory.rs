@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{StateBackend, StateError, StateId};
+use super::{Entries, StateBackend, StateError, StateId};
 
 /// One named state: a hash map, or a sorted map where prefix scans are
 /// needed (map state).
@@ -88,11 +88,7 @@ impl StateBackend for MemoryState {
         Ok(())
     }
 
-    fn scan_prefix(
-        &mut self,
-        state: StateId,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn scan_prefix(&mut self, state: StateId, prefix: &[u8]) -> Result<Entries, StateError> {
         match self.table(state)? {
             Table::Sorted(s) => Ok(s
                 .range(prefix.to_vec()..)

@@ -18,6 +18,9 @@ pub use rocks::RocksDbState;
 /// Identifies a named state inside one backend.
 pub type StateId = u32;
 
+/// Entries of a prefix scan: (rest of the key, value).
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Why a state operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -68,11 +71,7 @@ pub trait StateBackend: Send {
     }
     /// Every entry of an ordered state whose key starts with `prefix`, in
     /// key order, as (rest of the key, value).
-    fn scan_prefix(
-        &mut self,
-        state: StateId,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    fn scan_prefix(&mut self, state: StateId, prefix: &[u8]) -> Result<Entries, StateError>;
     /// The value stored under `key` in `state`.
     fn get(&mut self, state: StateId, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
     /// Stores `value` under `key` in `state`.

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 
-use super::{StateBackend, StateError, StateId};
+use super::{Entries, StateBackend, StateError, StateId};
 
 /// A RocksDB database holding one subtask's keyed state.
 pub struct RocksDbState {
@@ -86,11 +86,7 @@ impl StateBackend for RocksDbState {
         self.db.delete_cf_opt(cf, key, &self.write).map_err(|e| io(name, e))
     }
 
-    fn scan_prefix(
-        &mut self,
-        state: StateId,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn scan_prefix(&mut self, state: StateId, prefix: &[u8]) -> Result<Entries, StateError> {
         let (cf, name) = self.cf(state)?;
         let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
         let mut out = Vec::new();
