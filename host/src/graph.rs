@@ -103,7 +103,7 @@ pub enum Partitioning {
 }
 
 /// A directed edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edge {
     /// Upstream node id.
     pub source: u32,
@@ -111,6 +111,9 @@ pub struct Edge {
     pub target: u32,
     /// Distribution.
     pub partitioning: Partitioning,
+    /// A side output of the source node (`late` for a window's late
+    /// records), or none for its main output.
+    pub side_output: Option<String>,
 }
 
 /// Why a job graph is invalid.
@@ -232,6 +235,7 @@ pub(crate) fn from_wit(g: wit::JobGraph) -> Result<JobGraph, GraphError> {
                 wit::Partitioning::Rebalance => Partitioning::Rebalance,
                 wit::Partitioning::Hash => Partitioning::Hash,
             },
+            side_output: e.side_output,
         })
         .collect();
     let graph = JobGraph {
@@ -281,6 +285,17 @@ impl JobGraph {
             for id in [e.source, e.target] {
                 if !ids.contains(&id) {
                     return Err(GraphError::UnknownNode(id));
+                }
+            }
+            if let Some(side) = &e.side_output {
+                let source = self.node(e.source).ok_or(GraphError::UnknownNode(e.source))?;
+                if side != "late" || !matches!(source.kind, NodeKind::Window { .. }) {
+                    return Err(GraphError::BadWiring {
+                        name: source.name.clone(),
+                        problem: format!(
+                            "it has no side output {side:?} (only windows have `late`)"
+                        ),
+                    });
                 }
             }
         }
@@ -364,7 +379,7 @@ mod tests {
     }
 
     fn edge(source: u32, target: u32, partitioning: Partitioning) -> Edge {
-        Edge { source, target, partitioning }
+        Edge { source, target, partitioning, side_output: None }
     }
 
     fn pipeline() -> JobGraph {

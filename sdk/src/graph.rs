@@ -37,6 +37,19 @@ pub(crate) type SnapshotFn = Box<dyn Fn() -> Vec<u8>>;
 /// Restores the guest's own state.
 pub(crate) type RestoreFn = Box<dyn Fn(&[u8]) -> Result<(), Error>>;
 
+/// Where a stream comes from: a node's main output or one of its side outputs.
+#[derive(Debug, Clone)]
+pub(crate) struct Port {
+    pub node: u32,
+    pub side: Option<String>,
+}
+
+impl Port {
+    pub fn main(node: u32) -> Self {
+        Port { node, side: None }
+    }
+}
+
 /// The graph a job builds through [`Env`] and [`crate::Stream`].
 #[derive(Default)]
 pub(crate) struct GraphBuilder {
@@ -62,7 +75,7 @@ impl GraphBuilder {
         self.add_node(name.to_owned(), NodeKind::Source(connector), None)
     }
 
-    pub fn add_sink(&mut self, upstream: u32, name: &str, connector: Connector) -> u32 {
+    pub fn add_sink(&mut self, upstream: &Port, name: &str, connector: Connector) -> u32 {
         let id = self.add_node(name.to_owned(), NodeKind::Sink(connector), None);
         self.connect(upstream, id, Partitioning::Forward);
         id
@@ -70,7 +83,7 @@ impl GraphBuilder {
 
     pub fn add_transform(
         &mut self,
-        upstream: u32,
+        upstream: &Port,
         steps: Vec<Step>,
         parallelism: Option<u32>,
         chain: BatchFn,
@@ -91,7 +104,7 @@ impl GraphBuilder {
         id
     }
 
-    pub fn add_keyed(&mut self, upstream: u32, name: &str, f: KeyedFns) -> u32 {
+    pub fn add_keyed(&mut self, upstream: &Port, name: &str, f: KeyedFns) -> u32 {
         let fn_id = self.keyed.len() as u32;
         self.keyed.push(f);
         let id = self.add_node(name.to_owned(), NodeKind::KeyedProcess(fn_id), None);
@@ -99,7 +112,13 @@ impl GraphBuilder {
         id
     }
 
-    pub fn add_window(&mut self, upstream: u32, name: &str, node: WindowNode, f: WindowFns) -> u32 {
+    pub fn add_window(
+        &mut self,
+        upstream: &Port,
+        name: &str,
+        node: WindowNode,
+        f: WindowFns,
+    ) -> u32 {
         let node = WindowNode { function: self.windows.len() as u32, ..node };
         self.windows.push(f);
         let id = self.add_node(name.to_owned(), NodeKind::Window(node), None);
@@ -113,8 +132,25 @@ impl GraphBuilder {
         }
     }
 
-    fn connect(&mut self, source: u32, target: u32, partitioning: Partitioning) {
-        self.edges.push(Edge { source, target, partitioning });
+    fn connect(&mut self, source: &Port, target: u32, partitioning: Partitioning) {
+        self.edges.push(Edge {
+            source: source.node,
+            target,
+            partitioning,
+            side_output: source.side.clone(),
+        });
+    }
+
+    /// A node with several inputs that passes their records on unchanged.
+    pub fn add_union(&mut self, inputs: &[Port]) -> u32 {
+        let chain_id = self.chains.len() as u32;
+        self.chains.push(Box::new(|input: &[u8]| Ok(input.to_vec())));
+        let kind = NodeKind::Transform(TransformNode { chain: chain_id, steps: Vec::new() });
+        let id = self.add_node("union".to_owned(), kind, None);
+        for port in inputs {
+            self.connect(port, id, Partitioning::Forward);
+        }
+        id
     }
 
     pub fn rename(&mut self, node: u32, name: &str) {

@@ -191,6 +191,40 @@ fn a_late_record_is_dropped_and_counted() {
 }
 
 #[test]
+fn late_records_can_go_to_a_side_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = late_events(dir.path());
+    let late_file = dir.path().join("late.csv");
+    let set_late = format!("late-output={}", late_file.display());
+    let run = run_windows(&input, &["--set", "batch.size=1", "--set", &set_late], dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    assert_eq!(run.sorted_lines(), vec!["k,0,10000,1,5", "k,20000,30000,1,7"]);
+    assert_eq!(std::fs::read_to_string(&late_file).unwrap(), "1500,k,9\n");
+    assert!(!run.stderr.contains("dropped"), "{}", run.stderr);
+}
+
+#[test]
+fn a_union_of_two_sources_windows_all_their_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let evs = events(3000, 400);
+    let (a, b): (Vec<&Event>, Vec<&Event>) = evs.iter().partition(|e| e.value % 2 == 0);
+    let to_csv = |events: Vec<&Event>, name: &str| {
+        let mut csv = String::from("ts,key,value\n");
+        for e in events {
+            csv.push_str(&format!("{},{},{}\n", e.ts, e.key, e.value));
+        }
+        let path = dir.path().join(name);
+        std::fs::write(&path, csv).unwrap();
+        path.display().to_string()
+    };
+    let first = to_csv(a, "a.csv");
+    let second = format!("input2={}", to_csv(b, "b.csv"));
+    let run = run_windows(&first, &["--set", &second, "--set", "parallelism=2"], dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    assert_eq!(run.sorted_lines(), tumbling_model(&evs, 10_000));
+}
+
+#[test]
 fn allowed_lateness_updates_and_refires_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let input = late_events(dir.path());

@@ -281,6 +281,7 @@ pub fn run_job(
                             _ => o.sender_base + i as u32,
                         };
                         Output::new(
+                            o.side_output.clone().map(|s| (o.from_node, s)),
                             o.partitioning,
                             sender,
                             senders[o.task].clone(),

@@ -25,12 +25,16 @@ pub struct TaskSpec {
 }
 
 /// An edge from the end of one task to the head of another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskOutput {
     /// The downstream task's index.
     pub task: usize,
     /// How records are distributed (forward only between equal parallelism).
     pub partitioning: Partitioning,
+    /// The node of this task whose output the edge carries.
+    pub from_node: u32,
+    /// Which side output of that node, or none for the main output.
+    pub side_output: Option<String>,
     /// The number the downstream subtasks know this edge's first sender by:
     /// upstream subtask `i` is input `sender_base + i` (forward: `sender_base`).
     pub sender_base: u32,
@@ -59,7 +63,8 @@ pub fn plan(graph: &JobGraph, job_parallelism: Option<u32>) -> Result<PhysicalPl
         let chain_into = match inputs.as_slice() {
             [e] if e.partitioning == Partitioning::Forward
                 && parallelism(e.source) == parallelism(id)
-                && graph.outputs(e.source).count() == 1 =>
+                && e.side_output.is_none()
+                && graph.outputs(e.source).filter(|o| o.side_output.is_none()).count() == 1 =>
             {
                 task_of.get(&e.source).copied()
             }
@@ -85,7 +90,7 @@ pub fn plan(graph: &JobGraph, job_parallelism: Option<u32>) -> Result<PhysicalPl
     }
     for e in &graph.edges {
         let (from, to) = (task_of[&e.source], task_of[&e.target]);
-        if from == to {
+        if from == to && e.side_output.is_none() {
             continue;
         }
         let partitioning = match e.partitioning {
@@ -95,7 +100,13 @@ pub fn plan(graph: &JobGraph, job_parallelism: Option<u32>) -> Result<PhysicalPl
             p => p,
         };
         let sender_base = tasks[to].expected_ends;
-        tasks[from].outputs.push(TaskOutput { task: to, partitioning, sender_base });
+        tasks[from].outputs.push(TaskOutput {
+            task: to,
+            partitioning,
+            from_node: e.source,
+            side_output: e.side_output.clone(),
+            sender_base,
+        });
         tasks[to].expected_ends +=
             if partitioning == Partitioning::Forward { 1 } else { tasks[from].parallelism };
     }
@@ -127,7 +138,7 @@ mod tests {
                 watermarks: None,
             })
             .collect();
-        let e = |s, t, p| Edge { source: s, target: t, partitioning: p };
+        let e = |s, t, p| Edge { source: s, target: t, partitioning: p, side_output: None };
         JobGraph {
             name: "t".into(),
             nodes,
@@ -150,7 +161,13 @@ mod tests {
         assert_eq!(p.tasks[1].nodes, vec![2, 3, 4]);
         assert_eq!(
             p.tasks[0].outputs,
-            vec![TaskOutput { task: 1, partitioning: Partitioning::Hash, sender_base: 0 }]
+            vec![TaskOutput {
+                task: 1,
+                partitioning: Partitioning::Hash,
+                from_node: 1,
+                side_output: None,
+                sender_base: 0
+            }]
         );
         assert_eq!(p.tasks[1].expected_ends, 4);
         assert!(p.tasks.iter().all(|t| t.parallelism == 4));
@@ -164,7 +181,13 @@ mod tests {
         assert_eq!(p.tasks[2].parallelism, 1);
         assert_eq!(
             p.tasks[1].outputs,
-            vec![TaskOutput { task: 2, partitioning: Partitioning::Rebalance, sender_base: 0 }]
+            vec![TaskOutput {
+                task: 2,
+                partitioning: Partitioning::Rebalance,
+                from_node: 3,
+                side_output: None,
+                sender_base: 0
+            }]
         );
         assert_eq!(p.tasks[2].expected_ends, 3);
     }

@@ -38,6 +38,8 @@ pub(crate) struct Disconnected;
 
 /// One output edge of a subtask: the channels of every downstream subtask.
 pub(crate) struct Output {
+    /// `Some(name)`: this edge carries side output `name` of `from_node`.
+    side: Option<(u32, String)>,
     partitioning: Partitioning,
     /// How the downstream subtasks number this sender.
     sender: u32,
@@ -49,13 +51,14 @@ pub(crate) struct Output {
 
 impl Output {
     pub fn new(
+        side: Option<(u32, String)>,
         partitioning: Partitioning,
         sender: u32,
         targets: Vec<SyncSender<Message>>,
         max_parallelism: u32,
     ) -> Self {
         let split = (0..targets.len()).map(|_| BatchBuilder::new()).collect();
-        Output { partitioning, sender, targets, next: 0, max_parallelism, split }
+        Output { side, partitioning, sender, targets, next: 0, max_parallelism, split }
     }
 
     /// Sends `batch` on; `index` is the sending subtask's index.
@@ -109,19 +112,34 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    /// Sends `batch` along every output edge.
+    /// Sends `batch` along every main output edge.
     pub fn send(&mut self, batch: Vec<u8>) -> Result<(), Disconnected> {
-        let n = self.outputs.len();
-        let mut batch = Some(batch);
-        for (i, out) in self.outputs.iter_mut().enumerate() {
-            let b = if i + 1 == n {
-                batch.take().unwrap_or_default()
-            } else {
-                batch.clone().unwrap_or_default()
-            };
-            out.send(b, self.index)?;
+        self.send_where(batch, |side| side.is_none())
+    }
+
+    /// Whether side output `name` of `node` goes anywhere.
+    pub fn has_side(&self, node: u32, name: &str) -> bool {
+        self.outputs.iter().any(|o| matches!(&o.side, Some((n, s)) if *n == node && s == name))
+    }
+
+    /// Sends `batch` along the edges of side output `name` of `node`.
+    pub fn send_side(&mut self, node: u32, name: &str, batch: Vec<u8>) -> Result<(), Disconnected> {
+        self.send_where(batch, |side| matches!(side, Some((n, s)) if *n == node && s == name))
+    }
+
+    fn send_where(
+        &mut self,
+        batch: Vec<u8>,
+        wanted: impl Fn(&Option<(u32, String)>) -> bool,
+    ) -> Result<(), Disconnected> {
+        let index = self.index;
+        let mut targets: Vec<&mut Output> =
+            self.outputs.iter_mut().filter(|o| wanted(&o.side)).collect();
+        let Some(last) = targets.pop() else { return Ok(()) };
+        for out in targets {
+            out.send(batch.clone(), index)?;
         }
-        Ok(())
+        last.send(batch, index)
     }
 
     /// Sends end-of-input along every output edge.

@@ -163,7 +163,8 @@ impl Subtask {
                 }
                 NodeKind::Window { assigner, allowed_lateness, function } => {
                     needs_guest = true;
-                    let op = WindowOperator::new(id, *function, *assigner, *allowed_lateness);
+                    let late = self.router.has_side(id, "late");
+                    let op = WindowOperator::new(id, *function, *assigner, *allowed_lateness, late);
                     ops.push(Operator::Window { node: id, op: Box::new(op) });
                 }
                 NodeKind::Sink(_) => {
@@ -472,6 +473,9 @@ impl Subtask {
                     op.process(inst, &bytes, &mut out).map_err(|e| self.window_error(node, e))?;
                     let late = op.late_records - late_before;
                     self.shared.late_records.fetch_add(late, Ordering::Relaxed);
+                    if let Some(late) = op.take_late() {
+                        self.router.send_side(node, "late", late).map_err(|_| self.stopped())?;
+                    }
                     for b in out {
                         self.after(node, &b)?;
                         self.run_chain(b, idx + 1, instance, ops)?;

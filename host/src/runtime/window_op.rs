@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use flinkw_batch::{Batch, NO_TIMESTAMP};
+use flinkw_batch::{Batch, BatchBuilder, NO_TIMESTAMP};
 
 use crate::keygroup::key_group;
 use crate::plugin::{FiredWindow, GuestError, Instance};
@@ -39,8 +39,11 @@ pub(crate) struct WindowOperator {
     trigger: WindowTrigger,
     name: String,
     table: Option<StateId>,
-    /// Records that arrived after every window they belong to had closed.
+    /// Records that arrived after every window they belong to had closed,
+    /// and were dropped (no late side output).
     pub late_records: u64,
+    /// Late records for the `late` side output, when the job routes it.
+    late: Option<BatchBuilder>,
     // Per-batch scratch space.
     assignments: Vec<Assignment>,
     merges: Vec<SessionMerge>,
@@ -81,8 +84,15 @@ macro_rules! backend {
 }
 
 impl WindowOperator {
-    pub fn new(node: u32, function: u32, assigner: WindowAssigner, allowed_lateness: i64) -> Self {
+    pub fn new(
+        node: u32,
+        function: u32,
+        assigner: WindowAssigner,
+        allowed_lateness: i64,
+        late_output: bool,
+    ) -> Self {
         WindowOperator {
+            late: late_output.then(BatchBuilder::new),
             function,
             trigger: WindowTrigger::new(assigner, allowed_lateness),
             name: format!("window/{node}"),
@@ -119,7 +129,10 @@ impl WindowOperator {
             }
             self.trigger.on_record(r.key, r.timestamp, &mut self.assignments, &mut self.merges);
             if self.assignments.is_empty() {
-                self.late_records += 1;
+                match &mut self.late {
+                    Some(late) => late.push(r.timestamp, r.key, r.value),
+                    None => self.late_records += 1,
+                }
                 continue;
             }
             if !self.merges.is_empty() {
@@ -231,6 +244,11 @@ impl WindowOperator {
             out.push(instance.window_emit(self.function, &fired)?);
         }
         Ok(())
+    }
+
+    /// Takes the late records collected for the side output, if any.
+    pub fn take_late(&mut self) -> Option<Vec<u8>> {
+        self.late.as_mut().filter(|b| !b.is_empty()).map(BatchBuilder::finish)
     }
 
     /// Advances event time: fires and cleans up windows.

@@ -9,7 +9,10 @@
 //! Config: `window` = `tumbling` (default) | `sliding` | `session`;
 //! `size-ms` (default 10000), `slide-ms` (sliding, default 5000),
 //! `gap-ms` (session, default 5000), `lateness-ms` (default 0),
-//! `out-of-orderness-ms` (default 1000), `output` (a file; default stdout).
+//! `out-of-orderness-ms` (default 1000), `output` (a file; default stdout),
+//! `late-output` (a file for records that arrive after their window closed;
+//! default: dropped and counted), `input2` (a second CSV, merged with
+//! `union`).
 
 use std::time::Duration;
 
@@ -64,13 +67,30 @@ fn job(env: &mut Env) -> Result<(), Error> {
         other => return Err(Error::msg(format!("unknown window {other:?}: tumbling, sliding or session"))),
     };
     let output = config.get("output").map(str::to_owned);
-    let counts = env
-        .source(File::csv::<Event>(&input))
-        .assign_timestamps(|e: &Event| e.ts)
-        .watermarks(WatermarkStrategy::bounded_out_of_orderness(disorder))
+    let late_output = config.get("late-output").map(str::to_owned);
+    let input2 = config.get("input2").map(str::to_owned);
+    // Each source gets its own watermarks; a union's watermark is the
+    // smaller of its inputs', so neither source makes the other late.
+    let timed = |stream: Stream<Event>| {
+        stream
+            .assign_timestamps(|e: &Event| e.ts)
+            .watermarks(WatermarkStrategy::bounded_out_of_orderness(disorder))
+    };
+    let mut events = timed(env.source(File::csv::<Event>(&input)));
+    if let Some(second) = input2 {
+        let more = timed(env.source(File::csv::<Event>(&second)));
+        events = events.union(vec![more]);
+    }
+    let mut windows = events
         .key_by(|e: &Event| e.key.clone())
         .window(assigner)
-        .allowed_lateness(lateness)
+        .allowed_lateness(lateness);
+    if let Some(path) = late_output {
+        windows = windows.late_records(move |late| {
+            late.map(|e: Event| format!("{},{},{}", e.ts, e.key, e.value)).sink(FileSink::new(&path))
+        });
+    }
+    let counts = windows
         .aggregate_with(CountAndMax, |key, w, (count, max)| {
             format!("{key},{},{},{count},{max}", w.start, w.end)
         })

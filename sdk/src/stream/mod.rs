@@ -21,8 +21,8 @@ use flinkw_batch::{Batch, BatchBuilder, Record};
 
 use crate::Data;
 use crate::bindings::flinkw::plugin::types::{Step, StepKind};
-use crate::codec::{Decoder, Encoder};
-use crate::graph::GraphBuilder;
+use crate::codec::{Decoder, Encoder, decode_postcard, encode_postcard};
+use crate::graph::{GraphBuilder, Port};
 
 pub use key_by::KeyedStream;
 pub use process::{Collector, KeyedContext, KeyedProcessFunction, TimeDomain};
@@ -42,7 +42,7 @@ pub(crate) type KeyFn<T> = Box<dyn Fn(&T, &mut Vec<u8>) -> Result<(), String>>;
 pub struct Stream<T> {
     graph: Rc<RefCell<GraphBuilder>>,
     /// The node whose output feeds this stream.
-    upstream: u32,
+    upstream: Port,
     /// Whether the upstream's record bytes are lines of text.
     upstream_text: bool,
     segment: Segment<T>,
@@ -66,14 +66,14 @@ impl crate::Env {
         let decode = source.decoder();
         let text = source.is_text();
         let id = self.graph.borrow_mut().add_source(&name, source.connector());
-        Stream::from_node(self.graph.clone(), id, decode, text)
+        Stream::from_node(self.graph.clone(), Port::main(id), decode, text)
     }
 }
 
 impl<T: Data> Stream<T> {
     pub(crate) fn from_node(
         graph: Rc<RefCell<GraphBuilder>>,
-        upstream: u32,
+        upstream: Port,
         decode: Decoder<T>,
         upstream_text: bool,
     ) -> Self {
@@ -112,7 +112,7 @@ impl<T: Data> Stream<T> {
     pub fn name(mut self, name: &str) -> Self {
         match self.steps.last_mut() {
             Some(step) => step.name = name.to_owned(),
-            None => self.graph.borrow_mut().rename(self.upstream, name),
+            None => self.graph.borrow_mut().rename(self.upstream.node, name),
         }
         self
     }
@@ -145,10 +145,32 @@ impl<T: Data> Stream<T> {
         };
         let watermarks = self.watermarks;
         let mut graph = self.graph.borrow_mut();
-        let id = graph.add_transform(self.upstream, self.steps, self.parallelism, Box::new(chain));
+        let id = graph.add_transform(&self.upstream, self.steps, self.parallelism, Box::new(chain));
         if let Some(w) = watermarks {
             graph.set_watermarks(id, w);
         }
         id
+    }
+}
+
+impl<T: Data> Stream<T> {
+    /// Merges this stream with others of the same type (Flink's `union`).
+    ///
+    /// ```no_run
+    /// # use flinkw::prelude::*;
+    /// # fn job(env: &mut Env) -> Result<(), Error> {
+    /// let a = env.source(File::lines("a.txt"));
+    /// let b = env.source(File::lines("b.txt"));
+    /// a.union(vec![b]).sink(Stdout);
+    /// # Ok(()) }
+    /// ```
+    pub fn union(self, others: Vec<Stream<T>>) -> Stream<T> {
+        let graph = self.graph.clone();
+        let mut inputs = vec![Port::main(self.materialize(None, encode_postcard::<T>))];
+        for other in others {
+            inputs.push(Port::main(other.materialize(None, encode_postcard::<T>)));
+        }
+        let id = graph.borrow_mut().add_union(&inputs);
+        Stream::from_node(graph, Port::main(id), decode_postcard::<T>, false)
     }
 }

@@ -8,7 +8,7 @@ use flinkw_batch::{Batch, BatchBuilder};
 use super::{KeyedStream, Stream};
 use crate::bindings::flinkw::plugin::timers;
 use crate::codec::{decode_postcard, encode_postcard};
-use crate::graph::KeyedFns;
+use crate::graph::{KeyedFns, Port};
 use crate::{Data, Error, ValueState};
 
 /// Which clock a timer follows.
@@ -231,8 +231,8 @@ impl<T: Data, K: Data> KeyedStream<T, K> {
             Ok(out.out.finish())
         };
         let fns = KeyedFns { process: Box::new(process), on_timer: Box::new(on_timer) };
-        let id = graph.borrow_mut().add_keyed(keying, "process", fns);
-        Stream::from_node(graph, id, decode_postcard::<O>, false)
+        let id = graph.borrow_mut().add_keyed(&Port::main(keying), "process", fns);
+        Stream::from_node(graph, Port::main(id), decode_postcard::<O>, false)
     }
 
     /// Combines each value with the key's previous result and emits the new

@@ -2,6 +2,7 @@
 
 use super::Stream;
 use crate::codec::{encode_postcard, encode_text};
+use crate::graph::Port;
 use crate::{Data, Sink};
 
 impl<T: Data> Stream<T> {
@@ -20,12 +21,12 @@ impl<T: Data> Stream<T> {
         let text = sink.is_text();
         let upstream = if self.steps.is_empty() && self.upstream_text == text {
             // Nothing to run and the bytes are already in the sink's format.
-            self.upstream
+            self.upstream.clone()
         } else if text {
-            self.materialize(None, encode_text::<T>)
+            Port::main(self.materialize(None, encode_text::<T>))
         } else {
-            self.materialize(None, encode_postcard::<T>)
+            Port::main(self.materialize(None, encode_postcard::<T>))
         };
-        graph.borrow_mut().add_sink(upstream, &name, sink.connector());
+        graph.borrow_mut().add_sink(&upstream, &name, sink.connector());
     }
 }

@@ -83,7 +83,7 @@ impl<T: Data> Stream<T> {
     /// ```
     pub fn watermarks(mut self, strategy: WatermarkStrategy) -> Stream<T> {
         if self.steps.is_empty() {
-            self.graph.borrow_mut().set_watermarks(self.upstream, strategy.to_wit());
+            self.graph.borrow_mut().set_watermarks(self.upstream.node, strategy.to_wit());
         } else {
             self.watermarks = Some(strategy.to_wit());
         }

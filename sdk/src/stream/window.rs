@@ -9,7 +9,7 @@ use super::{KeyedStream, Stream};
 use crate::Data;
 use crate::bindings::flinkw::plugin::types::{self, WindowNode};
 use crate::codec::{decode_postcard, encode_postcard};
-use crate::graph::WindowFns;
+use crate::graph::{Port, WindowFns};
 
 /// A window: `[start, end)` in ms since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -114,6 +114,7 @@ pub struct WindowedStream<T, K> {
     keyed: KeyedStream<T, K>,
     assigner: types::WindowAssigner,
     allowed_lateness: Duration,
+    late: Option<Box<dyn FnOnce(Stream<T>)>>,
 }
 
 impl<T: Data, K: Data> KeyedStream<T, K> {
@@ -148,6 +149,7 @@ impl<T: Data, K: Data> KeyedStream<T, K> {
             keyed: self,
             assigner: assigner.into().0,
             allowed_lateness: Duration::ZERO,
+            late: None,
         }
     }
 }
@@ -157,6 +159,27 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
     /// update them and each update fires them again.
     pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
         self.allowed_lateness = lateness;
+        self
+    }
+
+    /// Sends records that arrive after their windows closed (instead of
+    /// dropping them) to a stream that `route` builds on, e.g. to a sink:
+    ///
+    /// ```no_run
+    /// # use flinkw::prelude::*;
+    /// # use std::time::Duration;
+    /// # fn job(env: &mut Env) -> Result<(), Error> {
+    /// env.source(Datagen::bids(1000))
+    ///     .watermarks(WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(200)))
+    ///     .key_by(|b: &Bid| b.auction)
+    ///     .window(Tumbling::of(Duration::from_secs(1)))
+    ///     .late_records(|late| late.map(|b: Bid| format!("late: {b:?}")).sink(Stdout))
+    ///     .reduce(|a: Bid, b: Bid| if a.price >= b.price { a } else { b })
+    ///     .sink(Blackhole);
+    /// # Ok(()) }
+    /// ```
+    pub fn late_records(mut self, route: impl FnOnce(Stream<T>) + 'static) -> Self {
+        self.late = Some(Box::new(route));
         self
     }
 
@@ -241,8 +264,12 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
             merge: Box::new(merge),
             emit: Box::new(emit),
         };
-        let id = graph.borrow_mut().add_window(keying, "window", node, fns);
-        Stream::from_node(graph, id, decode_postcard::<R>, false)
+        let id = graph.borrow_mut().add_window(&Port::main(keying), "window", node, fns);
+        if let Some(late) = self.late {
+            let side = Port { node: id, side: Some("late".to_owned()) };
+            late(Stream::from_node(graph.clone(), side, decode_postcard::<T>, false));
+        }
+        Stream::from_node(graph, Port::main(id), decode_postcard::<R>, false)
     }
 
     /// Reduces each window's values with `f` (both an aggregate's `add` and
