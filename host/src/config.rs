@@ -10,11 +10,15 @@ use std::time::Duration;
 use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 
 /// Keys the host itself reads, with what they mean.
-pub const HOST_KEYS: [(&str, &str); 4] = [
+pub const HOST_KEYS: [(&str, &str); 5] = [
     ("parallelism", "default parallelism of every operator (1..=max-parallelism)"),
     ("max-parallelism", "number of key groups, fixed for the job's life (default 128)"),
     ("batch.size", "records per batch before it is sent on (default 1024)"),
     ("batch.timeout-ms", "longest a batch waits to fill, in ms (default 50)"),
+    (
+        "watermark.interval-ms",
+        "how often sources emit watermarks, in ms (default 200; 0 = after every record)",
+    ),
 ];
 
 /// Why config is invalid.
@@ -64,6 +68,8 @@ pub struct JobConfig {
     pub batch_size: usize,
     /// `batch.timeout-ms`.
     pub batch_timeout: Duration,
+    /// `watermark.interval-ms` (Flink's `pipeline.auto-watermark-interval`).
+    pub watermark_interval: Duration,
 }
 
 impl Default for JobConfig {
@@ -74,6 +80,7 @@ impl Default for JobConfig {
             max_parallelism: DEFAULT_MAX_PARALLELISM,
             batch_size: 1024,
             batch_timeout: Duration::from_millis(50),
+            watermark_interval: Duration::from_millis(200),
         }
     }
 }
@@ -118,6 +125,7 @@ impl JobConfig {
         let parallelism = num("parallelism", 1, 32_768)?;
         let batch_size = num("batch.size", 1, 1 << 20)?;
         let batch_timeout = num("batch.timeout-ms", 0, 3_600_000)?;
+        let watermark_interval = num("watermark.interval-ms", 0, 3_600_000)?;
         if let Some(m) = max_parallelism {
             c.max_parallelism = m as u32;
         }
@@ -136,6 +144,9 @@ impl JobConfig {
         }
         if let Some(t) = batch_timeout {
             c.batch_timeout = Duration::from_millis(t);
+        }
+        if let Some(t) = watermark_interval {
+            c.watermark_interval = Duration::from_millis(t);
         }
         Ok(c)
     }

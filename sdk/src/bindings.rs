@@ -9,9 +9,9 @@ wit_bindgen::generate!({
     generate_all,
 });
 
+use self::exports::flinkw::plugin::{keyed, plan, snapshot, transform, window};
+use self::flinkw::plugin::types;
 use crate::graph;
-use exports::flinkw::plugin::{keyed, plan, snapshot, transform, window};
-use flinkw::plugin::types;
 
 struct Plugin;
 

@@ -68,6 +68,8 @@ fn inactivity_alerts_fire_from_event_time_timers() {
             &format!("input={}", input.display()),
             "--set",
             "batch.size=1",
+            "--set",
+            "watermark.interval-ms=0",
         ],
         dir.path(),
     );

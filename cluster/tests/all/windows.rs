@@ -182,9 +182,10 @@ fn late_events(dir: &std::path::Path) -> String {
 fn a_late_record_is_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let input = late_events(dir.path());
-    // One record per batch: a watermark after every record, as in Flink
-    // with an auto-watermark interval of 0.
-    let run = run_windows(&input, &["--set", "batch.size=1"], dir.path());
+    // A watermark after every record (Flink's auto-watermark interval of 0):
+    // the three records travel in one batch, yet the third is judged late
+    // against the watermark the second one raised.
+    let run = run_windows(&input, &["--set", "watermark.interval-ms=0"], dir.path());
     assert!(run.ok(), "{}", run.stderr);
     assert_eq!(run.sorted_lines(), vec!["k,0,10000,1,5", "k,20000,30000,1,7"]);
     assert!(run.stderr.contains("dropped 1 record(s)"), "{}", run.stderr);
@@ -196,7 +197,8 @@ fn late_records_can_go_to_a_side_output() {
     let input = late_events(dir.path());
     let late_file = dir.path().join("late.csv");
     let set_late = format!("late-output={}", late_file.display());
-    let run = run_windows(&input, &["--set", "batch.size=1", "--set", &set_late], dir.path());
+    let run =
+        run_windows(&input, &["--set", "watermark.interval-ms=0", "--set", &set_late], dir.path());
     assert!(run.ok(), "{}", run.stderr);
     assert_eq!(run.sorted_lines(), vec!["k,0,10000,1,5", "k,20000,30000,1,7"]);
     assert_eq!(std::fs::read_to_string(&late_file).unwrap(), "1500,k,9\n");
@@ -228,8 +230,11 @@ fn a_union_of_two_sources_windows_all_their_events() {
 fn allowed_lateness_updates_and_refires_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let input = late_events(dir.path());
-    let run =
-        run_windows(&input, &["--set", "batch.size=1", "--set", "lateness-ms=15000"], dir.path());
+    let run = run_windows(
+        &input,
+        &["--set", "watermark.interval-ms=0", "--set", "lateness-ms=15000"],
+        dir.path(),
+    );
     assert!(run.ok(), "{}", run.stderr);
     assert_eq!(
         run.stdout.lines().collect::<Vec<_>>(),

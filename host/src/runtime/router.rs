@@ -11,8 +11,16 @@ use crate::keygroup::subtask_for_key;
 /// among the receiver's inputs.
 #[derive(Debug)]
 pub(crate) enum Message {
-    /// A packed batch.
-    Batch(Vec<u8>),
+    /// A packed batch; `watermarks`, when present, holds the sender's
+    /// watermark after each record (a watermark interval of 0).
+    Batch {
+        /// The sender.
+        from: u32,
+        /// The records.
+        bytes: Vec<u8>,
+        /// The watermark after each record.
+        watermarks: Option<Vec<i64>>,
+    },
     /// The sender's event time advanced.
     Watermark {
         /// The sender.
@@ -62,25 +70,37 @@ impl Output {
     }
 
     /// Sends `batch` on; `index` is the sending subtask's index.
-    pub fn send(&mut self, batch: Vec<u8>, index: usize) -> Result<(), Disconnected> {
+    pub fn send(
+        &mut self,
+        batch: Vec<u8>,
+        watermarks: Option<Vec<i64>>,
+        index: usize,
+    ) -> Result<(), Disconnected> {
         match self.partitioning {
-            Partitioning::Forward => self.send_to(index, batch),
+            Partitioning::Forward => self.send_to(index, batch, watermarks),
             Partitioning::Rebalance => {
                 let t = self.next;
                 self.next = (self.next + 1) % self.targets.len();
-                self.send_to(t, batch)
+                self.send_to(t, batch, watermarks)
             }
             Partitioning::Hash => {
                 let n = self.targets.len() as u32;
                 let parsed = Batch::new(&batch).map_err(|_| Disconnected)?;
-                for r in parsed.iter() {
+                // Per-record watermarks follow their records.
+                let mut split_wms: Option<Vec<Vec<i64>>> =
+                    watermarks.as_ref().map(|_| vec![Vec::new(); self.targets.len()]);
+                for (i, r) in parsed.iter().enumerate() {
                     let t = subtask_for_key(r.key, self.max_parallelism, n) as usize;
                     self.split[t].push(r.timestamp, r.key, r.value);
+                    if let (Some(split), Some(wms)) = (&mut split_wms, &watermarks) {
+                        split[t].push(wms[i]);
+                    }
                 }
                 for t in 0..self.targets.len() {
                     if !self.split[t].is_empty() {
                         let part = self.split[t].finish();
-                        self.send_to(t, part)?;
+                        let wms = split_wms.as_mut().map(|s| std::mem::take(&mut s[t]));
+                        self.send_to(t, part, wms)?;
                     }
                 }
                 Ok(())
@@ -100,8 +120,14 @@ impl Output {
         Ok(())
     }
 
-    fn send_to(&self, t: usize, batch: Vec<u8>) -> Result<(), Disconnected> {
-        self.targets[t].send(Message::Batch(batch)).map_err(|_| Disconnected)
+    fn send_to(
+        &self,
+        t: usize,
+        bytes: Vec<u8>,
+        watermarks: Option<Vec<i64>>,
+    ) -> Result<(), Disconnected> {
+        let message = Message::Batch { from: self.sender, bytes, watermarks };
+        self.targets[t].send(message).map_err(|_| Disconnected)
     }
 }
 
@@ -113,8 +139,12 @@ pub(crate) struct Router {
 
 impl Router {
     /// Sends `batch` along every main output edge.
-    pub fn send(&mut self, batch: Vec<u8>) -> Result<(), Disconnected> {
-        self.send_where(batch, |side| side.is_none())
+    pub fn send(
+        &mut self,
+        batch: Vec<u8>,
+        watermarks: Option<Vec<i64>>,
+    ) -> Result<(), Disconnected> {
+        self.send_where(batch, watermarks, |side| side.is_none())
     }
 
     /// Whether side output `name` of `node` goes anywhere.
@@ -124,12 +154,13 @@ impl Router {
 
     /// Sends `batch` along the edges of side output `name` of `node`.
     pub fn send_side(&mut self, node: u32, name: &str, batch: Vec<u8>) -> Result<(), Disconnected> {
-        self.send_where(batch, |side| matches!(side, Some((n, s)) if *n == node && s == name))
+        self.send_where(batch, None, |side| matches!(side, Some((n, s)) if *n == node && s == name))
     }
 
     fn send_where(
         &mut self,
         batch: Vec<u8>,
+        watermarks: Option<Vec<i64>>,
         wanted: impl Fn(&Option<(u32, String)>) -> bool,
     ) -> Result<(), Disconnected> {
         let index = self.index;
@@ -137,9 +168,9 @@ impl Router {
             self.outputs.iter_mut().filter(|o| wanted(&o.side)).collect();
         let Some(last) = targets.pop() else { return Ok(()) };
         for out in targets {
-            out.send(batch.clone(), index)?;
+            out.send(batch.clone(), watermarks.clone(), index)?;
         }
-        last.send(batch, index)
+        last.send(batch, watermarks, index)
     }
 
     /// Sends end-of-input along every output edge.

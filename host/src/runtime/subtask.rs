@@ -48,6 +48,16 @@ struct EventTime {
     combiner: WatermarkCombiner,
     sent: i64,
     idle: bool,
+    /// Least time between two watermarks of the generator (0 = per record).
+    interval: Duration,
+    last_emit: Instant,
+    /// Whether the generator is the task's last node and the interval is 0:
+    /// then each output batch carries the watermark after each record.
+    per_record: bool,
+    /// Watermarks after each record of the batch being sent.
+    pending: Option<Vec<i64>>,
+    /// Per-record watermarks of the input batch being processed, with its sender.
+    incoming: Option<(u32, Vec<i64>)>,
 }
 
 pub(super) struct Subtask {
@@ -95,6 +105,12 @@ impl Subtask {
             combiner: WatermarkCombiner::new(task.expected_ends as usize),
             sent: MIN_WATERMARK,
             idle: false,
+            interval: shared.config.watermark_interval,
+            last_emit: Instant::now(),
+            per_record: shared.config.watermark_interval.is_zero()
+                && watermarks.is_some_and(|(id, _)| task.nodes.last() == Some(&id)),
+            pending: None,
+            incoming: None,
         };
         Subtask { shared, task, index, router, input, time }
     }
@@ -258,8 +274,18 @@ impl Subtask {
             }
             let wait = if has_keyed { PROCESSING_TIMER_CHECK } else { CANCEL_CHECK };
             match input.recv_timeout(wait) {
-                Ok(Message::Batch(bytes)) => {
+                Ok(Message::Batch { from, bytes, watermarks }) => {
+                    let last = watermarks.as_ref().and_then(|w| w.last().copied());
+                    self.time.incoming = watermarks.map(|w| (from, w));
                     self.run_chain(bytes, 0, instance, ops)?;
+                    // Not taken by a window at the head: apply the batch's last
+                    // watermark now that its records are through.
+                    if self.time.incoming.take().is_some()
+                        && let Some(wm) = last
+                    {
+                        let advanced = self.time.combiner.update(from as usize, wm);
+                        self.input_watermark(advanced, instance, ops)?;
+                    }
                     self.emit_watermark(instance, ops)?;
                 }
                 Ok(Message::Watermark { from, watermark }) => {
@@ -291,13 +317,18 @@ impl Subtask {
         if *gen_node != node {
             return;
         }
+        let mut pending = self.time.per_record.then(Vec::new);
         if let Ok(batch) = Batch::new(bytes) {
             for r in batch.iter() {
                 if r.timestamp != flinkw_batch::NO_TIMESTAMP {
                     generator.on_record(r.timestamp);
                 }
+                if let Some(p) = &mut pending {
+                    p.push(generator.current());
+                }
             }
         }
+        self.time.pending = pending;
     }
 
     /// Sends this task's own watermark on if it advanced (or to mark the
@@ -309,8 +340,10 @@ impl Subtask {
     ) -> Result<(), Stop> {
         let Some((_, generator)) = &self.time.generator else { return Ok(()) };
         let wm = generator.current();
-        if wm > self.time.sent || (self.time.idle && wm > MIN_WATERMARK) {
+        let due = self.time.last_emit.elapsed() >= self.time.interval;
+        if (wm > self.time.sent && due) || (self.time.idle && wm > MIN_WATERMARK) {
             self.time.idle = false;
+            self.time.last_emit = Instant::now();
             self.advance(wm, instance, ops)?;
         }
         Ok(())
@@ -437,6 +470,9 @@ impl Subtask {
         instance: &mut Option<Instance>,
         ops: &mut [Operator],
     ) -> Result<(), Stop> {
+        if from == 0 {
+            self.time.pending = None;
+        }
         for idx in from..ops.len() {
             let node = ops[idx].node();
             let m = &self.shared.metrics[&node];
@@ -470,7 +506,17 @@ impl Subtask {
                     };
                     let mut out = Vec::new();
                     let late_before = op.late_records;
-                    op.process(inst, &bytes, &mut out).map_err(|e| self.window_error(node, e))?;
+                    // Per-record watermarks of the input, if it has them.
+                    let incoming = if idx == 0 { self.time.incoming.take() } else { None };
+                    let combiner = &mut self.time.combiner;
+                    let result = match &incoming {
+                        Some((from, wms)) => {
+                            let mut next = |i: usize| combiner.update(*from as usize, wms[i]);
+                            op.process(inst, &bytes, &mut out, Some(&mut next))
+                        }
+                        None => op.process(inst, &bytes, &mut out, None),
+                    };
+                    let advanced = result.map_err(|e| self.window_error(node, e))?;
                     let late = op.late_records - late_before;
                     self.shared.late_records.fetch_add(late, Ordering::Relaxed);
                     if let Some(late) = op.take_late() {
@@ -479,6 +525,10 @@ impl Subtask {
                     for b in out {
                         self.after(node, &b)?;
                         self.run_chain(b, idx + 1, instance, ops)?;
+                    }
+                    if let Some(wm) = advanced {
+                        // Windows fired in between; this sends the watermark on.
+                        self.advance(wm, instance, ops)?;
                     }
                     return Ok(());
                 }
@@ -489,6 +539,7 @@ impl Subtask {
             }
             self.observe(node, &bytes);
         }
-        self.router.send(bytes).map_err(|_| self.stopped())
+        let watermarks = self.time.pending.take();
+        self.router.send(bytes, watermarks).map_err(|_| self.stopped())
     }
 }

@@ -112,14 +112,32 @@ impl WindowOperator {
 
     /// Adds a batch to its windows; windows that must fire at once (late
     /// records within the allowed lateness) are emitted into `out`.
+    ///
+    /// With `watermarks` (a watermark interval of 0), event time advances
+    /// between records as the sender saw it: `watermarks(i)` returns the
+    /// combined watermark after record `i` if it advanced. Windows fire in
+    /// between, exactly where Flink would fire them. Returns the last
+    /// watermark it advanced to.
     pub fn process(
         &mut self,
         instance: &mut Instance,
         bytes: &Vec<u8>,
         out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), WindowOpError> {
+        mut watermarks: Option<&mut dyn FnMut(usize) -> Option<i64>>,
+    ) -> Result<Option<i64>, WindowOpError> {
         let batch = Batch::new(bytes).map_err(|e| WindowOpError::BadRecord(e.to_string()))?;
+        let mut advanced = None;
         for i in 0..batch.len() {
+            if i > 0
+                && let Some(next) = watermarks.as_mut()
+                && let Some(wm) = next(i - 1)
+            {
+                advanced = Some(wm);
+                if self.trigger.next_timer().is_some_and(|t| t <= wm) {
+                    self.flush(instance, bytes)?;
+                }
+                self.on_watermark(instance, wm, out)?;
+            }
             let r = batch.get(i);
             if r.timestamp == NO_TIMESTAMP {
                 return Err(WindowOpError::BadRecord(format!(
@@ -170,7 +188,14 @@ impl WindowOperator {
                 self.emit(instance, &fire, out)?;
             }
         }
-        self.flush(instance, bytes)
+        self.flush(instance, bytes)?;
+        if let Some(next) = watermarks.as_mut()
+            && !batch.is_empty()
+            && let Some(wm) = next(batch.len() - 1)
+        {
+            advanced = Some(wm);
+        }
+        Ok(advanced)
     }
 
     /// Sends the pending records to the guest and stores the accumulators.

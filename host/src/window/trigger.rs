@@ -67,6 +67,11 @@ impl WindowTrigger {
         self.watermark
     }
 
+    /// The time of the earliest timer (firing or cleanup), if any.
+    pub fn next_timer(&self) -> Option<i64> {
+        self.timers.first().map(|t| t.0)
+    }
+
     /// Number of windows waiting to fire or be cleaned up.
     pub fn pending_timers(&self) -> usize {
         self.timers.len()
