@@ -205,7 +205,7 @@ fn print_plan(graph: &JobGraph, config: &JobConfig) -> anyhow::Result<()> {
             NodeKind::Source(c) => format!("source {} {:?}", c.kind, c.options),
             NodeKind::Sink(c) => format!("sink {} {:?}", c.kind, c.options),
             NodeKind::KeyedProcess(f) => format!("keyed function {f}"),
-            NodeKind::Window { assigner, allowed_lateness, function } => format!(
+            NodeKind::Window { assigner, allowed_lateness, function, .. } => format!(
                 "window function {function}: {assigner:?}, allowed lateness {allowed_lateness} ms"
             ),
             NodeKind::Transform { chain, steps } => format!(

@@ -64,6 +64,8 @@ pub enum NodeKind {
     Sink(Connector),
     /// Keyed event-time windows with an incremental guest aggregate.
     Window {
+        /// A full window function (all records) rather than an aggregate.
+        full: bool,
         /// Which windows records go to.
         assigner: WindowAssigner,
         /// How long after firing late records still update a window, ms.
@@ -190,6 +192,7 @@ pub(crate) fn from_wit(g: wit::JobGraph) -> Result<JobGraph, GraphError> {
                 wit::NodeKind::Sink(c) => NodeKind::Sink(connector(c)),
                 wit::NodeKind::KeyedProcess(f) => NodeKind::KeyedProcess(f),
                 wit::NodeKind::Window(w) => NodeKind::Window {
+                    full: w.mode == wit::WindowMode::Process,
                     assigner: match w.assigner {
                         wit::WindowAssigner::Tumbling(t) => {
                             WindowAssigner::Tumbling { size: t.size_ms, offset: t.offset_ms }

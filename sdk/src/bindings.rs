@@ -65,6 +65,10 @@ impl window::Guest for Plugin {
     fn emit(function: u32, fired: Vec<window::FiredWindow>) -> Result<types::Batch, String> {
         graph::with_window(function, |w| (w.emit)(fired))
     }
+
+    fn process(function: u32, fired: Vec<window::WindowElements>) -> Result<types::Batch, String> {
+        graph::with_window(function, |w| (w.process)(fired))
+    }
 }
 
 export!(Plugin);

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::bindings::exports::flinkw::plugin::window::FiredWindow;
+use crate::bindings::exports::flinkw::plugin::window::{FiredWindow, WindowElements};
 use crate::bindings::flinkw::plugin::types::{
     self, Connector, Edge, JobGraph, Node, NodeKind, Partitioning, Step, TransformNode, Watermarks,
     WindowNode,
@@ -24,7 +24,10 @@ pub(crate) struct WindowFns {
     pub accumulate: AccumulateFn,
     pub merge: MergeFn,
     pub emit: EmitFn,
+    pub process: ProcessWindowFn,
 }
+/// Runs a full window function over fired windows.
+pub(crate) type ProcessWindowFn = Box<dyn FnMut(Vec<WindowElements>) -> Result<Vec<u8>, String>>;
 /// Adds records to accumulators.
 pub(crate) type AccumulateFn =
     Box<dyn FnMut(Vec<Option<Vec<u8>>>, &[u8], &[(u32, u32)]) -> Result<Vec<Vec<u8>>, String>>;

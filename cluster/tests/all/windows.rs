@@ -169,6 +169,24 @@ fn session_windows_merge_like_the_model() {
     assert_eq!(run.sorted_lines(), expected);
 }
 
+#[test]
+fn full_window_functions_see_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let evs = events(3000, 500);
+    let input = write_csv(dir.path(), &evs);
+    let tumbling =
+        run_windows(&input, &["--set", "function=process", "--set", "parallelism=2"], dir.path());
+    assert!(tumbling.ok(), "{}", tumbling.stderr);
+    assert_eq!(tumbling.sorted_lines(), tumbling_model(&evs, 10_000));
+    let sessions = run_windows(
+        &input,
+        &["--set", "function=process", "--set", "window=session", "--set", "gap-ms=60"],
+        dir.path(),
+    );
+    assert!(sessions.ok(), "{}", sessions.stderr);
+    assert_eq!(sessions.sorted_lines(), session_model(&evs, 60));
+}
+
 fn late_events(dir: &std::path::Path) -> String {
     let evs = [(1_000, 5), (20_000, 7), (1_500, 9)].map(|(ts, value)| Event {
         ts,

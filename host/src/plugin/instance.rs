@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wasmtime::Store;
 
 use super::bindings;
-pub use super::bindings::exports::flinkw::plugin::window::FiredWindow;
+pub use super::bindings::exports::flinkw::plugin::window::{FiredWindow, WindowElements};
 use super::host::HostState;
 use crate::engine::Engine;
 use crate::graph::{self, JobGraph};
@@ -230,6 +230,17 @@ impl Instance {
         let result =
             self.job.flinkw_plugin_window().call_merge(&mut self.store, function, accumulators);
         self.finish_with(|| format!("window function {function} (merge)"), result)
+    }
+
+    /// Runs a full window function over fired windows and their records.
+    pub fn window_process(
+        &mut self,
+        function: u32,
+        fired: &[WindowElements],
+    ) -> Result<Vec<u8>, GuestError> {
+        self.arm();
+        let result = self.job.flinkw_plugin_window().call_process(&mut self.store, function, fired);
+        self.finish_with(|| format!("window function {function} (process)"), result)
     }
 
     /// Turns fired windows into output records.

@@ -14,7 +14,7 @@ use wasmtime::component::{Component, Linker};
 
 pub(crate) use bindings::flinkw::plugin::types as wit_types;
 pub(crate) use instance::CAPTURED_FRAMES;
-pub use instance::{FiredWindow, GuestError, Instance, TrapCause};
+pub use instance::{FiredWindow, GuestError, Instance, TrapCause, WindowElements};
 
 use crate::engine::{Engine, content_hash};
 

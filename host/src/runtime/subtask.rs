@@ -177,10 +177,17 @@ impl Subtask {
                     needs_guest = true;
                     ops.push(Operator::Keyed { node: id, function: *f });
                 }
-                NodeKind::Window { assigner, allowed_lateness, function } => {
+                NodeKind::Window { full, assigner, allowed_lateness, function } => {
                     needs_guest = true;
                     let late = self.router.has_side(id, "late");
-                    let op = WindowOperator::new(id, *function, *assigner, *allowed_lateness, late);
+                    let op = WindowOperator::new(
+                        id,
+                        *function,
+                        *full,
+                        *assigner,
+                        *allowed_lateness,
+                        late,
+                    );
                     ops.push(Operator::Window { node: id, op: Box::new(op) });
                 }
                 NodeKind::Sink(_) => {

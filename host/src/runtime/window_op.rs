@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use flinkw_batch::{Batch, BatchBuilder, NO_TIMESTAMP};
 
 use crate::keygroup::key_group;
-use crate::plugin::{FiredWindow, GuestError, Instance};
+use crate::plugin::{FiredWindow, GuestError, Instance, WindowElements};
 use crate::state::{StateError, StateId};
 use crate::window::{Assignment, SessionMerge, Window, WindowAssigner, WindowTrigger};
 
@@ -36,6 +36,8 @@ impl From<GuestError> for WindowOpError {
 /// One subtask's window operator.
 pub(crate) struct WindowOperator {
     function: u32,
+    /// A full window function: keep every record, not an accumulator.
+    full: bool,
     trigger: WindowTrigger,
     name: String,
     table: Option<StateId>,
@@ -87,11 +89,13 @@ impl WindowOperator {
     pub fn new(
         node: u32,
         function: u32,
+        full: bool,
         assigner: WindowAssigner,
         allowed_lateness: i64,
         late_output: bool,
     ) -> Self {
         WindowOperator {
+            full,
             late: late_output.then(BatchBuilder::new),
             function,
             trigger: WindowTrigger::new(assigner, allowed_lateness),
@@ -169,7 +173,8 @@ impl WindowOperator {
                     Some(s) => *s,
                     None => {
                         let s = self.slot_keys.len() as u32;
-                        self.accumulators.push(backend.get(table, &sk)?);
+                        let acc = if self.full { None } else { backend.get(table, &sk)? };
+                        self.accumulators.push(acc);
                         self.slot_keys.push((r.key.to_vec(), a.window));
                         self.slots.insert(sk, s);
                         s
@@ -203,6 +208,9 @@ impl WindowOperator {
         if self.targets.is_empty() {
             return Ok(());
         }
+        if self.full {
+            return self.flush_elements(instance, bytes);
+        }
         let updated =
             instance.window_accumulate(self.function, &self.accumulators, bytes, &self.targets)?;
         if updated.len() != self.slot_keys.len() {
@@ -215,6 +223,35 @@ impl WindowOperator {
         let (backend, table, max_parallelism) = backend!(self, instance);
         for ((key, w), acc) in self.slot_keys.drain(..).zip(updated) {
             backend.put(table, &state_key(&key, &w, max_parallelism), &acc)?;
+        }
+        self.slots.clear();
+        self.accumulators.clear();
+        self.targets.clear();
+        Ok(())
+    }
+
+    /// Full window functions: appends each record to its windows' lists
+    /// (each element: u32 length, i64 timestamp, value).
+    fn flush_elements(
+        &mut self,
+        instance: &mut Instance,
+        bytes: &[u8],
+    ) -> Result<(), WindowOpError> {
+        let batch = Batch::new(bytes).map_err(|e| WindowOpError::BadRecord(e.to_string()))?;
+        let mut appended: Vec<Vec<u8>> = vec![Vec::new(); self.slot_keys.len()];
+        for &(record, slot) in &self.targets {
+            let r = batch.get(record as usize);
+            let list = &mut appended[slot as usize];
+            list.extend_from_slice(&(r.value.len() as u32 + 8).to_le_bytes());
+            list.extend_from_slice(&r.timestamp.to_le_bytes());
+            list.extend_from_slice(r.value);
+        }
+        let (backend, table, max_parallelism) = backend!(self, instance);
+        for ((key, w), new) in self.slot_keys.drain(..).zip(appended) {
+            let sk = state_key(&key, &w, max_parallelism);
+            let mut list = backend.get(table, &sk)?.unwrap_or_default();
+            list.extend_from_slice(&new);
+            backend.put(table, &sk, &list)?;
         }
         self.slots.clear();
         self.accumulators.clear();
@@ -240,6 +277,8 @@ impl WindowOperator {
         let merged = match accs.len() {
             0 => return Ok(()),
             1 => accs.pop().unwrap_or_default(),
+            // Element lists merge by concatenation.
+            _ if self.full => accs.concat(),
             _ => instance.window_merge(self.function, &accs)?,
         };
         let (backend, table, max_parallelism) = backend!(self, instance);
@@ -253,6 +292,9 @@ impl WindowOperator {
         windows: &[(Vec<u8>, Window)],
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), WindowOpError> {
+        if self.full {
+            return self.emit_elements(instance, windows, out);
+        }
         let (backend, table, max_parallelism) = backend!(self, instance);
         let mut fired = Vec::with_capacity(windows.len());
         for (key, w) in windows {
@@ -267,6 +309,42 @@ impl WindowOperator {
         }
         if !fired.is_empty() {
             out.push(instance.window_emit(self.function, &fired)?);
+        }
+        Ok(())
+    }
+
+    fn emit_elements(
+        &mut self,
+        instance: &mut Instance,
+        windows: &[(Vec<u8>, Window)],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), WindowOpError> {
+        let (backend, table, max_parallelism) = backend!(self, instance);
+        let mut fired = Vec::with_capacity(windows.len());
+        for (key, w) in windows {
+            let Some(list) = backend.get(table, &state_key(key, w, max_parallelism))? else {
+                continue;
+            };
+            let mut elements = BatchBuilder::new();
+            let mut rest = &list[..];
+            while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+                let len = u32::from_le_bytes(*len) as usize;
+                let (Some(ts), Some(value)) = (tail.get(..8), tail.get(8..len)) else {
+                    return Err(WindowOpError::BadRecord("corrupt window element list".into()));
+                };
+                let ts = i64::from_le_bytes(ts.try_into().unwrap_or_default());
+                elements.push(ts, key, value);
+                rest = &tail[len..];
+            }
+            fired.push(WindowElements {
+                key: key.clone(),
+                start: w.start,
+                end: w.end,
+                elements: elements.finish(),
+            });
+        }
+        if !fired.is_empty() {
+            out.push(instance.window_process(self.function, &fired)?);
         }
         Ok(())
     }

@@ -10,6 +10,8 @@
 //! `size-ms` (default 10000), `slide-ms` (sliding, default 5000),
 //! `gap-ms` (session, default 5000), `lateness-ms` (default 0),
 //! `out-of-orderness-ms` (default 1000), `output` (a file; default stdout),
+//! `function` = `aggregate` (default: an incremental aggregate) |
+//! `process` (a full window function over all records; same output),
 //! `late-output` (a file for records that arrive after their window closed;
 //! default: dropped and counted), `input2` (a second CSV, merged with
 //! `union`).
@@ -69,6 +71,7 @@ fn job(env: &mut Env) -> Result<(), Error> {
     let output = config.get("output").map(str::to_owned);
     let late_output = config.get("late-output").map(str::to_owned);
     let input2 = config.get("input2").map(str::to_owned);
+    let function = config.get("function").unwrap_or("aggregate").to_owned();
     // Each source gets its own watermarks; a union's watermark is the
     // smaller of its inputs', so neither source makes the other late.
     let timed = |stream: Stream<Event>| {
@@ -90,11 +93,17 @@ fn job(env: &mut Env) -> Result<(), Error> {
             late.map(|e: Event| format!("{},{},{}", e.ts, e.key, e.value)).sink(FileSink::new(&path))
         });
     }
-    let counts = windows
-        .aggregate_with(CountAndMax, |key, w, (count, max)| {
+    let counts = match function.as_str() {
+        "aggregate" => windows.aggregate_with(CountAndMax, |key, w, (count, max)| {
             format!("{key},{},{},{count},{max}", w.start, w.end)
-        })
-        .name("count-and-max");
+        }),
+        "process" => windows.process(|key, w, events: Vec<Event>| {
+            let max = events.iter().map(|e| e.value).max().unwrap_or(i64::MIN);
+            vec![format!("{key},{},{},{},{max}", w.start, w.end, events.len())]
+        }),
+        other => return Err(Error::msg(format!("unknown function {other:?}: aggregate or process"))),
+    }
+    .name("count-and-max");
     match output {
         Some(path) => counts.sink(FileSink::new(&path)),
         None => counts.sink(Stdout),

@@ -255,6 +255,7 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
                 Ok(out.finish())
             };
         let node = WindowNode {
+            mode: types::WindowMode::Aggregate,
             assigner: self.assigner,
             allowed_lateness_ms: self.allowed_lateness.as_millis() as u64,
             function: 0,
@@ -263,13 +264,87 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
             accumulate: Box::new(accumulate),
             merge: Box::new(merge),
             emit: Box::new(emit),
+            process: Box::new(|_| Err("not a full window function".to_owned())),
         };
+        Self::finish_node(self.late, graph, keying, node, fns)
+    }
+
+    fn finish_node<R: Data>(
+        late: Option<Box<dyn FnOnce(Stream<T>)>>,
+        graph: std::rc::Rc<std::cell::RefCell<crate::graph::GraphBuilder>>,
+        keying: u32,
+        node: WindowNode,
+        fns: WindowFns,
+    ) -> Stream<R> {
         let id = graph.borrow_mut().add_window(&Port::main(keying), "window", node, fns);
-        if let Some(late) = self.late {
+        if let Some(late) = late {
             let side = Port { node: id, side: Some("late".to_owned()) };
             late(Stream::from_node(graph.clone(), side, decode_postcard::<T>, false));
         }
         Stream::from_node(graph, Port::main(id), decode_postcard::<R>, false)
+    }
+
+    /// Runs `f` over every record of each window when it fires (Flink's
+    /// `ProcessWindowFunction`): the host keeps all records of a window, so
+    /// prefer [`WindowedStream::aggregate`] when an aggregate will do.
+    ///
+    /// ```no_run
+    /// # use flinkw::prelude::*;
+    /// # use std::time::Duration;
+    /// # fn job(env: &mut Env) -> Result<(), Error> {
+    /// env.source(Datagen::bids(1000))
+    ///     .watermarks(WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(200)))
+    ///     .key_by(|b: &Bid| b.auction)
+    ///     .window(Tumbling::of(Duration::from_secs(1)))
+    ///     .process(|auction, w, bids: Vec<Bid>| {
+    ///         let mut prices: Vec<u64> = bids.iter().map(|b| b.price).collect();
+    ///         prices.sort();
+    ///         vec![format!("{auction},{},{}", w.start, prices[prices.len() / 2])]
+    ///     })
+    ///     .sink(Stdout);
+    /// # Ok(()) }
+    /// ```
+    pub fn process<R: Data>(
+        self,
+        f: impl Fn(K, TimeWindow, Vec<T>) -> Vec<R> + 'static,
+    ) -> Stream<R> {
+        let graph = self.keyed.stream.graph.clone();
+        let keying = self.keyed.stream.materialize(Some(self.keyed.key), encode_postcard::<T>);
+        let process = move |fired: Vec<
+            crate::bindings::exports::flinkw::plugin::window::WindowElements,
+        >| {
+            let mut out = BatchBuilder::new();
+            for w in fired {
+                let key: K = decode_postcard(&w.key)?;
+                let batch = Batch::new(&w.elements).map_err(|e| e.to_string())?;
+                let values = batch.iter().map(|r| decode_postcard::<T>(r.value)).collect::<Result<
+                    Vec<_>,
+                    _,
+                >>(
+                )?;
+                let window = TimeWindow { start: w.start, end: w.end };
+                for value in f(key, window, values) {
+                    let mut result = Ok(());
+                    out.push_with(w.end - 1, &w.key, |buf| result = encode_postcard(&value, buf));
+                    result?;
+                }
+            }
+            Ok(out.finish())
+        };
+        let node = WindowNode {
+            mode: types::WindowMode::Process,
+            assigner: self.assigner,
+            allowed_lateness_ms: self.allowed_lateness.as_millis() as u64,
+            function: 0,
+        };
+        let not_aggregate = || "not an aggregate window function".to_owned();
+        let fns = WindowFns {
+            accumulate: Box::new(move |_, _, _| Err(not_aggregate())),
+            merge: Box::new(move |_| Err(not_aggregate())),
+            emit: Box::new(move |_| Err(not_aggregate())),
+            process: Box::new(process),
+        };
+        Self::finish_node(self.late, graph, keying, node, fns)
     }
 
     /// Reduces each window's values with `f` (both an aggregate's `add` and
