@@ -47,7 +47,7 @@ pub use connector::{
 pub use env::{Config, Env};
 pub use error::Error;
 pub use log::{Level, counter_add, gauge_set, log};
-pub use state::{ListState, MapState, ValueState};
+pub use state::{ListState, MapState, StateTtl, ValueState};
 pub use stream::{
     AggregateFunction, Collector, KeyedContext, KeyedProcessFunction, KeyedStream, Session,
     Sliding, Stream, TimeDomain, TimeWindow, Tumbling, WatermarkStrategy, WindowAssigner,
@@ -59,7 +59,7 @@ pub mod prelude {
     pub use crate::{
         AggregateFunction, Bid, Blackhole, Collector, Data, Datagen, Env, Error, File, FileSink,
         KeyedContext, KeyedProcessFunction, KeyedStream, ListState, MapState, Session, Sliding,
-        Stdout, Stream, TimeDomain, TimeWindow, Tumbling, ValueState, WatermarkStrategy,
+        StateTtl, Stdout, Stream, TimeDomain, TimeWindow, Tumbling, ValueState, WatermarkStrategy,
         WindowAssigner, WindowedStream,
     };
 }

@@ -7,6 +7,42 @@ use crate::bindings::flinkw::plugin::state as wit_state;
 use crate::codec::{decode_postcard, encode_postcard};
 use crate::{Data, Error, KeyedContext};
 
+/// A time-to-live for state (Flink's `StateTtlConfig`), in processing
+/// time: by default an entry lives `ttl` after its last write and is never
+/// returned once expired.
+///
+/// ```no_run
+/// # use flinkw::prelude::*;
+/// # use std::time::Duration;
+/// let last_seen = ValueState::<i64>::with_ttl("last-seen", StateTtl::new(Duration::from_secs(3600)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct StateTtl(wit_state::TtlConfig);
+
+impl StateTtl {
+    /// Entries live `ttl` after their last write.
+    pub fn new(ttl: std::time::Duration) -> Self {
+        StateTtl(wit_state::TtlConfig {
+            millis: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            update_on_read: false,
+            return_expired: false,
+        })
+    }
+
+    /// Reads renew entries too (`OnReadAndWrite`).
+    pub fn update_on_read(mut self) -> Self {
+        self.0.update_on_read = true;
+        self
+    }
+
+    /// Expired entries not yet cleaned up may still be returned
+    /// (`ReturnExpiredIfNotCleanedUp`).
+    pub fn return_expired(mut self) -> Self {
+        self.0.return_expired = true;
+        self
+    }
+}
+
 /// One value per key, kept by the host (Flink's `ValueState`).
 ///
 /// Create it in the job function and move it into a keyed function; every
@@ -29,6 +65,7 @@ use crate::{Data, Error, KeyedContext};
 /// ```
 pub struct ValueState<T> {
     name: String,
+    ttl: Option<wit_state::TtlConfig>,
     handle: OnceCell<wit_state::ValueState>,
     _value: PhantomData<T>,
 }
@@ -36,11 +73,21 @@ pub struct ValueState<T> {
 impl<T: Data> ValueState<T> {
     /// A handle to the value state called `name`.
     pub fn new(name: &str) -> Self {
-        ValueState { name: name.to_owned(), handle: OnceCell::new(), _value: PhantomData }
+        ValueState {
+            name: name.to_owned(),
+            ttl: None,
+            handle: OnceCell::new(),
+            _value: PhantomData,
+        }
+    }
+
+    /// A handle to the value state called `name` whose values expire.
+    pub fn with_ttl(name: &str, ttl: StateTtl) -> Self {
+        ValueState { ttl: Some(ttl.0), ..Self::new(name) }
     }
 
     fn handle(&self) -> &wit_state::ValueState {
-        self.handle.get_or_init(|| wit_state::ValueState::new(&self.name))
+        self.handle.get_or_init(|| wit_state::ValueState::new(&self.name, self.ttl))
     }
 
     /// The value for the current key, if any.
@@ -85,6 +132,7 @@ impl<T: Data> ValueState<T> {
 /// ```
 pub struct ListState<T> {
     name: String,
+    ttl: Option<wit_state::TtlConfig>,
     handle: OnceCell<wit_state::ListState>,
     _value: PhantomData<T>,
 }
@@ -92,11 +140,16 @@ pub struct ListState<T> {
 impl<T: Data> ListState<T> {
     /// A handle to the list state called `name`.
     pub fn new(name: &str) -> Self {
-        ListState { name: name.to_owned(), handle: OnceCell::new(), _value: PhantomData }
+        ListState { name: name.to_owned(), ttl: None, handle: OnceCell::new(), _value: PhantomData }
+    }
+
+    /// A handle to the list state called `name` whose lists expire.
+    pub fn with_ttl(name: &str, ttl: StateTtl) -> Self {
+        ListState { ttl: Some(ttl.0), ..Self::new(name) }
     }
 
     fn handle(&self) -> &wit_state::ListState {
-        self.handle.get_or_init(|| wit_state::ListState::new(&self.name))
+        self.handle.get_or_init(|| wit_state::ListState::new(&self.name, self.ttl))
     }
 
     /// The current key's list (empty if none).
@@ -143,6 +196,7 @@ impl<T: Data> ListState<T> {
 /// ```
 pub struct MapState<K, V> {
     name: String,
+    ttl: Option<wit_state::TtlConfig>,
     handle: OnceCell<wit_state::MapState>,
     _types: PhantomData<(K, V)>,
 }
@@ -150,11 +204,16 @@ pub struct MapState<K, V> {
 impl<K: Data, V: Data> MapState<K, V> {
     /// A handle to the map state called `name`.
     pub fn new(name: &str) -> Self {
-        MapState { name: name.to_owned(), handle: OnceCell::new(), _types: PhantomData }
+        MapState { name: name.to_owned(), ttl: None, handle: OnceCell::new(), _types: PhantomData }
+    }
+
+    /// A handle to the map state called `name` whose entries expire.
+    pub fn with_ttl(name: &str, ttl: StateTtl) -> Self {
+        MapState { ttl: Some(ttl.0), ..Self::new(name) }
     }
 
     fn handle(&self) -> &wit_state::MapState {
-        self.handle.get_or_init(|| wit_state::MapState::new(&self.name))
+        self.handle.get_or_init(|| wit_state::MapState::new(&self.name, self.ttl))
     }
 
     /// The value under `key` in the current key's map.

@@ -166,3 +166,35 @@ fn list_and_map_state_on_both_backends() {
         assert!(diff.is_none(), "{extra:?}: first difference {diff:?}");
     }
 }
+
+/// Records 200 ms apart: without a TTL each sees the one before; with a TTL
+/// of 40 ms the state has expired by the next record. (Timing-based by
+/// nature: the check allows one record to come early after a stall.)
+#[test]
+fn state_expires_after_its_time_to_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |ttl: &str| {
+        let set_ttl = format!("ttl-ms={ttl}");
+        let r = flinkw(
+            &[
+                "run",
+                artifacts::BAD_GUEST,
+                "--set",
+                "mode=ttl",
+                "--set",
+                "count=6",
+                "--set",
+                "rate=5",
+                "--set",
+                &set_ttl,
+            ],
+            dir.path(),
+        );
+        assert!(r.ok(), "{}", r.stderr);
+        r.stdout.lines().skip(1).map(|l| l.ends_with(" None")).collect::<Vec<bool>>()
+    };
+    let forever = run("0");
+    assert_eq!(forever, vec![false; 5], "without a TTL every record sees the previous one");
+    let expired = run("40").into_iter().filter(|e| *e).count();
+    assert!(expired >= 4, "only {expired} of 5 records found the state expired");
+}

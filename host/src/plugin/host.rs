@@ -11,22 +11,26 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::flinkw::plugin::{log, metrics, state, timers, types};
 use crate::keygroup::{DEFAULT_MAX_PARALLELISM, key_group};
+use crate::state::ttl::{self, Ttl, TtlRead};
 use crate::state::{MemoryState, StateBackend, StateId, state_key};
 use crate::time::{MIN_WATERMARK, TimeDomain, TimerService};
 
 /// The guest's handle on one named value state.
 pub struct ValueStateHandle {
     state: StateId,
+    ttl: Option<Ttl>,
 }
 
 /// The guest's handle on one named list state.
 pub struct ListStateHandle {
     state: StateId,
+    ttl: Option<Ttl>,
 }
 
 /// The guest's handle on one named map state.
 pub struct MapStateHandle {
     state: StateId,
+    ttl: Option<Ttl>,
 }
 
 /// A list state's value: each element as `u32` length (LE) and bytes.
@@ -247,6 +251,50 @@ impl timers::Host for HostState {
 
 impl state::Host for HostState {}
 
+fn to_ttl(c: state::TtlConfig) -> Ttl {
+    Ttl {
+        millis: i64::try_from(c.millis).unwrap_or(i64::MAX),
+        update_on_read: c.update_on_read,
+        return_expired: c.return_expired,
+    }
+}
+
+impl HostState {
+    /// Reads the entry at `self.key_buf`, honouring the state's TTL.
+    fn ttl_get(&mut self, id: StateId, ttl: Option<Ttl>) -> wasmtime::Result<Option<Vec<u8>>> {
+        let Some(raw) = self.state.get(id, &self.key_buf)? else { return Ok(None) };
+        let Some(t) = ttl else { return Ok(Some(raw)) };
+        let now = crate::time::now_millis();
+        match ttl::read(&raw, now, &t) {
+            Some(TtlRead::Live(v)) => {
+                let v = v.to_vec();
+                if t.update_on_read {
+                    self.ttl_put(id, ttl, &v)?;
+                }
+                Ok(Some(v))
+            }
+            Some(TtlRead::ExpiredVisible(v)) => Ok(Some(v.to_vec())),
+            Some(TtlRead::Expired) => {
+                self.state.remove(id, &self.key_buf)?;
+                Ok(None)
+            }
+            None => wasmtime::bail!("state written without a time-to-live was opened with one"),
+        }
+    }
+
+    /// Writes the entry at `self.key_buf`, stamped when the state has a TTL.
+    fn ttl_put(&mut self, id: StateId, ttl: Option<Ttl>, value: &[u8]) -> wasmtime::Result<()> {
+        match ttl {
+            None => Ok(self.state.put(id, &self.key_buf, value)?),
+            Some(_) => {
+                let mut stamped = Vec::with_capacity(value.len() + 8);
+                ttl::wrap(value, crate::time::now_millis(), &mut stamped);
+                Ok(self.state.put(id, &self.key_buf, &stamped)?)
+            }
+        }
+    }
+}
+
 impl HostState {
     /// Writes the map-state prefix of record `record`'s key, then `map_key`,
     /// into `self.key_buf`.
@@ -259,9 +307,13 @@ impl HostState {
 }
 
 impl state::HostListState for HostState {
-    fn new(&mut self, name: String) -> wasmtime::Result<Resource<ListStateHandle>> {
+    fn new(
+        &mut self,
+        name: String,
+        ttl: Option<state::TtlConfig>,
+    ) -> wasmtime::Result<Resource<ListStateHandle>> {
         let state = self.state.register(&format!("list/{name}"))?;
-        Ok(self.table.push(ListStateHandle { state })?)
+        Ok(self.table.push(ListStateHandle { state, ttl: ttl.map(to_ttl) })?)
     }
 
     fn get(
@@ -269,9 +321,12 @@ impl state::HostListState for HostState {
         handle: Resource<ListStateHandle>,
         index: u32,
     ) -> wasmtime::Result<Vec<Vec<u8>>> {
-        let id = self.table.get(&handle)?.state;
+        let (id, ttl) = {
+            let h = self.table.get(&handle)?;
+            (h.state, h.ttl)
+        };
         self.key_of(index)?;
-        match self.state.get(id, &self.key_buf)? {
+        match self.ttl_get(id, ttl)? {
             Some(bytes) => decode_list(&bytes),
             None => Ok(Vec::new()),
         }
@@ -283,11 +338,14 @@ impl state::HostListState for HostState {
         index: u32,
         value: Vec<u8>,
     ) -> wasmtime::Result<()> {
-        let id = self.table.get(&handle)?.state;
+        let (id, ttl) = {
+            let h = self.table.get(&handle)?;
+            (h.state, h.ttl)
+        };
         self.key_of(index)?;
-        let mut bytes = self.state.get(id, &self.key_buf)?.unwrap_or_default();
+        let mut bytes = self.ttl_get(id, ttl)?.unwrap_or_default();
         encode_list([value.as_slice()], &mut bytes);
-        Ok(self.state.put(id, &self.key_buf, &bytes)?)
+        self.ttl_put(id, ttl, &bytes)
     }
 
     fn update(
@@ -296,14 +354,17 @@ impl state::HostListState for HostState {
         index: u32,
         values: Vec<Vec<u8>>,
     ) -> wasmtime::Result<()> {
-        let id = self.table.get(&handle)?.state;
+        let (id, ttl) = {
+            let h = self.table.get(&handle)?;
+            (h.state, h.ttl)
+        };
         self.key_of(index)?;
         if values.is_empty() {
             return Ok(self.state.remove(id, &self.key_buf)?);
         }
         let mut bytes = Vec::new();
         encode_list(values.iter().map(Vec::as_slice), &mut bytes);
-        Ok(self.state.put(id, &self.key_buf, &bytes)?)
+        self.ttl_put(id, ttl, &bytes)
     }
 
     fn clear(&mut self, handle: Resource<ListStateHandle>, index: u32) -> wasmtime::Result<()> {
@@ -319,9 +380,13 @@ impl state::HostListState for HostState {
 }
 
 impl state::HostMapState for HostState {
-    fn new(&mut self, name: String) -> wasmtime::Result<Resource<MapStateHandle>> {
+    fn new(
+        &mut self,
+        name: String,
+        ttl: Option<state::TtlConfig>,
+    ) -> wasmtime::Result<Resource<MapStateHandle>> {
         let state = self.state.register_with(&format!("map/{name}"), true)?;
-        Ok(self.table.push(MapStateHandle { state })?)
+        Ok(self.table.push(MapStateHandle { state, ttl: ttl.map(to_ttl) })?)
     }
 
     fn get(
@@ -330,9 +395,12 @@ impl state::HostMapState for HostState {
         index: u32,
         map_key: Vec<u8>,
     ) -> wasmtime::Result<Option<Vec<u8>>> {
-        let id = self.table.get(&handle)?.state;
+        let (id, ttl) = {
+            let h = self.table.get(&handle)?;
+            (h.state, h.ttl)
+        };
         self.map_key(index, &map_key)?;
-        Ok(self.state.get(id, &self.key_buf)?)
+        self.ttl_get(id, ttl)
     }
 
     fn put(
@@ -342,9 +410,12 @@ impl state::HostMapState for HostState {
         map_key: Vec<u8>,
         value: Vec<u8>,
     ) -> wasmtime::Result<()> {
-        let id = self.table.get(&handle)?.state;
+        let (id, ttl) = {
+            let h = self.table.get(&handle)?;
+            (h.state, h.ttl)
+        };
         self.map_key(index, &map_key)?;
-        Ok(self.state.put(id, &self.key_buf, &value)?)
+        self.ttl_put(id, ttl, &value)
     }
 
     fn remove(
@@ -363,9 +434,30 @@ impl state::HostMapState for HostState {
         handle: Resource<MapStateHandle>,
         index: u32,
     ) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let id = self.table.get(&handle)?.state;
+        let (id, ttl) = {
+            let h = self.table.get(&handle)?;
+            (h.state, h.ttl)
+        };
         self.map_key(index, b"")?;
-        Ok(self.state.scan_prefix(id, &self.key_buf)?)
+        let prefix = self.key_buf.clone();
+        let entries = self.state.scan_prefix(id, &prefix)?;
+        let Some(t) = ttl else { return Ok(entries) };
+        let now = crate::time::now_millis();
+        let mut live = Vec::with_capacity(entries.len());
+        for (map_key, raw) in entries {
+            match ttl::read(&raw, now, &t) {
+                Some(TtlRead::Live(v) | TtlRead::ExpiredVisible(v)) => {
+                    live.push((map_key, v.to_vec()))
+                }
+                Some(TtlRead::Expired) => {
+                    let mut k = prefix.clone();
+                    k.extend_from_slice(&map_key);
+                    self.state.remove(id, &k)?;
+                }
+                None => wasmtime::bail!("state written without a time-to-live was opened with one"),
+            }
+        }
+        Ok(live)
     }
 
     fn clear(&mut self, handle: Resource<MapStateHandle>, index: u32) -> wasmtime::Result<()> {
@@ -387,9 +479,13 @@ impl state::HostMapState for HostState {
 }
 
 impl state::HostValueState for HostState {
-    fn new(&mut self, name: String) -> wasmtime::Result<Resource<ValueStateHandle>> {
+    fn new(
+        &mut self,
+        name: String,
+        ttl: Option<state::TtlConfig>,
+    ) -> wasmtime::Result<Resource<ValueStateHandle>> {
         let state = self.state.register(&format!("value/{name}"))?;
-        Ok(self.table.push(ValueStateHandle { state })?)
+        Ok(self.table.push(ValueStateHandle { state, ttl: ttl.map(to_ttl) })?)
     }
 
     fn get(
@@ -397,9 +493,12 @@ impl state::HostValueState for HostState {
         handle: Resource<ValueStateHandle>,
         record: u32,
     ) -> wasmtime::Result<Option<Vec<u8>>> {
-        let id = self.table.get(&handle)?.state;
+        let (id, ttl) = {
+            let h = self.table.get(&handle)?;
+            (h.state, h.ttl)
+        };
         self.key_of(record)?;
-        Ok(self.state.get(id, &self.key_buf)?)
+        self.ttl_get(id, ttl)
     }
 
     fn set(
@@ -408,9 +507,12 @@ impl state::HostValueState for HostState {
         record: u32,
         value: Vec<u8>,
     ) -> wasmtime::Result<()> {
-        let id = self.table.get(&handle)?.state;
+        let (id, ttl) = {
+            let h = self.table.get(&handle)?;
+            (h.state, h.ttl)
+        };
         self.key_of(record)?;
-        Ok(self.state.put(id, &self.key_buf, &value)?)
+        self.ttl_put(id, ttl, &value)
     }
 
     fn clear(&mut self, handle: Resource<ValueStateHandle>, record: u32) -> wasmtime::Result<()> {

@@ -9,6 +9,7 @@
 
 mod memory;
 mod rocks;
+pub mod ttl;
 
 use std::path::PathBuf;
 

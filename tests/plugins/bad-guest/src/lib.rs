@@ -2,7 +2,9 @@
 //! mode=M` picks how, on the record with value `--set at=N` (default 3):
 //! `ok`, `panic`, `error`, `loop`, `membomb`, `recurse`, `plan-error`, and
 //! for windows `no-event-time`, `zero-window`, `bad-slide`; for state
-//! `state-type` (reads a value state as another type than it was written).
+//! `state-type` (reads a value state as another type than it was written)
+//! and `ttl` (records `rate` per second, each reading the value state the
+//! previous one wrote, which lives `ttl-ms`; 0 = forever).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -73,6 +75,25 @@ fn job(env: &mut Env) -> Result<(), Error> {
         "bad-slide" => Some(Sliding::of(Duration::from_secs(10), Duration::from_secs(20)).into()),
         _ => None,
     };
+    if mode == "ttl" {
+        let ttl_ms: u64 = env.config().parse_or("ttl-ms", 0)?;
+        let rate: u64 = env.config().parse_or("rate", 5)?;
+        let last = if ttl_ms == 0 {
+            ValueState::<u64>::new("last")
+        } else {
+            ValueState::<u64>::with_ttl("last", StateTtl::new(Duration::from_millis(ttl_ms)))
+        };
+        env.source(Datagen::sequence(count).rate(rate))
+            .key_by(|_: &u64| 0u8)
+            .process(move |ctx, n: u64, out| {
+                let previous = last.get(ctx)?;
+                last.set(ctx, &n)?;
+                out.emit(format!("{n} {previous:?}"));
+                Ok(())
+            })
+            .sink(Stdout);
+        return Ok(());
+    }
     if mode == "state-type" {
         let as_byte = ValueState::<u8>::new("n");
         let as_text = ValueState::<String>::new("n");
