@@ -66,6 +66,8 @@ pub enum NodeKind {
     Window {
         /// A full window function (all records) rather than an aggregate.
         full: bool,
+        /// Windows follow the wall clock instead of event time.
+        processing_time: bool,
         /// Which windows records go to.
         assigner: WindowAssigner,
         /// How long after firing late records still update a window, ms.
@@ -193,6 +195,7 @@ pub(crate) fn from_wit(g: wit::JobGraph) -> Result<JobGraph, GraphError> {
                 wit::NodeKind::KeyedProcess(f) => NodeKind::KeyedProcess(f),
                 wit::NodeKind::Window(w) => NodeKind::Window {
                     full: w.mode == wit::WindowMode::Process,
+                    processing_time: w.processing_time,
                     assigner: match w.assigner {
                         wit::WindowAssigner::Tumbling(t) => {
                             WindowAssigner::Tumbling { size: t.size_ms, offset: t.offset_ms }

@@ -303,3 +303,27 @@ fn benchmark_windows_count_every_bid() {
         assert!(!run.stderr.contains("dropped"), "{}", run.stderr);
     }
 }
+
+/// Records arriving over about a second land in several 300 ms windows of
+/// the wall clock, and every record is counted once.
+#[test]
+fn processing_time_windows_follow_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = flinkw(
+        &[
+            "run",
+            artifacts::BAD_GUEST,
+            "--set",
+            "mode=processing-windows",
+            "--set",
+            "count=30",
+            "--set",
+            "rate=30",
+        ],
+        dir.path(),
+    );
+    assert!(run.ok(), "{}", run.stderr);
+    let counts: Vec<u64> = run.stdout.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(counts.iter().sum::<u64>(), 30);
+    assert!(counts.len() >= 2, "one window for a second of records: {counts:?}");
+}

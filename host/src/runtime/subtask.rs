@@ -13,7 +13,9 @@ use super::{JobError, Shared, TaskSpec};
 use crate::connector::{Poll, SinkWriter, SourceReader};
 use crate::graph::NodeKind;
 use crate::plugin::Instance;
-use crate::time::{MIN_WATERMARK, TimeDomain, WatermarkCombiner, WatermarkGenerator};
+use crate::time::{
+    MAX_WATERMARK, MIN_WATERMARK, TimeDomain, WatermarkCombiner, WatermarkGenerator,
+};
 
 /// How often a waiting subtask checks whether the job was cancelled.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
@@ -177,13 +179,20 @@ impl Subtask {
                     needs_guest = true;
                     ops.push(Operator::Keyed { node: id, function: *f });
                 }
-                NodeKind::Window { full, assigner, allowed_lateness, function } => {
+                NodeKind::Window {
+                    full,
+                    processing_time,
+                    assigner,
+                    allowed_lateness,
+                    function,
+                } => {
                     needs_guest = true;
                     let late = self.router.has_side(id, "late");
                     let op = WindowOperator::new(
                         id,
                         *function,
                         *full,
+                        *processing_time,
                         *assigner,
                         *allowed_lateness,
                         late,
@@ -272,7 +281,11 @@ impl Subtask {
             return Err(JobError::Internal("a task without a source has no input".into()).into());
         };
         let mut ends = 0;
-        let has_keyed = ops.iter().any(|op| matches!(op, Operator::Keyed { .. }));
+        let has_keyed = ops.iter().any(|op| match op {
+            Operator::Keyed { .. } => true,
+            Operator::Window { op, .. } => op.processing_time,
+            _ => false,
+        });
         let mut timers_checked = Instant::now();
         while ends < self.task.expected_ends {
             if has_keyed && timers_checked.elapsed() >= PROCESSING_TIMER_CHECK {
@@ -380,7 +393,9 @@ impl Subtask {
             let node = ops[idx].node();
             let mut out = Vec::new();
             match &mut ops[idx] {
-                Operator::Window { op, .. } => {
+                // Processing-time windows follow the clock, not watermarks,
+                // but fire everything at the end of the input.
+                Operator::Window { op, .. } if !op.processing_time || wm == MAX_WATERMARK => {
                     let Some(inst) = instance.as_mut() else {
                         unreachable!("window without instance")
                     };
@@ -436,12 +451,25 @@ impl Subtask {
         let now = crate::time::now_millis();
         for idx in 0..ops.len() {
             let node = ops[idx].node();
-            let Operator::Keyed { function, .. } = &ops[idx] else { continue };
-            let function = *function;
-            let Some(inst) = instance.as_mut() else { unreachable!("keyed without instance") };
-            if let Some(bytes) =
-                self.fire_timers(inst, node, function, TimeDomain::ProcessingTime, now)?
-            {
+            let Some(inst) = instance.as_mut() else { continue };
+            let mut out = Vec::new();
+            match &mut ops[idx] {
+                Operator::Keyed { function, .. } => {
+                    let function = *function;
+                    out.extend(self.fire_timers(
+                        inst,
+                        node,
+                        function,
+                        TimeDomain::ProcessingTime,
+                        now,
+                    )?);
+                }
+                Operator::Window { op, .. } if op.processing_time => {
+                    op.on_watermark(inst, now, &mut out).map_err(|e| self.window_error(node, e))?;
+                }
+                _ => continue,
+            }
+            for bytes in out {
                 self.after(node, &bytes)?;
                 self.run_chain(bytes, idx + 1, instance, ops)?;
             }

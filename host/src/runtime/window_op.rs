@@ -38,6 +38,8 @@ pub(crate) struct WindowOperator {
     function: u32,
     /// A full window function: keep every record, not an accumulator.
     full: bool,
+    /// Windows follow the wall clock: records get their arrival time.
+    pub processing_time: bool,
     trigger: WindowTrigger,
     name: String,
     table: Option<StateId>,
@@ -90,12 +92,14 @@ impl WindowOperator {
         node: u32,
         function: u32,
         full: bool,
+        processing_time: bool,
         assigner: WindowAssigner,
         allowed_lateness: i64,
         late_output: bool,
     ) -> Self {
         WindowOperator {
             full,
+            processing_time,
             late: late_output.then(BatchBuilder::new),
             function,
             trigger: WindowTrigger::new(assigner, allowed_lateness),
@@ -142,7 +146,10 @@ impl WindowOperator {
                 }
                 self.on_watermark(instance, wm, out)?;
             }
-            let r = batch.get(i);
+            let mut r = batch.get(i);
+            if self.processing_time {
+                r.timestamp = crate::time::now_millis();
+            }
             if r.timestamp == NO_TIMESTAMP {
                 return Err(WindowOpError::BadRecord(format!(
                     "record {i} of a batch has no event time; give the stream timestamps \

@@ -115,6 +115,7 @@ pub struct WindowedStream<T, K> {
     assigner: types::WindowAssigner,
     allowed_lateness: Duration,
     late: Option<Box<dyn FnOnce(Stream<T>)>>,
+    processing_time: bool,
 }
 
 impl<T: Data, K: Data> KeyedStream<T, K> {
@@ -150,6 +151,7 @@ impl<T: Data, K: Data> KeyedStream<T, K> {
             assigner: assigner.into().0,
             allowed_lateness: Duration::ZERO,
             late: None,
+            processing_time: false,
         }
     }
 }
@@ -159,6 +161,15 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
     /// update them and each update fires them again.
     pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
         self.allowed_lateness = lateness;
+        self
+    }
+
+    /// Makes these processing-time windows: each record belongs to the
+    /// windows of its arrival time on the wall clock, and windows fire when
+    /// the clock passes their end (and all at the end of a bounded input).
+    /// No timestamps or watermarks are needed.
+    pub fn processing_time(mut self) -> Self {
+        self.processing_time = true;
         self
     }
 
@@ -259,6 +270,7 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
             assigner: self.assigner,
             allowed_lateness_ms: self.allowed_lateness.as_millis() as u64,
             function: 0,
+            processing_time: self.processing_time,
         };
         let fns = WindowFns {
             accumulate: Box::new(accumulate),
@@ -336,6 +348,7 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
             assigner: self.assigner,
             allowed_lateness_ms: self.allowed_lateness.as_millis() as u64,
             function: 0,
+            processing_time: self.processing_time,
         };
         let not_aggregate = || "not an aggregate window function".to_owned();
         let fns = WindowFns {

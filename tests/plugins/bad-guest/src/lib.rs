@@ -3,7 +3,8 @@
 //! `ok`, `panic`, `error`, `loop`, `membomb`, `recurse`, `plan-error`, and
 //! for windows `no-event-time`, `zero-window`, `bad-slide`; for state
 //! `state-type` (reads a value state as another type than it was written)
-//! and `ttl` (records `rate` per second, each reading the value state the
+//! `processing-windows` (counts per 300 ms processing-time window of
+//! records arriving `rate` per second), and `ttl` (records `rate` per second, each reading the value state the
 //! previous one wrote, which lives `ttl-ms`; 0 = forever).
 
 use std::hint::black_box;
@@ -75,6 +76,16 @@ fn job(env: &mut Env) -> Result<(), Error> {
         "bad-slide" => Some(Sliding::of(Duration::from_secs(10), Duration::from_secs(20)).into()),
         _ => None,
     };
+    if mode == "processing-windows" {
+        let rate: u64 = env.config().parse_or("rate", 30)?;
+        env.source(Datagen::sequence(count).rate(rate))
+            .key_by(|_: &u64| 0u8)
+            .window(Tumbling::of(Duration::from_millis(300)))
+            .processing_time()
+            .aggregate(Count)
+            .sink(Stdout);
+        return Ok(());
+    }
     if mode == "ttl" {
         let ttl_ms: u64 = env.config().parse_or("ttl-ms", 0)?;
         let rate: u64 = env.config().parse_or("rate", 5)?;
