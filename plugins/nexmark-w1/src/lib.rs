@@ -21,15 +21,12 @@ const DEFAULT_COUNT: u64 = 20_000_000;
 /// integer here (`price * 908 / 1000`, rounded down), so the record keeps the
 /// `Bid` type and its encoding.
 pub fn q1(bid: Bid) -> Bid {
-    Bid {
-        price: bid.price * 908 / 1000,
-        ..bid
-    }
+    Bid { price: bid.price * 908 / 1000, ..bid }
 }
 
 /// Nexmark q2: keeps the bids of auctions whose id is a multiple of 123.
 pub fn q2(bid: &Bid) -> bool {
-    bid.auction % 123 == 0
+    bid.auction.is_multiple_of(123)
 }
 
 fn job(env: &mut Env) -> Result<(), Error> {
