@@ -49,6 +49,10 @@ enum Command {
         /// RocksDB block cache per subtask, in MiB.
         #[arg(long, default_value_t = 64, value_name = "MIB")]
         rocksdb_block_cache: usize,
+        /// Take checkpoints into DIR (every `checkpoint.interval-ms`) and, if
+        /// DIR holds a complete checkpoint of this job, resume from it.
+        #[arg(long, value_name = "DIR")]
+        checkpoint_dir: Option<PathBuf>,
     },
     /// Shows the job graph and the tasks a plugin would run, without running it.
     Plan {
@@ -131,6 +135,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             state_backend,
             state_dir,
             rocksdb_block_cache,
+            checkpoint_dir,
         } => {
             let (plugin, config) = job.load()?;
             let state_backend = match state_backend {
@@ -144,6 +149,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 state_backend,
                 skip_bad_lines,
                 max_record_bytes,
+                checkpoint_dir,
                 ..RunOptions::default()
             };
             let report = runtime::run_job(&plugin, &config, options)
@@ -179,7 +185,19 @@ fn print_summary(report: &JobReport, json: bool) {
         eprintln!("{summary}");
         return;
     }
+    for problem in &report.skipped_checkpoints {
+        eprintln!(
+            "warning: {problem}; restored from an older checkpoint (output the damaged one \
+             had committed may be written again)"
+        );
+    }
+    if let Some(id) = report.restored_from {
+        eprintln!("restored from checkpoint {id}");
+    }
     eprintln!("job {} finished in {:.3} s", report.name, report.duration.as_secs_f64());
+    if let Some(id) = report.last_checkpoint {
+        eprintln!("  last checkpoint: {id}");
+    }
     for n in &report.nodes {
         eprintln!("  {:<40} in {:>10}  out {:>10}", n.name, n.records_in, n.records_out);
     }

@@ -10,11 +10,16 @@ use std::time::Duration;
 use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 
 /// Keys the host itself reads, with what they mean.
-pub const HOST_KEYS: [(&str, &str); 5] = [
+pub const HOST_KEYS: [(&str, &str); 7] = [
     ("parallelism", "default parallelism of every operator (1..=max-parallelism)"),
     ("max-parallelism", "number of key groups, fixed for the job's life (default 128)"),
     ("batch.size", "records per batch before it is sent on (default 1024)"),
     ("batch.timeout-ms", "longest a batch waits to fill, in ms (default 50)"),
+    (
+        "checkpoint.interval-ms",
+        "time between checkpoints with --checkpoint-dir, in ms (default 1000)",
+    ),
+    ("checkpoint.retain", "complete checkpoints kept (default 3)"),
     (
         "watermark.interval-ms",
         "how often sources emit watermarks, in ms (default 200; 0 = after every record)",
@@ -70,6 +75,10 @@ pub struct JobConfig {
     pub batch_timeout: Duration,
     /// `watermark.interval-ms` (Flink's `pipeline.auto-watermark-interval`).
     pub watermark_interval: Duration,
+    /// `checkpoint.interval-ms`.
+    pub checkpoint_interval: Duration,
+    /// `checkpoint.retain`.
+    pub checkpoint_retain: usize,
 }
 
 impl Default for JobConfig {
@@ -81,6 +90,8 @@ impl Default for JobConfig {
             batch_size: 1024,
             batch_timeout: Duration::from_millis(50),
             watermark_interval: Duration::from_millis(200),
+            checkpoint_interval: Duration::from_secs(1),
+            checkpoint_retain: 3,
         }
     }
 }
@@ -126,6 +137,8 @@ impl JobConfig {
         let batch_size = num("batch.size", 1, 1 << 20)?;
         let batch_timeout = num("batch.timeout-ms", 0, 3_600_000)?;
         let watermark_interval = num("watermark.interval-ms", 0, 3_600_000)?;
+        let checkpoint_interval = num("checkpoint.interval-ms", 10, 86_400_000)?;
+        let checkpoint_retain = num("checkpoint.retain", 1, 1000)?;
         if let Some(m) = max_parallelism {
             c.max_parallelism = m as u32;
         }
@@ -147,6 +160,12 @@ impl JobConfig {
         }
         if let Some(t) = watermark_interval {
             c.watermark_interval = Duration::from_millis(t);
+        }
+        if let Some(t) = checkpoint_interval {
+            c.checkpoint_interval = Duration::from_millis(t);
+        }
+        if let Some(n) = checkpoint_retain {
+            c.checkpoint_retain = n as usize;
         }
         Ok(c)
     }

@@ -211,6 +211,33 @@ impl Sink for FileSink {
     }
 }
 
+/// Writes each record as a line into part files in a directory, made
+/// visible only when a checkpoint completes (or the input ends): with
+/// `flinkw run --checkpoint-dir`, output is exactly once across failures.
+/// Readers should read the files named `part-*` and ignore hidden ones.
+pub struct PartFileSink {
+    dir: String,
+}
+
+impl PartFileSink {
+    /// A sink writing part files into `dir` (created if missing).
+    pub fn new(dir: &str) -> Self {
+        PartFileSink { dir: dir.to_owned() }
+    }
+}
+
+impl Sink for PartFileSink {
+    fn name(&self) -> String {
+        "part-files".into()
+    }
+    fn connector(self) -> Connector {
+        connector("part-files", vec![("path".into(), self.dir)])
+    }
+    fn is_text(&self) -> bool {
+        true
+    }
+}
+
 /// Discards records after touching every byte (for benchmarks).
 pub struct Blackhole;
 

@@ -42,7 +42,8 @@ mod stream;
 
 pub use codec::Data;
 pub use connector::{
-    Bid, Blackhole, Datagen, DatagenSource, File, FileSink, FileSource, Sink, Source, Stdout,
+    Bid, Blackhole, Datagen, DatagenSource, File, FileSink, FileSource, PartFileSink, Sink, Source,
+    Stdout,
 };
 pub use env::{Config, Env};
 pub use error::Error;
@@ -58,9 +59,9 @@ pub use stream::{
 pub mod prelude {
     pub use crate::{
         AggregateFunction, Bid, Blackhole, Collector, Data, Datagen, Env, Error, File, FileSink,
-        KeyedContext, KeyedProcessFunction, KeyedStream, ListState, MapState, Session, Sliding,
-        StateTtl, Stdout, Stream, TimeDomain, TimeWindow, Tumbling, ValueState, WatermarkStrategy,
-        WindowAssigner, WindowedStream,
+        KeyedContext, KeyedProcessFunction, KeyedStream, ListState, MapState, PartFileSink,
+        Session, Sliding, StateTtl, Stdout, Stream, TimeDomain, TimeWindow, Tumbling, ValueState,
+        WatermarkStrategy, WindowAssigner, WindowedStream,
     };
 }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod bad_input;
+mod checkpoints;
 mod examples;
 mod guest_failures;
 mod state;

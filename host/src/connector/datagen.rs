@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use flinkw_batch::{BatchBuilder, NO_TIMESTAMP};
 
 use super::{ConnectorError, Poll, SourceReader, check_options, parse_option};
+use crate::checkpoint::SourcePosition;
 
 /// Event time of bid 0: 2023-11-14T22:13:20Z, as the Flink side uses.
 pub const BIDS_BASE_TS: i64 = 1_700_000_000_000;
@@ -85,6 +86,28 @@ struct DatagenReader {
 }
 
 impl SourceReader for DatagenReader {
+    fn position(&self) -> SourcePosition {
+        SourcePosition::Datagen { next: self.next, made: self.made }
+    }
+
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError> {
+        match *position {
+            SourcePosition::Datagen { next, made } => {
+                self.next = next;
+                self.made = made;
+                // The rate counts from now on.
+                self.started = Instant::now() - Duration::from_secs_f64(self.rate_offset(made));
+                Ok(())
+            }
+            _ => Err(ConnectorError::BadOption {
+                connector: "datagen source".into(),
+                option: "checkpoint".into(),
+                value: format!("{position:?}"),
+                reason: "the checkpoint holds another kind of source".into(),
+            }),
+        }
+    }
+
     fn poll(
         &mut self,
         out: &mut BatchBuilder,
@@ -122,6 +145,16 @@ impl SourceReader for DatagenReader {
             self.made += 1;
         }
         Ok(Poll::More)
+    }
+}
+
+impl DatagenReader {
+    /// Seconds the rate limit allots to `made` records of this subtask.
+    fn rate_offset(&self, made: u64) -> f64 {
+        if self.spec.rate == 0 {
+            return 0.0;
+        }
+        made as f64 * self.step as f64 / self.spec.rate as f64
     }
 }
 

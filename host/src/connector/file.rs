@@ -12,6 +12,7 @@ use std::time::Instant;
 use flinkw_batch::{BatchBuilder, NO_TIMESTAMP};
 
 use super::{ConnectorError, Poll, SourceDefaults, SourceReader, SourceStats, check_options};
+use crate::checkpoint::SourcePosition;
 
 /// How a file's lines become records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +161,34 @@ impl FileReader {
 }
 
 impl SourceReader for FileReader {
+    fn position(&self) -> SourcePosition {
+        SourcePosition::File { lines: self.line }
+    }
+
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError> {
+        let SourcePosition::File { lines } = *position else {
+            return Err(ConnectorError::BadOption {
+                connector: "file source".into(),
+                option: "checkpoint".into(),
+                value: format!("{position:?}"),
+                reason: "the checkpoint holds another kind of source".into(),
+            });
+        };
+        while self.line < lines {
+            self.buf.clear();
+            let n = self.lines.read_line(&mut self.buf).map_err(|e| self.spec.io(e))?;
+            if n == 0 {
+                break;
+            }
+            self.line += 1;
+            if self.line == 1 && self.spec.format == FileFormat::Csv {
+                let text = self.buf.trim_end_matches(['\n', '\r']);
+                self.header = parse_csv_line(text).ok();
+            }
+        }
+        Ok(())
+    }
+
     fn poll(
         &mut self,
         out: &mut BatchBuilder,

@@ -19,6 +19,7 @@ pub use datagen::DatagenSpec;
 pub use file::{BadLinePolicy, FileFormat, FileSourceSpec};
 pub use sink::SinkSpec;
 
+use crate::checkpoint::SourcePosition;
 use crate::graph::Connector;
 
 /// Why a connector failed.
@@ -115,14 +116,43 @@ pub trait SourceReader: Send {
         max: usize,
         deadline: Instant,
     ) -> Result<Poll, ConnectorError>;
+
+    /// How far it has read, for a checkpoint.
+    fn position(&self) -> SourcePosition;
+
+    /// Continues from a position taken by [`SourceReader::position`].
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError>;
 }
 
 /// One subtask's writer to a sink.
+///
+/// A transactional sink (two-phase commit) makes output visible only when a
+/// checkpoint completes: `pre_commit` at the barrier, `commit` once the
+/// checkpoint is complete, `restore` to finish or abort what an earlier run
+/// left behind. Plain sinks keep the default no-op methods.
 pub trait SinkWriter: Send {
     /// Writes every record of `batch`.
     fn write(&mut self, batch: &Batch<'_>) -> Result<(), ConnectorError>;
-    /// Flushes buffered output; called when the input ends.
+    /// Flushes buffered output and makes all of it final; called when the
+    /// input ends.
     fn flush(&mut self) -> Result<(), ConnectorError>;
+    /// Seals what was written since the last barrier as part of checkpoint
+    /// `id`; returns what the checkpoint must remember to commit it later.
+    fn pre_commit(&mut self, id: u64) -> Result<Vec<String>, ConnectorError> {
+        let _ = id;
+        Ok(Vec::new())
+    }
+    /// Checkpoint `id` is complete: make everything sealed up to it visible.
+    fn commit(&mut self, id: u64) -> Result<(), ConnectorError> {
+        let _ = id;
+        Ok(())
+    }
+    /// After a restore from a checkpoint whose snapshot held `pending`:
+    /// commit those, drop anything written after the checkpoint.
+    fn restore(&mut self, pending: &[String]) -> Result<(), ConnectorError> {
+        let _ = pending;
+        Ok(())
+    }
 }
 
 /// Counters a source keeps while it runs, shared by its subtasks.

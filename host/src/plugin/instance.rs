@@ -195,6 +195,18 @@ impl Instance {
         }
     }
 
+    /// The timers of every keyed function, for a checkpoint.
+    pub fn timers(&self) -> Vec<(u32, crate::time::TimerService)> {
+        let mut t: Vec<_> = self.store.data().timers.iter().map(|(f, s)| (*f, s.clone())).collect();
+        t.sort_by_key(|(f, _)| *f);
+        t
+    }
+
+    /// Restores timers taken by [`Instance::timers`].
+    pub fn set_timers(&mut self, timers: Vec<(u32, crate::time::TimerService)>) {
+        self.store.data_mut().timers = timers.into_iter().collect();
+    }
+
     /// Sets the watermark that keyed functions see.
     pub fn set_watermark(&mut self, watermark: i64) {
         self.store.data_mut().watermark = watermark;

@@ -6,6 +6,7 @@
 //! sources end the job: when every sink has seen the end of its input, the
 //! job is finished.
 
+mod checkpointing;
 mod physical;
 mod router;
 mod subtask;
@@ -38,6 +39,9 @@ pub struct RunOptions {
     pub max_record_bytes: usize,
     /// Batches buffered per channel before the sender blocks.
     pub channel_capacity: usize,
+    /// Take checkpoints into this directory (every `checkpoint.interval-ms`)
+    /// and, when it holds a complete one for this job, restore from it.
+    pub checkpoint_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -47,6 +51,7 @@ impl Default for RunOptions {
             skip_bad_lines: false,
             max_record_bytes: 16 << 20,
             channel_capacity: 8,
+            checkpoint_dir: None,
         }
     }
 }
@@ -104,6 +109,9 @@ pub enum JobError {
         /// Why it is malformed.
         reason: String,
     },
+    /// Checkpoint storage failed (at start or restore).
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// A thread of the runtime died unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),
@@ -126,6 +134,12 @@ pub struct JobReport {
     pub first_skipped: Option<String>,
     /// The guest's counters, summed over subtasks.
     pub counters: BTreeMap<String, u64>,
+    /// The checkpoint the job restored from.
+    pub restored_from: Option<u64>,
+    /// The newest checkpoint completed during the run.
+    pub last_checkpoint: Option<u64>,
+    /// Problems with newer checkpoints that the restore skipped.
+    pub skipped_checkpoints: Vec<String>,
 }
 
 /// Counts for one node.
@@ -158,6 +172,8 @@ pub(crate) struct Shared {
     pub late_records: AtomicU64,
     /// The backend each subtask opens (RocksDB: in this run's directory).
     pub state_backend: StateBackendKind,
+    /// Checkpointing, when the job has a checkpoint directory.
+    pub checkpoints: Option<Arc<checkpointing::Checkpointing>>,
     pub failure: Mutex<Option<JobError>>,
     pub counters: Mutex<BTreeMap<String, u64>>,
 }
@@ -242,6 +258,53 @@ pub fn run_job(
         StateBackendKind::RocksDb { dir, .. } => Some(dir.clone()),
         StateBackendKind::Memory => None,
     });
+    // Checkpointing: find what to restore from, and the next id.
+    let mut coordinator_args = None;
+    let mut skipped_checkpoints = Vec::new();
+    let checkpoints = match &options.checkpoint_dir {
+        None => None,
+        Some(dir) => {
+            let storage = crate::checkpoint::CheckpointStorage::open(dir)?;
+            let fingerprint = checkpointing::fingerprint(&graph, &physical, config);
+            let (restore, skipped) = storage.latest(&fingerprint)?;
+            for s in &skipped {
+                tracing::warn!(problem = %s, "skipping a damaged checkpoint");
+            }
+            skipped_checkpoints = skipped.iter().map(ToString::to_string).collect();
+            let first_id = storage.next_id()?;
+            let (tx, rx) = std::sync::mpsc::channel();
+            let ck = Arc::new(checkpointing::Checkpointing {
+                storage,
+                requested: AtomicU64::new(0),
+                completed: AtomicU64::new(restore.as_ref().map_or(0, |m| m.id)),
+                restore,
+                acks: Mutex::new(tx),
+                sources: physical
+                    .tasks
+                    .iter()
+                    .filter(|t| {
+                        matches!(graph.node(t.nodes[0]).map(|n| &n.kind), Some(NodeKind::Source(_)))
+                    })
+                    .map(|t| t.parallelism as usize)
+                    .sum(),
+                sources_finished: std::sync::atomic::AtomicUsize::new(0),
+                final_id: AtomicU64::new(0),
+            });
+            coordinator_args = Some(checkpointing::CoordinatorArgs {
+                checkpointing: ck.clone(),
+                acks: rx,
+                subtasks: physical.tasks.iter().map(|t| t.parallelism as usize).sum(),
+                first_id,
+                interval: config.checkpoint_interval,
+                retain: config.checkpoint_retain,
+                job: graph.name.clone(),
+                fingerprint,
+                finished: Arc::new(AtomicBool::new(false)),
+            });
+            Some(ck)
+        }
+    };
+    let restored_from = checkpoints.as_ref().and_then(|c| c.restore.as_ref().map(|m| m.id));
     tracing::info!(job = %graph.name, tasks = physical.tasks.len(), "starting job");
     let metrics = graph.nodes.iter().map(|n| (n.id, NodeMetrics::default())).collect();
     let shared = Arc::new(Shared {
@@ -254,6 +317,7 @@ pub fn run_job(
         cancelled: AtomicBool::new(false),
         late_records: AtomicU64::new(0),
         state_backend: run_state.clone(),
+        checkpoints: checkpoints.clone(),
         failure: Mutex::new(None),
         counters: Mutex::new(BTreeMap::new()),
     });
@@ -302,11 +366,31 @@ pub fn run_job(
         }
     }
     drop(senders);
+    let coordinator = match coordinator_args {
+        Some(args) => {
+            let finished = args.finished.clone();
+            let handle = std::thread::Builder::new()
+                .name("flinkw-checkpoints".into())
+                .spawn(move || checkpointing::coordinate(args))
+                .map_err(|e| JobError::Internal(format!("cannot start a thread: {e}")))?;
+            Some((finished, handle))
+        }
+        None => None,
+    };
     for t in threads {
         if t.join().is_err() {
             shared.fail(JobError::Internal("a subtask thread panicked".into()));
         }
     }
+    if let Some((finished, handle)) = coordinator {
+        finished.store(true, Ordering::SeqCst);
+        let _ = handle.join();
+    }
+    let last_checkpoint = checkpoints
+        .as_ref()
+        .map(|c| c.completed.load(Ordering::SeqCst))
+        .filter(|id| *id > 0 && Some(*id) != restored_from);
+    drop(checkpoints);
     let shared = Arc::try_unwrap(shared)
         .map_err(|_| JobError::Internal("subtasks outlived the job".into()))?;
     if let Some(e) = shared.failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
@@ -341,5 +425,8 @@ pub fn run_job(
         skipped_lines,
         first_skipped,
         counters: shared.counters.into_inner().unwrap_or_else(|p| p.into_inner()),
+        restored_from,
+        last_checkpoint,
+        skipped_checkpoints,
     })
 }

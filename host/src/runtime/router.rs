@@ -33,6 +33,14 @@ pub(crate) enum Message {
         /// The sender.
         from: u32,
     },
+    /// Checkpoint barrier `id`: everything the sender sent before belongs
+    /// to checkpoint `id`, everything after to later ones.
+    Barrier {
+        /// The sender.
+        from: u32,
+        /// The checkpoint.
+        id: u64,
+    },
     /// The sender has no more input (its watermark is now the maximum).
     End {
         /// The sender.
@@ -181,6 +189,11 @@ impl Router {
     /// Sends a watermark along every output edge.
     pub fn watermark(&mut self, watermark: i64) -> Result<(), Disconnected> {
         self.control(|from| Message::Watermark { from, watermark })
+    }
+
+    /// Sends checkpoint barrier `id` along every output edge.
+    pub fn barrier(&mut self, id: u64) -> Result<(), Disconnected> {
+        self.control(|from| Message::Barrier { from, id })
     }
 
     /// Tells every downstream subtask this one is idle.

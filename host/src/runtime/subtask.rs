@@ -7,9 +7,13 @@ use std::time::{Duration, Instant};
 
 use flinkw_batch::{Batch, BatchBuilder};
 
+use std::collections::VecDeque;
+
+use super::checkpointing::Ack;
 use super::router::{Message, Router};
 use super::window_op::{WindowOpError, WindowOperator};
 use super::{JobError, Shared, TaskSpec};
+use crate::checkpoint::{Alignment, BarrierAligner, SourcePosition, SubtaskSnapshot};
 use crate::connector::{Poll, SinkWriter, SourceReader};
 use crate::graph::NodeKind;
 use crate::plugin::Instance;
@@ -19,6 +23,8 @@ use crate::time::{
 
 /// How often a waiting subtask checks whether the job was cancelled.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
+/// The longest a finished subtask waits for the final checkpoint.
+const FINAL_CHECKPOINT_WAIT: Duration = Duration::from_secs(60);
 /// How often processing-time timers are checked.
 const PROCESSING_TIMER_CHECK: Duration = Duration::from_millis(10);
 
@@ -62,6 +68,19 @@ struct EventTime {
     incoming: Option<(u32, Vec<i64>)>,
 }
 
+/// A subtask's part in checkpoints.
+struct Barriers {
+    aligner: BarrierAligner,
+    /// Messages of inputs that delivered the barrier being aligned.
+    blocked: Vec<VecDeque<Message>>,
+    /// Messages released after an alignment, to handle before new ones.
+    replay: VecDeque<Message>,
+    /// The newest barrier a source subtask injected.
+    injected: u64,
+    /// The newest checkpoint the sinks committed.
+    committed: u64,
+}
+
 pub(super) struct Subtask {
     shared: Arc<Shared>,
     task: TaskSpec,
@@ -69,6 +88,7 @@ pub(super) struct Subtask {
     router: Router,
     input: Option<Receiver<Message>>,
     time: EventTime,
+    barriers: Barriers,
 }
 
 /// How a subtask stopped early.
@@ -82,6 +102,17 @@ enum Stop {
 impl From<JobError> for Stop {
     fn from(e: JobError) -> Self {
         Stop::Failed(e)
+    }
+}
+
+/// The input a message came from.
+fn sender_of(m: &Message) -> Option<usize> {
+    match m {
+        Message::Batch { from, .. }
+        | Message::Watermark { from, .. }
+        | Message::Idle { from }
+        | Message::Barrier { from, .. }
+        | Message::End { from } => Some(*from as usize),
     }
 }
 
@@ -114,7 +145,15 @@ impl Subtask {
             pending: None,
             incoming: None,
         };
-        Subtask { shared, task, index, router, input, time }
+        let inputs = task.expected_ends as usize;
+        let barriers = Barriers {
+            aligner: BarrierAligner::new(inputs),
+            blocked: (0..inputs).map(|_| VecDeque::new()).collect(),
+            replay: VecDeque::new(),
+            injected: 0,
+            committed: 0,
+        };
+        Subtask { shared, task, index, router, input, time, barriers }
     }
 
     fn label(&self, node: u32) -> String {
@@ -137,12 +176,22 @@ impl Subtask {
         let source = self.shared.sources.get(&head).cloned();
         match source {
             Some(spec) => {
-                let reader = spec
+                let mut reader = spec
                     .open(self.index, self.task.parallelism)
                     .map_err(|error| JobError::Connector { node: self.label(head), error })?;
-                self.run_source(head, reader, &mut instance, &mut ops)?;
+                if let Some(pos) = self.restore(&mut instance, &mut ops)? {
+                    reader
+                        .seek(&pos)
+                        .map_err(|error| JobError::Connector { node: self.label(head), error })?;
+                }
+                self.run_source(head, &mut *reader, &mut instance, &mut ops)?;
+                self.finish_source(&*reader, &mut instance, &mut ops)?;
             }
-            None => self.run_input(&mut instance, &mut ops)?,
+            None => {
+                self.restore(&mut instance, &mut ops)?;
+                self.run_input(&mut instance, &mut ops)?;
+                self.await_final_checkpoint(&mut ops)?;
+            }
         }
         for op in &mut ops {
             if let Operator::Sink { node, writer } = op {
@@ -200,7 +249,9 @@ impl Subtask {
                     ops.push(Operator::Window { node: id, op: Box::new(op) });
                 }
                 NodeKind::Sink(_) => {
-                    let writer = self.shared.sinks[&id].open();
+                    let writer = self.shared.sinks[&id]
+                        .open(self.index)
+                        .map_err(|error| JobError::Connector { node: self.label(id), error })?;
                     ops.push(Operator::Sink { node: id, writer });
                 }
             }
@@ -234,7 +285,7 @@ impl Subtask {
     fn run_source(
         &mut self,
         head: u32,
-        mut reader: Box<dyn SourceReader>,
+        reader: &mut dyn SourceReader,
         instance: &mut Option<Instance>,
         ops: &mut [Operator],
     ) -> Result<(), Stop> {
@@ -245,6 +296,14 @@ impl Subtask {
         loop {
             if self.shared.is_cancelled() {
                 return Err(Stop::Cancelled);
+            }
+            self.commit_sinks(ops)?;
+            if let Some(ck) = &self.shared.checkpoints {
+                let requested = ck.requested.load(Ordering::SeqCst);
+                if requested > self.barriers.injected {
+                    self.barriers.injected = requested;
+                    self.checkpoint(requested, Some(reader.position()), instance, ops)?;
+                }
             }
             let deadline = Instant::now() + timeout;
             let poll = reader
@@ -292,8 +351,30 @@ impl Subtask {
                 timers_checked = Instant::now();
                 self.processing_time(instance, ops)?;
             }
+            self.commit_sinks(ops)?;
             let wait = if has_keyed { PROCESSING_TIMER_CHECK } else { CANCEL_CHECK };
-            match input.recv_timeout(wait) {
+            let message = match self.barriers.replay.pop_front() {
+                Some(m) => Ok(m),
+                None => input.recv_timeout(wait),
+            };
+            // Inputs that delivered the barrier being aligned wait.
+            if let Ok(m) = &message
+                && let Some(from) = sender_of(m)
+                && self.barriers.aligner.is_blocked(from)
+            {
+                if let Ok(m) = message {
+                    self.barriers.blocked[from].push_back(m);
+                }
+                continue;
+            }
+            match message {
+                Ok(Message::Barrier { from, id }) => {
+                    if let Alignment::Complete(id) =
+                        self.barriers.aligner.on_barrier(from as usize, id)
+                    {
+                        self.checkpoint(id, None, instance, ops)?;
+                    }
+                }
                 Ok(Message::Batch { from, bytes, watermarks }) => {
                     let last = watermarks.as_ref().and_then(|w| w.last().copied());
                     self.time.incoming = watermarks.map(|w| (from, w));
@@ -320,12 +401,209 @@ impl Subtask {
                     ends += 1;
                     let advanced = self.time.combiner.end(from as usize);
                     self.input_watermark(advanced, instance, ops)?;
+                    if let Alignment::Complete(id) = self.barriers.aligner.on_end(from as usize) {
+                        self.checkpoint(id, None, instance, ops)?;
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) if self.shared.is_cancelled() => {
                     return Err(Stop::Cancelled);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Err(self.stopped()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The name of this subtask's state file in a checkpoint.
+    fn state_file(&self) -> String {
+        format!("t{}-s{}.state", self.task.index, self.index)
+    }
+
+    /// Takes this subtask's part of checkpoint `id`, acknowledges it, sends
+    /// the barrier on and lets blocked inputs go. A snapshot that cannot be
+    /// taken fails the checkpoint, not the job.
+    fn checkpoint(
+        &mut self,
+        id: u64,
+        source: Option<SourcePosition>,
+        instance: &mut Option<Instance>,
+        ops: &mut [Operator],
+    ) -> Result<(), Stop> {
+        let Some(ck) = self.shared.checkpoints.clone() else { return Ok(()) };
+        let snapshot = self.snapshot(id, source, instance, ops);
+        let ack = snapshot.and_then(|bytes| {
+            ck.storage.write_state(id, &self.state_file(), &bytes).map_err(|e| e.to_string())
+        });
+        ck.ack(match ack {
+            Ok(file) => Ack::Done { id, file },
+            Err(reason) => {
+                Ack::Failed { id, reason: format!("{}: {reason}", self.label(self.task.nodes[0])) }
+            }
+        });
+        self.router.barrier(id).map_err(|_| self.stopped())?;
+        for queue in &mut self.barriers.blocked {
+            self.barriers.replay.extend(queue.drain(..));
+        }
+        Ok(())
+    }
+
+    fn snapshot(
+        &mut self,
+        id: u64,
+        source: Option<SourcePosition>,
+        instance: &mut Option<Instance>,
+        ops: &mut [Operator],
+    ) -> Result<Vec<u8>, String> {
+        let mut snap = SubtaskSnapshot { source, watermark: self.time.sent, ..Default::default() };
+        if let Some(inst) = instance.as_mut() {
+            snap.tables = inst.state_backend().0.export().map_err(|e| e.to_string())?;
+            snap.timers = inst.timers();
+            snap.guest = Some(inst.snapshot().map_err(|e| e.to_string())?);
+        }
+        snap.max_timestamp = self.time.generator.as_ref().and_then(|(_, g)| g.max_timestamp());
+        for op in ops.iter_mut() {
+            match op {
+                Operator::Window { node, op } => snap.windows.push((*node, op.trigger().clone())),
+                Operator::Sink { node, writer } => {
+                    snap.sinks.push((*node, writer.pre_commit(id).map_err(|e| e.to_string())?))
+                }
+                _ => {}
+            }
+        }
+        snap.encode()
+    }
+
+    /// Restores this subtask from the checkpoint the job restarts from, if
+    /// any; returns the source position to seek to.
+    fn restore(
+        &mut self,
+        instance: &mut Option<Instance>,
+        ops: &mut [Operator],
+    ) -> Result<Option<SourcePosition>, Stop> {
+        let Some(ck) = self.shared.checkpoints.clone() else { return Ok(None) };
+        let node = self.label(self.task.nodes[0]);
+        let Some(metadata) = &ck.restore else {
+            // No checkpoint: abort whatever an earlier run left uncommitted.
+            for op in ops.iter_mut() {
+                if let Operator::Sink { writer, .. } = op {
+                    writer
+                        .restore(&[])
+                        .map_err(|error| JobError::Connector { node: node.clone(), error })?;
+                }
+            }
+            return Ok(None);
+        };
+        let bytes = ck.storage.read_state(metadata, &self.state_file()).map_err(JobError::from)?;
+        let snap = SubtaskSnapshot::decode(&bytes).map_err(|reason| {
+            JobError::Checkpoint(crate::checkpoint::CheckpointError::Corrupt {
+                id: metadata.id,
+                reason,
+            })
+        })?;
+        if let Some(inst) = instance.as_mut() {
+            inst.state_backend()
+                .0
+                .import(snap.tables)
+                .map_err(|error| JobError::State { node: node.clone(), error })?;
+            inst.set_timers(snap.timers);
+            if let Some(guest) = snap.guest.as_ref().filter(|g| !g.is_empty()) {
+                inst.restore(guest)
+                    .map_err(|error| JobError::Guest { node: node.clone(), error })?;
+            }
+        }
+        for op in ops.iter_mut() {
+            match op {
+                Operator::Window { node: id, op } => {
+                    if let Some((_, t)) = snap.windows.iter().find(|(n, _)| n == id) {
+                        op.set_trigger(t.clone());
+                    }
+                }
+                Operator::Sink { node: id, writer } => {
+                    let pending =
+                        snap.sinks.iter().find(|(n, _)| n == id).map_or(&[][..], |(_, p)| p);
+                    writer
+                        .restore(pending)
+                        .map_err(|error| JobError::Connector { node: node.clone(), error })?;
+                }
+                _ => {}
+            }
+        }
+        if let Some((_, g)) = &mut self.time.generator {
+            g.set_max_timestamp(snap.max_timestamp);
+        }
+        self.time.sent = snap.watermark;
+        self.barriers.committed = metadata.id;
+        Ok(snap.source)
+    }
+
+    /// A source subtask read all its input. With checkpoints, event time
+    /// ends (every window fires) and the subtask then serves checkpoints
+    /// until the final one, so its last output is published only through
+    /// a checkpoint that remembers the input is done.
+    fn finish_source(
+        &mut self,
+        reader: &dyn SourceReader,
+        instance: &mut Option<Instance>,
+        ops: &mut [Operator],
+    ) -> Result<(), Stop> {
+        let Some(ck) = self.shared.checkpoints.clone() else { return Ok(()) };
+        self.advance(crate::time::MAX_WATERMARK, instance, ops)?;
+        ck.sources_finished.fetch_add(1, Ordering::SeqCst);
+        let deadline = Instant::now() + FINAL_CHECKPOINT_WAIT;
+        while Instant::now() < deadline {
+            if self.shared.is_cancelled() {
+                return Err(Stop::Cancelled);
+            }
+            self.commit_sinks(ops)?;
+            let requested = ck.requested.load(Ordering::SeqCst);
+            if requested > self.barriers.injected {
+                self.barriers.injected = requested;
+                self.checkpoint(requested, Some(reader.position()), instance, ops)?;
+            }
+            let final_id = ck.final_id.load(Ordering::SeqCst);
+            if final_id != 0 && self.barriers.injected >= final_id {
+                return self.await_final_checkpoint(ops);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        tracing::warn!("no final checkpoint in time; publishing the output without one");
+        Ok(())
+    }
+
+    /// Waits (bounded) for the final checkpoint to complete and commits up
+    /// to it.
+    fn await_final_checkpoint(&mut self, ops: &mut [Operator]) -> Result<(), Stop> {
+        let Some(ck) = self.shared.checkpoints.clone() else { return Ok(()) };
+        let deadline = Instant::now() + FINAL_CHECKPOINT_WAIT;
+        while Instant::now() < deadline {
+            if self.shared.is_cancelled() {
+                return Err(Stop::Cancelled);
+            }
+            let final_id = ck.final_id.load(Ordering::SeqCst);
+            if final_id != 0 && ck.completed.load(Ordering::SeqCst) >= final_id {
+                return self.commit_sinks(ops);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        tracing::warn!("the final checkpoint did not complete in time");
+        Ok(())
+    }
+
+    /// Commits sinks up to the newest complete checkpoint.
+    fn commit_sinks(&mut self, ops: &mut [Operator]) -> Result<(), Stop> {
+        let Some(ck) = &self.shared.checkpoints else { return Ok(()) };
+        let completed = ck.completed.load(Ordering::SeqCst);
+        if completed <= self.barriers.committed {
+            return Ok(());
+        }
+        self.barriers.committed = completed;
+        for op in ops.iter_mut() {
+            if let Operator::Sink { node, writer } = op {
+                let node = *node;
+                writer
+                    .commit(completed)
+                    .map_err(|error| JobError::Connector { node: self.label(node), error })?;
             }
         }
         Ok(())

@@ -356,6 +356,16 @@ impl WindowOperator {
         Ok(())
     }
 
+    /// The trigger (pending windows, timers), for a checkpoint.
+    pub fn trigger(&self) -> &WindowTrigger {
+        &self.trigger
+    }
+
+    /// Restores a trigger taken by [`WindowOperator::trigger`].
+    pub fn set_trigger(&mut self, trigger: WindowTrigger) {
+        self.trigger = trigger;
+    }
+
     /// Takes the late records collected for the side output, if any.
     pub fn take_late(&mut self) -> Option<Vec<u8>> {
         self.late.as_mut().filter(|b| !b.is_empty()).map(BatchBuilder::finish)

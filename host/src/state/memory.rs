@@ -88,6 +88,25 @@ impl StateBackend for MemoryState {
         Ok(())
     }
 
+    fn export(&mut self) -> Result<Vec<crate::checkpoint::TableDump>, StateError> {
+        let mut names: Vec<(&String, &StateId)> = self.ids.iter().collect();
+        names.sort_by_key(|(_, id)| **id);
+        Ok(names
+            .into_iter()
+            .map(|(name, id)| {
+                let (ordered, entries) = match &self.tables[*id as usize] {
+                    Table::Hash(h) => {
+                        (false, h.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    }
+                    Table::Sorted(s) => {
+                        (true, s.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    }
+                };
+                crate::checkpoint::TableDump { name: name.clone(), ordered, entries }
+            })
+            .collect())
+    }
+
     fn scan_prefix(&mut self, state: StateId, prefix: &[u8]) -> Result<Entries, StateError> {
         match self.table(state)? {
             Table::Sorted(s) => Ok(s

@@ -79,6 +79,18 @@ pub trait StateBackend: Send {
     fn put(&mut self, state: StateId, key: &[u8], value: &[u8]) -> Result<(), StateError>;
     /// Removes `key` from `state`.
     fn remove(&mut self, state: StateId, key: &[u8]) -> Result<(), StateError>;
+    /// Every state in full, for a checkpoint.
+    fn export(&mut self) -> Result<Vec<crate::checkpoint::TableDump>, StateError>;
+    /// Loads states exported by [`StateBackend::export`] (on recovery).
+    fn import(&mut self, tables: Vec<crate::checkpoint::TableDump>) -> Result<(), StateError> {
+        for t in tables {
+            let id = self.register_with(&t.name, t.ordered)?;
+            for (k, v) in t.entries {
+                self.put(id, &k, &v)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Writes the prefix of a map state's entries for `key`: the key group,

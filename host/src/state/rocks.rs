@@ -12,6 +12,7 @@ pub struct RocksDbState {
     db: DB,
     path: String,
     names: Vec<String>,
+    ordered: Vec<bool>,
     cf_options: Options,
     write: WriteOptions,
 }
@@ -41,8 +42,9 @@ impl RocksDbState {
         // Durability comes from checkpoints, as in Flink: no write-ahead log.
         let mut write = WriteOptions::default();
         write.disable_wal(true);
-        let names = existing.into_iter().filter(|n| n != "default").collect();
-        Ok(RocksDbState { db, path: shown, names, cf_options, write })
+        let names: Vec<String> = existing.into_iter().filter(|n| n != "default").collect();
+        let ordered = names.iter().map(|n| n.starts_with("map/")).collect();
+        Ok(RocksDbState { db, path: shown, names, ordered, cf_options, write })
     }
 
     /// The database's directory.
@@ -62,12 +64,13 @@ fn io(state: &str, e: rocksdb::Error) -> StateError {
 }
 
 impl StateBackend for RocksDbState {
-    fn register_with(&mut self, name: &str, _ordered: bool) -> Result<StateId, StateError> {
+    fn register_with(&mut self, name: &str, ordered: bool) -> Result<StateId, StateError> {
         if let Some(i) = self.names.iter().position(|n| n == name) {
             return Ok(i as StateId);
         }
         self.db.create_cf(name, &self.cf_options).map_err(|e| io(name, e))?;
         self.names.push(name.to_owned());
+        self.ordered.push(ordered);
         Ok((self.names.len() - 1) as StateId)
     }
 
@@ -84,6 +87,24 @@ impl StateBackend for RocksDbState {
     fn remove(&mut self, state: StateId, key: &[u8]) -> Result<(), StateError> {
         let (cf, name) = self.cf(state)?;
         self.db.delete_cf_opt(cf, key, &self.write).map_err(|e| io(name, e))
+    }
+
+    fn export(&mut self) -> Result<Vec<crate::checkpoint::TableDump>, StateError> {
+        let mut tables = Vec::with_capacity(self.names.len());
+        for (i, name) in self.names.iter().enumerate() {
+            let (cf, _) = self.cf(i as StateId)?;
+            let mut entries = Vec::new();
+            for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+                let (k, v) = item.map_err(|e| io(name, e))?;
+                entries.push((k.to_vec(), v.to_vec()));
+            }
+            tables.push(crate::checkpoint::TableDump {
+                name: name.clone(),
+                ordered: self.ordered[i],
+                entries,
+            });
+        }
+        Ok(tables)
     }
 
     fn scan_prefix(&mut self, state: StateId, prefix: &[u8]) -> Result<Entries, StateError> {

@@ -34,6 +34,16 @@ impl WatermarkGenerator {
         self.max_timestamp = Some(self.max_timestamp.map_or(timestamp, |m| m.max(timestamp)));
     }
 
+    /// The largest timestamp seen, if any (for a checkpoint).
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.max_timestamp
+    }
+
+    /// Restores the largest timestamp seen.
+    pub fn set_max_timestamp(&mut self, max: Option<i64>) {
+        self.max_timestamp = max;
+    }
+
     /// The current watermark ([`MIN_WATERMARK`] before any record).
     pub fn current(&self) -> i64 {
         let Some(max) = self.max_timestamp else { return MIN_WATERMARK };

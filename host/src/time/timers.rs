@@ -13,7 +13,7 @@ pub enum TimeDomain {
 }
 
 /// The timers of one keyed operator.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TimerService {
     event: BTreeSet<(i64, Vec<u8>)>,
     processing: BTreeSet<(i64, Vec<u8>)>,

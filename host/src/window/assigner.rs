@@ -4,7 +4,9 @@
 //! offset) and their end is exclusive.
 
 /// A time window `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Window {
     /// First millisecond in the window.
     pub start: i64,
@@ -31,7 +33,7 @@ impl Window {
 }
 
 /// How records are grouped into windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WindowAssigner {
     /// Fixed-size, non-overlapping windows.
     Tumbling {

@@ -28,7 +28,9 @@ pub struct SessionMerge {
     pub merged: Vec<Window>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 enum TimerKind {
     Fire,
     Cleanup,
@@ -37,14 +39,15 @@ enum TimerKind {
 type Timer = (i64, Vec<u8>, Window, TimerKind);
 
 /// Decides, per key, which windows a record joins and when windows fire and
-/// are cleaned up.
-#[derive(Debug, Clone)]
+/// are cleaned up. Serializable: it is part of a checkpoint.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WindowTrigger {
     assigner: WindowAssigner,
     allowed_lateness: i64,
     watermark: i64,
     timers: BTreeSet<Timer>,
     sessions: HashMap<Vec<u8>, Vec<Window>>,
+    #[serde(skip)]
     scratch: Vec<Window>,
 }
 

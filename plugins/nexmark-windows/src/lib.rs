@@ -7,8 +7,10 @@
 //! - `--set workload=w3`: 10 s windows sliding by 2 s per auction, COUNT(*)
 //!   (Nexmark q5's window).
 //!
-//! `--set count=N` bids (default 20,000,000); `--set output=stdout` prints
-//! `auction,window_start,window_end,count[,max]` instead of discarding.
+//! `--set count=N` bids (default 20,000,000), `--set rate=N` per second
+//! (default unlimited); `--set output=stdout` prints
+//! `auction,window_start,window_end,count[,max]` instead of discarding, and
+//! `--set output=DIR` writes them exactly once into part files in DIR.
 
 use std::time::Duration;
 
@@ -66,10 +68,11 @@ impl AggregateFunction<Bid> for Count {
 fn job(env: &mut Env) -> Result<(), Error> {
     let count: u64 = env.config().parse_or("count", 20_000_000)?;
     let workload = env.config().get("workload").unwrap_or("w2").to_owned();
-    let to_stdout = env.config().get("output") == Some("stdout");
+    let output = env.config().get("output").map(str::to_owned);
+    let rate: u64 = env.config().parse_or("rate", 0)?;
     env.set_name(&format!("nexmark-{workload}"));
     let by_auction = env
-        .source(Datagen::bids(count))
+        .source(Datagen::bids(count).rate(rate))
         .watermarks(WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(200)))
         .key_by(|b: &Bid| b.auction);
     let windows = match workload.as_str() {
@@ -85,10 +88,11 @@ fn job(env: &mut Env) -> Result<(), Error> {
         other => return Err(Error::msg(format!("unknown workload {other:?}: w2 or w3"))),
     }
     .name(&workload);
-    if to_stdout {
-        windows.sink(Stdout);
-    } else {
-        windows.sink(Blackhole);
+    match output.as_deref() {
+        None => windows.sink(Blackhole),
+        Some("stdout") => windows.sink(Stdout),
+        // A directory: exactly-once part files.
+        Some(dir) => windows.sink(PartFileSink::new(dir)),
     }
     Ok(())
 }

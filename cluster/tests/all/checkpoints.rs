@@ -1,0 +1,209 @@
+//! Checkpoints and exactly-once: a job killed with SIGKILL again and again,
+//! and restarted each time from its checkpoints, writes exactly the output
+//! of a run without failures.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flinkw_tests::artifacts;
+
+use crate::flinkw;
+
+const BIN: &str = env!("CARGO_BIN_EXE_flinkw");
+
+/// The windowed job: 200,000 bids at 100,000 per second (about 2 s), in
+/// 1 s tumbling windows per auction, at parallelism 2, into part files.
+fn job_args(out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "run",
+        artifacts::NEXMARK_WINDOWS,
+        "--set",
+        "count=200000",
+        "--set",
+        "rate=100000",
+        "--set",
+        "parallelism=2",
+        "--set",
+        "checkpoint.interval-ms=100",
+        "--set",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(format!("output={}", out.display()));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Every committed line of the part files in `out`, sorted.
+fn committed(out: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for e in std::fs::read_dir(out).unwrap() {
+        let path = e.unwrap().path();
+        if path.file_name().unwrap().to_str().unwrap().starts_with("part-") {
+            lines.extend(std::fs::read_to_string(&path).unwrap().lines().map(str::to_owned));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// Starts the job and kills it with SIGKILL after `after`; returns whether
+/// it had already finished by itself.
+fn run_and_kill(args: &[String], cache: &Path, after: Duration) -> bool {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("FLINKW_CACHE_DIR", cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while start.elapsed() < after {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    false
+}
+
+fn chaos(backend: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // The run without failures.
+    let reference = dir.path().join("reference");
+    let run = flinkw(
+        &job_args(&reference, backend).iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    );
+    assert!(run.ok(), "{}", run.stderr);
+    let expected = committed(&reference);
+    assert!(expected.len() > 10_000, "{} windows", expected.len());
+
+    // The same job, killed at pseudo-random moments, restarted each time.
+    let out = dir.path().join("out");
+    let checkpoints = dir.path().join("checkpoints").display().to_string();
+    let mut extra = vec!["--checkpoint-dir", &checkpoints];
+    extra.extend_from_slice(backend);
+    let args = job_args(&out, &extra);
+    let mut seed = 0x5eed_u64;
+    let mut kills = 0;
+    for _ in 0..10 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let after = Duration::from_millis(150 + (seed >> 33) % 450);
+        if run_and_kill(&args, &cache, after) {
+            break;
+        }
+        kills += 1;
+    }
+    let last = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(last.ok(), "{}", last.stderr);
+    assert!(kills >= 5, "the job was killed only {kills} times");
+    assert!(last.stderr.contains("restored from checkpoint"), "{}", last.stderr);
+    let got = committed(&out);
+    let duplicated = got.len().saturating_sub(expected.len());
+    let lost = expected.len().saturating_sub(got.len());
+    assert!(
+        got == expected,
+        "after {kills} kills: {lost} lost, {duplicated} duplicated, or different content"
+    );
+}
+
+#[test]
+fn killed_and_restarted_jobs_write_exactly_once_on_memory_state() {
+    chaos(&[]);
+}
+
+#[test]
+fn killed_and_restarted_jobs_write_exactly_once_on_rocksdb_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().display().to_string();
+    chaos(&["--state-backend", "rocksdb", "--state-dir", &state]);
+}
+
+#[test]
+fn a_corrupt_checkpoint_falls_back_to_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out");
+    let checkpoints = dir.path().join("checkpoints");
+    let ck = checkpoints.display().to_string();
+    let args = job_args(&out, &["--checkpoint-dir", &ck]);
+    // Run until at least two checkpoints completed, then kill.
+    let mut child = Command::new(BIN).args(&args).env("FLINKW_CACHE_DIR", &cache).spawn().unwrap();
+    let complete = |d: &Path| {
+        std::fs::read_dir(d).map_or(0, |r| {
+            r.filter(|e| e.as_ref().unwrap().path().join("_metadata").exists()).count()
+        })
+    };
+    let start = Instant::now();
+    while complete(&checkpoints) < 2 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Damage the newest complete checkpoint's state.
+    let mut ids: Vec<u64> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+        .filter(|id| checkpoints.join(format!("chk-{id}/_metadata")).exists())
+        .collect();
+    ids.sort();
+    let newest = *ids.last().unwrap();
+    let file = checkpoints.join(format!("chk-{newest}/t1-s0.state"));
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+
+    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("checkpoint {newest} is corrupt")), "{}", run.stderr);
+    assert!(run.stderr.contains("does not match its checksum"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("restored from checkpoint {}", ids[ids.len() - 2])),
+        "{}",
+        run.stderr
+    );
+    // Nothing is lost. (Output that the damaged checkpoint had committed is
+    // written again: the sink cannot take back what readers may have seen.)
+    let reference = dir.path().join("reference");
+    let plain = flinkw(
+        &job_args(&reference, &[]).iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    );
+    assert!(plain.ok(), "{}", plain.stderr);
+    let got: std::collections::BTreeSet<String> = committed(&out).into_iter().collect();
+    let missing = committed(&reference).into_iter().filter(|l| !got.contains(l)).count();
+    assert_eq!(missing, 0, "records lost after falling back");
+    assert!(run.stderr.contains("may be written again"), "{}", run.stderr);
+}
+
+#[test]
+fn a_checkpoint_of_another_job_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck").display().to_string();
+    let out = dir.path().join("out");
+    let mut a = job_args(&out, &["--checkpoint-dir", &ck]);
+    a[3] = "count=20000".into();
+    let first = flinkw(&a.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(first.ok(), "{}", first.stderr);
+    let b = flinkw(
+        &[
+            "run",
+            artifacts::NEXMARK_WINDOWS,
+            "--set",
+            "workload=w3",
+            "--set",
+            "count=1000",
+            "--checkpoint-dir",
+            &ck,
+        ],
+        dir.path(),
+    );
+    crate::assert_fails_with(&b, &["belongs to another job graph"]);
+}

@@ -1,0 +1,10 @@
+//! Checkpoints: aligned barriers, snapshots of every subtask, and their
+//! storage. See `docs/checkpoints.md`.
+
+mod aligner;
+mod snapshot;
+mod storage;
+
+pub use aligner::{Alignment, BarrierAligner};
+pub use snapshot::{SourcePosition, SubtaskSnapshot, TableDump};
+pub use storage::{CheckpointError, CheckpointStorage, Metadata, StateFile};

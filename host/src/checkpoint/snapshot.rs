@@ -1,0 +1,67 @@
+//! What one subtask's part of a checkpoint holds, and its encoding.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::TimerService;
+use crate::window::WindowTrigger;
+
+/// How far a source subtask had read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourcePosition {
+    /// A file source: lines consumed (including those of other subtasks).
+    File {
+        /// Lines read from the start of the file.
+        lines: u64,
+    },
+    /// A datagen source: the next record index and records made.
+    Datagen {
+        /// The next record's index.
+        next: u64,
+        /// Records made by this subtask.
+        made: u64,
+    },
+}
+
+/// One named keyed state, in full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDump {
+    /// The state's name.
+    pub name: String,
+    /// Whether it supports prefix scans (map state).
+    pub ordered: bool,
+    /// Every (state key, value).
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// One subtask's part of a checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SubtaskSnapshot {
+    /// The source's position, for a source subtask.
+    pub source: Option<SourcePosition>,
+    /// Keyed state (values, lists, maps, window accumulators).
+    pub tables: Vec<TableDump>,
+    /// Window triggers (pending windows and their timers), by node.
+    pub windows: Vec<(u32, WindowTrigger)>,
+    /// Timers of keyed functions, by function id.
+    pub timers: Vec<(u32, TimerService)>,
+    /// The largest timestamp the watermark generator had seen.
+    pub max_timestamp: Option<i64>,
+    /// The last watermark sent on.
+    pub watermark: i64,
+    /// State the guest keeps in its own memory (its `snapshot` export).
+    pub guest: Option<Vec<u8>>,
+    /// Sink state (files waiting for the checkpoint to complete), by node.
+    pub sinks: Vec<(u32, Vec<String>)>,
+}
+
+impl SubtaskSnapshot {
+    /// Encodes the snapshot.
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        postcard::to_allocvec(self).map_err(|e| e.to_string())
+    }
+
+    /// Decodes a snapshot written by [`SubtaskSnapshot::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        postcard::from_bytes(bytes).map_err(|e| e.to_string())
+    }
+}
