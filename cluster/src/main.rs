@@ -14,7 +14,7 @@ use flinkw_host::engine::Engine;
 use flinkw_host::graph::{JobGraph, NodeKind};
 use flinkw_host::limits::Limits;
 use flinkw_host::plugin::Plugin;
-use flinkw_host::runtime::{self, JobReport, RunOptions};
+use flinkw_host::runtime::{self, JobReport, RestartStrategy, RunOptions};
 use flinkw_host::state::StateBackendKind;
 
 /// flinkw: a stream processor whose jobs are WebAssembly components.
@@ -53,6 +53,16 @@ enum Command {
         /// DIR holds a complete checkpoint of this job, resume from it.
         #[arg(long, value_name = "DIR")]
         checkpoint_dir: Option<PathBuf>,
+        /// Restart the job this many times when it fails while running (from
+        /// its latest checkpoint with --checkpoint-dir).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        restarts: u32,
+        /// Wait before the first restart, in ms.
+        #[arg(long, default_value_t = 1000, value_name = "MS")]
+        restart_delay: u64,
+        /// Multiply the wait by this after each restart (1 = fixed delay).
+        #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+        restart_backoff: f64,
     },
     /// Shows the job graph and the tasks a plugin would run, without running it.
     Plan {
@@ -136,7 +146,13 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             state_dir,
             rocksdb_block_cache,
             checkpoint_dir,
+            restarts,
+            restart_delay,
+            restart_backoff,
         } => {
+            if !(restart_backoff >= 1.0 && restart_backoff.is_finite()) {
+                anyhow::bail!("--restart-backoff must be a number of at least 1");
+            }
             let (plugin, config) = job.load()?;
             let state_backend = match state_backend {
                 Backend::Memory => StateBackendKind::Memory,
@@ -152,7 +168,19 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 checkpoint_dir,
                 ..RunOptions::default()
             };
-            let report = runtime::run_job(&plugin, &config, options)
+            let strategy = RestartStrategy {
+                attempts: restarts,
+                delay: Duration::from_millis(restart_delay),
+                backoff: restart_backoff,
+                ..RestartStrategy::default()
+            };
+            let report =
+                runtime::run_with_restarts(&plugin, &config, options, strategy, |n, e, wait| {
+                    eprintln!(
+                        "job failed: {e}\nrestarting in {} ms (attempt {n} of {restarts})",
+                        wait.as_millis()
+                    );
+                })
                 .with_context(|| format!("job {} failed", job.plugin.display()))?;
             print_summary(&report, json_summary);
             Ok(())

@@ -79,7 +79,13 @@ pub struct JobConfig {
     pub checkpoint_interval: Duration,
     /// `checkpoint.retain`.
     pub checkpoint_retain: usize,
+    /// Which run of the job this is: 0, then 1, 2, ... after restarts. The
+    /// plugin sees it as config `flinkw.attempt` (Flink's attempt number).
+    pub attempt: u32,
 }
+
+/// The config key under which the plugin sees the attempt number.
+pub const ATTEMPT_KEY: &str = "flinkw.attempt";
 
 impl Default for JobConfig {
     fn default() -> Self {
@@ -92,6 +98,7 @@ impl Default for JobConfig {
             watermark_interval: Duration::from_millis(200),
             checkpoint_interval: Duration::from_secs(1),
             checkpoint_retain: 3,
+            attempt: 0,
         }
     }
 }
@@ -116,6 +123,13 @@ impl JobConfig {
 
     /// Builds the config from pairs, checking the host's keys.
     pub fn from_map(values: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        if values.contains_key(ATTEMPT_KEY) {
+            return Err(ConfigError::BadValue {
+                key: ATTEMPT_KEY.into(),
+                value: values[ATTEMPT_KEY].clone(),
+                reason: "it is set by flinkw".into(),
+            });
+        }
         let mut c = JobConfig { values, ..Default::default() };
         let num = |key: &str, min: u64, max: u64| -> Result<Option<u64>, ConfigError> {
             let Some(v) = c.values.get(key) else {
@@ -172,7 +186,10 @@ impl JobConfig {
 
     /// The pairs in the form `plan` takes.
     pub fn pairs(&self) -> Vec<(String, String)> {
-        self.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        let mut pairs: Vec<(String, String)> =
+            self.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        pairs.push((ATTEMPT_KEY.to_owned(), self.attempt.to_string()));
+        pairs
     }
 
     /// Refuses keys that neither the host nor the plugin (`plugin_keys`) reads.
@@ -180,7 +197,11 @@ impl JobConfig {
         let unknown: Vec<String> = self
             .values
             .keys()
-            .filter(|k| !HOST_KEYS.iter().any(|(h, _)| h == k) && !plugin_keys.contains(k))
+            .filter(|k| {
+                !HOST_KEYS.iter().any(|(h, _)| h == k)
+                    && !plugin_keys.contains(k)
+                    && *k != ATTEMPT_KEY
+            })
             .cloned()
             .collect();
         if unknown.is_empty() {

@@ -61,3 +61,14 @@ fn a_plan_error_is_shown() {
     let run = bad_guest("plan-error", &[]);
     assert_fails_with(&run, &["plan failed: this plugin refuses to plan"]);
 }
+
+#[test]
+fn a_failed_job_restarts_when_allowed() {
+    let run = bad_guest("panic-first", &[]);
+    assert_fails_with(&run, &["boom at record 3"]);
+    let run = bad_guest("panic-first", &["--restarts", "2", "--restart-delay", "10"]);
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(run.stderr.contains("boom at record 3"), "{}", run.stderr);
+    assert!(run.stderr.contains("restarting in 10 ms (attempt 1 of 2)"), "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 10);
+}

@@ -71,7 +71,6 @@ impl DatagenSpec {
             step: parallelism as u64,
             started: Instant::now(),
             made: 0,
-            value: Vec::with_capacity(32),
         })
     }
 }
@@ -82,7 +81,6 @@ struct DatagenReader {
     step: u64,
     started: Instant,
     made: u64,
-    value: Vec<u8>,
 }
 
 impl SourceReader for DatagenReader {
@@ -132,15 +130,13 @@ impl SourceReader for DatagenReader {
                 }
             }
             let n = self.next;
-            self.value.clear();
-            let ts = match self.spec.kind {
-                DatagenKind::Sequence => {
-                    write_varint(&mut self.value, n);
-                    NO_TIMESTAMP
-                }
-                DatagenKind::Bids => write_bid(&mut self.value, n, self.spec.seed),
+            // The value is written on the stack, then copied into the batch once.
+            let mut value = [0u8; MAX_BID_LEN];
+            let (ts, len) = match self.spec.kind {
+                DatagenKind::Sequence => (NO_TIMESTAMP, put_varint(&mut value, 0, n)),
+                DatagenKind::Bids => write_bid(&mut value, n, self.spec.seed),
             };
-            out.push(ts, b"", &self.value);
+            out.push(ts, b"", &value[..len]);
             self.next += self.step;
             self.made += 1;
         }
@@ -158,9 +154,13 @@ impl DatagenReader {
     }
 }
 
+/// The longest postcard bid: four varints of at most 10 bytes.
+const MAX_BID_LEN: usize = 40;
+
 /// Writes bid `n` as postcard `{auction: u64, bidder: u64, price: u64, ts: i64}`
-/// and returns its event time.
-fn write_bid(out: &mut Vec<u8>, n: u64, seed: u64) -> i64 {
+/// into `out` and returns its event time and length.
+#[inline]
+fn write_bid(out: &mut [u8; MAX_BID_LEN], n: u64, seed: u64) -> (i64, usize) {
     let r = splitmix64(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let r2 = splitmix64(r);
     let auction = r % 10_000;
@@ -168,20 +168,24 @@ fn write_bid(out: &mut Vec<u8>, n: u64, seed: u64) -> i64 {
     let price = 1 + r2 % 100_000;
     let jitter = ((r2 >> 32) % 200) as i64;
     let ts = BIDS_BASE_TS + (n * 1000 / BIDS_PER_SECOND) as i64 - jitter;
-    write_varint(out, auction);
-    write_varint(out, bidder);
-    write_varint(out, price);
-    write_varint(out, ((ts << 1) ^ (ts >> 63)) as u64);
-    ts
+    let len = put_varint(out, 0, auction);
+    let len = put_varint(out, len, bidder);
+    let len = put_varint(out, len, price);
+    let len = put_varint(out, len, ((ts << 1) ^ (ts >> 63)) as u64);
+    (ts, len)
 }
 
-/// postcard's (LEB128) unsigned varint.
-pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+/// Writes `v` as postcard's (LEB128) unsigned varint at `out[at..]` and
+/// returns the end; `out` has room for 10 bytes from `at`.
+#[inline]
+fn put_varint(out: &mut [u8; MAX_BID_LEN], mut at: usize, mut v: u64) -> usize {
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        out[at] = (v as u8) | 0x80;
         v >>= 7;
+        at += 1;
     }
-    out.push(v as u8);
+    out[at] = v as u8;
+    at + 1
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -225,8 +229,37 @@ mod tests {
 
     #[test]
     fn varints_match_postcard() {
-        let mut v = Vec::new();
-        write_varint(&mut v, 300);
-        assert_eq!(v, [0xac, 0x02]);
+        let mut v = [0u8; MAX_BID_LEN];
+        assert_eq!(put_varint(&mut v, 3, 300), 5);
+        assert_eq!(v[3..5], [0xac, 0x02]);
+        assert_eq!(put_varint(&mut v, 0, u64::MAX), 10);
+        assert_eq!(v[..10], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+    }
+
+    /// The bytes of the first bids, hashed (FNV-1a over every record's
+    /// timestamp and value): fixed, so a faster writer cannot change them.
+    #[test]
+    fn bid_bytes_are_stable() {
+        let spec = DatagenSpec { kind: DatagenKind::Bids, count: 100_000, rate: 0, seed: 42 };
+        let mut r = spec.open(0, 1);
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut records = 0;
+        loop {
+            let mut b = BatchBuilder::new();
+            let far = Instant::now() + Duration::from_secs(60);
+            let p = r.poll(&mut b, 1024, far).unwrap();
+            let bytes = b.finish();
+            for rec in Batch::new(&bytes).unwrap().iter() {
+                for byte in rec.timestamp.to_le_bytes().iter().chain(rec.value) {
+                    hash = (hash ^ *byte as u64).wrapping_mul(0x0100_0000_01b3);
+                }
+                records += 1;
+            }
+            if p == Poll::End {
+                break;
+            }
+        }
+        assert_eq!(records, 100_000);
+        assert_eq!(hash, 0x7ce4_5f68_a1cd_1be1);
     }
 }

@@ -213,6 +213,70 @@ pub fn plan_job(plugin: &Plugin, config: &JobConfig) -> Result<JobGraph, JobErro
     Ok(graph)
 }
 
+/// When and how often a failed job is restarted (from its latest
+/// checkpoint, when it has a checkpoint directory; from the start otherwise).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestartStrategy {
+    /// Restarts allowed (0 = fail at the first failure).
+    pub attempts: u32,
+    /// Wait before the first restart.
+    pub delay: Duration,
+    /// Each further wait is the previous one times this (1 = fixed delay).
+    pub backoff: f64,
+    /// Longest wait.
+    pub max_delay: Duration,
+}
+
+impl Default for RestartStrategy {
+    fn default() -> Self {
+        RestartStrategy {
+            attempts: 0,
+            delay: Duration::from_secs(1),
+            backoff: 1.0,
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl JobError {
+    /// Whether running the job again may succeed: failures while running,
+    /// not a bad plugin, config or graph.
+    pub fn is_restartable(&self) -> bool {
+        matches!(
+            self,
+            JobError::Guest { .. }
+                | JobError::Connector { .. }
+                | JobError::State { .. }
+                | JobError::MalformedBatch { .. }
+                | JobError::Internal(_)
+        )
+    }
+}
+
+/// Runs a job, restarting it on failure as `strategy` allows; `on_restart`
+/// hears of each restart (attempt number, the failure, the wait).
+pub fn run_with_restarts(
+    plugin: &Plugin,
+    config: &JobConfig,
+    options: RunOptions,
+    strategy: RestartStrategy,
+    mut on_restart: impl FnMut(u32, &JobError, Duration),
+) -> Result<JobReport, JobError> {
+    let mut config = config.clone();
+    let mut delay = strategy.delay;
+    loop {
+        match run_job(plugin, &config, options.clone()) {
+            Err(e) if e.is_restartable() && config.attempt < strategy.attempts => {
+                config.attempt += 1;
+                on_restart(config.attempt, &e, delay);
+                std::thread::sleep(delay);
+                delay = delay.mul_f64(strategy.backoff.max(1.0)).min(strategy.max_delay);
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Runs a job to completion on local threads.
 pub fn run_job(
     plugin: &Plugin,

@@ -67,6 +67,13 @@ fn job(env: &mut Env) -> Result<(), Error> {
     let mode = env.config().get("mode").unwrap_or("ok").to_owned();
     let at: u64 = env.config().parse_or("at", 3)?;
     let count: u64 = env.config().parse_or("count", 10)?;
+    // `panic-first`: panics like `panic`, but only in the job's first run.
+    let first_run = env.config().get("flinkw.attempt") == Some("0");
+    let mode = if mode == "panic-first" {
+        if first_run { "panic".to_owned() } else { "ok".to_owned() }
+    } else {
+        mode
+    };
     if mode == "plan-error" {
         return Err(Error::msg("this plugin refuses to plan"));
     }
