@@ -48,7 +48,7 @@ pub use connector::{
 pub use env::{Config, Env};
 pub use error::Error;
 pub use log::{Level, counter_add, gauge_set, log};
-pub use state::{ListState, MapState, StateTtl, ValueState};
+pub use state::{AggregatingState, ListState, MapState, ReducingState, StateTtl, ValueState};
 pub use stream::{
     AggregateFunction, Collector, KeyedContext, KeyedProcessFunction, KeyedStream, Session,
     Sliding, Stream, TimeDomain, TimeWindow, Tumbling, WatermarkStrategy, WindowAssigner,
@@ -58,10 +58,10 @@ pub use stream::{
 /// Everything a job usually needs, in one import.
 pub mod prelude {
     pub use crate::{
-        AggregateFunction, Bid, Blackhole, Collector, Data, Datagen, Env, Error, File, FileSink,
-        KeyedContext, KeyedProcessFunction, KeyedStream, ListState, MapState, PartFileSink,
-        Session, Sliding, StateTtl, Stdout, Stream, TimeDomain, TimeWindow, Tumbling, ValueState,
-        WatermarkStrategy, WindowAssigner, WindowedStream,
+        AggregateFunction, AggregatingState, Bid, Blackhole, Collector, Data, Datagen, Env, Error,
+        File, FileSink, KeyedContext, KeyedProcessFunction, KeyedStream, ListState, MapState,
+        PartFileSink, ReducingState, Session, Sliding, StateTtl, Stdout, Stream, TimeDomain,
+        TimeWindow, Tumbling, ValueState, WatermarkStrategy, WindowAssigner, WindowedStream,
     };
 }
 

@@ -261,3 +261,74 @@ fn decode<T: Data>(name: &str, kind: &str, bytes: &[u8]) -> Result<T, Error> {
     decode_postcard(bytes)
         .map_err(|e| Error::msg(format!("{kind} state `{name}` holds bytes of another type: {e}")))
 }
+
+/// A value per key that folds each added value in with a reduce function
+/// (Flink's `ReducingState`).
+///
+/// ```no_run
+/// # use flinkw::prelude::*;
+/// let longest = ReducingState::new("longest", |a: String, b: String| if b.len() > a.len() { b } else { a });
+/// ```
+pub struct ReducingState<T> {
+    value: ValueState<T>,
+    reduce: Box<dyn Fn(T, T) -> T>,
+}
+
+impl<T: Data> ReducingState<T> {
+    /// A reducing state called `name` that combines values with `reduce`.
+    pub fn new(name: &str, reduce: impl Fn(T, T) -> T + 'static) -> Self {
+        ReducingState { value: ValueState::new(name), reduce: Box::new(reduce) }
+    }
+
+    /// The current key's reduced value, if any value was added.
+    pub fn get(&self, ctx: &KeyedContext) -> Result<Option<T>, Error> {
+        self.value.get(ctx)
+    }
+
+    /// Folds `value` into the current key's value.
+    pub fn add(&self, ctx: &KeyedContext, value: T) -> Result<(), Error> {
+        let next = match self.value.get(ctx)? {
+            Some(acc) => (self.reduce)(acc, value),
+            None => value,
+        };
+        self.value.set(ctx, &next)
+    }
+
+    /// Removes the current key's value.
+    pub fn clear(&self, ctx: &KeyedContext) {
+        self.value.clear(ctx);
+    }
+}
+
+/// A value per key kept as an aggregate's accumulator (Flink's
+/// `AggregatingState`): `add` takes inputs, `get` gives the aggregate's
+/// result.
+pub struct AggregatingState<T, A: crate::AggregateFunction<T>> {
+    acc: ValueState<A::Acc>,
+    agg: A,
+    _input: PhantomData<T>,
+}
+
+impl<T, A: crate::AggregateFunction<T>> AggregatingState<T, A> {
+    /// An aggregating state called `name` using `agg`.
+    pub fn new(name: &str, agg: A) -> Self {
+        AggregatingState { acc: ValueState::new(name), agg, _input: PhantomData }
+    }
+
+    /// The aggregate of everything added for the current key, if anything was.
+    pub fn get(&self, ctx: &KeyedContext) -> Result<Option<A::Out>, Error> {
+        Ok(self.acc.get(ctx)?.map(|acc| self.agg.result(acc)))
+    }
+
+    /// Adds `value` to the current key's aggregate.
+    pub fn add(&self, ctx: &KeyedContext, value: &T) -> Result<(), Error> {
+        let mut acc = self.acc.get(ctx)?.unwrap_or_else(|| self.agg.create_accumulator());
+        self.agg.add(&mut acc, value);
+        self.acc.set(ctx, &acc)
+    }
+
+    /// Removes the current key's aggregate.
+    pub fn clear(&self, ctx: &KeyedContext) {
+        self.acc.clear(ctx);
+    }
+}

@@ -116,6 +116,8 @@ fn state_kinds_model(text: &str) -> Vec<String> {
     use std::collections::{BTreeMap, HashMap};
     let mut lists: HashMap<char, Vec<String>> = HashMap::new();
     let mut maps: HashMap<char, BTreeMap<String, u64>> = HashMap::new();
+    let mut longest: HashMap<char, String> = HashMap::new();
+    let mut total: HashMap<char, usize> = HashMap::new();
     let mut out = Vec::new();
     for word in text.split_whitespace() {
         let letter = word.chars().next().unwrap();
@@ -133,7 +135,13 @@ fn state_kinds_model(text: &str) -> Vec<String> {
             *n += 1;
             *n
         };
-        out.push(format!("{letter} {} {} {word}={n}", list.len(), map.len()));
+        let long = longest.entry(letter).or_default();
+        if word.len() > long.len() {
+            *long = word.to_owned();
+        }
+        let sum = total.entry(letter).or_default();
+        *sum += word.len();
+        out.push(format!("{letter} {} {} {word}={n} {long} {sum}", list.len(), map.len()));
     }
     out.sort();
     out
