@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (constant name, plugin directory relative to the repository root)
-const PLUGINS: [(&str, &str); 8] = [
+const PLUGINS: [(&str, &str); 9] = [
     ("WORDCOUNT", "plugins/wordcount"),
     ("WINDOWED_COUNT", "plugins/windowed-count"),
     ("INACTIVITY_ALERT", "plugins/inactivity-alert"),
+    ("INTERVAL_JOIN", "plugins/interval-join"),
     ("NEXMARK_WINDOWS", "plugins/nexmark-windows"),
     ("FILTER_MAP", "plugins/filter-map"),
     ("NEXMARK_W1", "plugins/nexmark-w1"),

@@ -336,10 +336,14 @@ impl JobGraph {
                 {
                     return bad("its output goes nowhere (add a sink)");
                 }
-                NodeKind::KeyedProcess(_)
+                NodeKind::KeyedProcess(_) if ins > 2 => {
+                    return bad("a keyed function takes one or two (connected) inputs");
+                }
+                NodeKind::Window { .. } if ins > 1 => return bad("a window takes one input"),
+                NodeKind::KeyedProcess(_) | NodeKind::Window { .. }
                     if self.inputs(n.id).any(|e| e.partitioning != Partitioning::Hash) =>
                 {
-                    return bad("a keyed function needs hash-partitioned (key_by) input");
+                    return bad("a keyed function or window needs hash-partitioned (key_by) input");
                 }
                 _ => {}
             }

@@ -115,6 +115,25 @@ impl GraphBuilder {
         id
     }
 
+    /// A keyed function with two inputs (a connected stream): records of
+    /// `first` go to function `id`, of `second` to `id + 1`.
+    pub fn add_keyed_pair(
+        &mut self,
+        first: &Port,
+        second: &Port,
+        name: &str,
+        f: KeyedFns,
+        g: KeyedFns,
+    ) -> u32 {
+        let fn_id = self.keyed.len() as u32;
+        self.keyed.push(f);
+        self.keyed.push(g);
+        let id = self.add_node(name.to_owned(), NodeKind::KeyedProcess(fn_id), None);
+        self.connect(first, id, Partitioning::Hash);
+        self.connect(second, id, Partitioning::Hash);
+        id
+    }
+
     pub fn add_window(
         &mut self,
         upstream: &Port,

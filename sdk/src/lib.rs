@@ -50,18 +50,19 @@ pub use error::Error;
 pub use log::{Level, counter_add, gauge_set, log};
 pub use state::{AggregatingState, ListState, MapState, ReducingState, StateTtl, ValueState};
 pub use stream::{
-    AggregateFunction, Collector, KeyedContext, KeyedProcessFunction, KeyedStream, Session,
-    Sliding, Stream, TimeDomain, TimeWindow, Tumbling, WatermarkStrategy, WindowAssigner,
-    WindowedStream,
+    AggregateFunction, CoProcessFunction, Collector, ConnectedStreams, IntervalJoin, KeyedContext,
+    KeyedProcessFunction, KeyedStream, Session, Sliding, Stream, TimeDomain, TimeWindow, Tumbling,
+    WatermarkStrategy, WindowAssigner, WindowedStream,
 };
 
 /// Everything a job usually needs, in one import.
 pub mod prelude {
     pub use crate::{
-        AggregateFunction, AggregatingState, Bid, Blackhole, Collector, Data, Datagen, Env, Error,
-        File, FileSink, KeyedContext, KeyedProcessFunction, KeyedStream, ListState, MapState,
-        PartFileSink, ReducingState, Session, Sliding, StateTtl, Stdout, Stream, TimeDomain,
-        TimeWindow, Tumbling, ValueState, WatermarkStrategy, WindowAssigner, WindowedStream,
+        AggregateFunction, AggregatingState, Bid, Blackhole, CoProcessFunction, Collector, Data,
+        Datagen, Env, Error, File, FileSink, KeyedContext, KeyedProcessFunction, KeyedStream,
+        ListState, MapState, PartFileSink, ReducingState, Session, Sliding, StateTtl, Stdout,
+        Stream, TimeDomain, TimeWindow, Tumbling, ValueState, WatermarkStrategy, WindowAssigner,
+        WindowedStream,
     };
 }
 

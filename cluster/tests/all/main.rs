@@ -7,6 +7,7 @@ mod bad_input;
 mod checkpoints;
 mod examples;
 mod guest_failures;
+mod joins;
 mod state;
 mod timers;
 mod windows;

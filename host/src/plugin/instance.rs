@@ -147,11 +147,19 @@ impl Instance {
 
     /// Runs keyed function `function` over a packed batch whose keys scope
     /// the state the guest reads and writes.
-    pub fn keyed(&mut self, function: u32, batch: Arc<Vec<u8>>) -> Result<Vec<u8>, GuestError> {
+    ///
+    /// Timers the call registers belong to `timer_owner` (the node's first
+    /// function when it has two inputs).
+    pub fn keyed(
+        &mut self,
+        function: u32,
+        timer_owner: u32,
+        batch: Arc<Vec<u8>>,
+    ) -> Result<Vec<u8>, GuestError> {
         self.arm();
         let data = self.store.data_mut();
         data.keyed_batch = Some(batch.clone());
-        data.current_function = function;
+        data.current_function = timer_owner;
         let result = self.job.flinkw_plugin_keyed().call_process(&mut self.store, function, &batch);
         self.store.data_mut().keyed_batch = None;
         self.finish_with(|| format!("keyed function {function}"), result)

@@ -18,6 +18,9 @@ pub struct TaskSpec {
     pub parallelism: u32,
     /// Where the last node's output goes.
     pub outputs: Vec<TaskOutput>,
+    /// The input edges of the head node, in edge order: the first sender
+    /// number of each and how many senders it has.
+    pub inputs: Vec<(u32, u32)>,
     /// How many end-of-input markers each subtask waits for: one per
     /// upstream subtask that sends to it, which is also its number of inputs
     /// for watermarks.
@@ -82,6 +85,7 @@ pub fn plan(graph: &JobGraph, job_parallelism: Option<u32>) -> Result<PhysicalPl
                     nodes: vec![id],
                     parallelism: parallelism(id),
                     outputs: Vec::new(),
+                    inputs: Vec::new(),
                     expected_ends: 0,
                 });
                 task_of.insert(id, index);
@@ -107,8 +111,10 @@ pub fn plan(graph: &JobGraph, job_parallelism: Option<u32>) -> Result<PhysicalPl
             side_output: e.side_output.clone(),
             sender_base,
         });
-        tasks[to].expected_ends +=
+        let senders =
             if partitioning == Partitioning::Forward { 1 } else { tasks[from].parallelism };
+        tasks[to].expected_ends += senders;
+        tasks[to].inputs.push((sender_base, senders));
     }
     Ok(PhysicalPlan { tasks })
 }

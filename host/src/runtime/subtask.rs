@@ -89,6 +89,8 @@ pub(super) struct Subtask {
     input: Option<Receiver<Message>>,
     time: EventTime,
     barriers: Barriers,
+    /// Which input edge of the head node the batch being processed came by.
+    current_input: u32,
 }
 
 /// How a subtask stopped early.
@@ -153,7 +155,7 @@ impl Subtask {
             injected: 0,
             committed: 0,
         };
-        Subtask { shared, task, index, router, input, time, barriers }
+        Subtask { shared, task, index, router, input, time, barriers, current_input: 0 }
     }
 
     fn label(&self, node: u32) -> String {
@@ -376,6 +378,12 @@ impl Subtask {
                     }
                 }
                 Ok(Message::Batch { from, bytes, watermarks }) => {
+                    self.current_input = self
+                        .task
+                        .inputs
+                        .iter()
+                        .position(|(base, n)| from >= *base && from < base + n)
+                        .unwrap_or(0) as u32;
                     let last = watermarks.as_ref().and_then(|w| w.last().copied());
                     self.time.incoming = watermarks.map(|w| (from, w));
                     self.run_chain(bytes, 0, instance, ops)?;
@@ -811,7 +819,9 @@ impl Subtask {
                     let Some(inst) = instance.as_mut() else {
                         unreachable!("guest op without instance")
                     };
-                    inst.keyed(*function, Arc::new(bytes)).map_err(guest)?
+                    // A node with two inputs: the second goes to `function + 1`.
+                    let input = if idx == 0 { self.current_input } else { 0 };
+                    inst.keyed(*function + input, *function, Arc::new(bytes)).map_err(guest)?
                 }
                 Operator::Window { op, .. } => {
                     let Some(inst) = instance.as_mut() else {

@@ -8,7 +8,7 @@ use flinkw_batch::{Batch, BatchBuilder};
 use super::{KeyedStream, Stream};
 use crate::bindings::flinkw::plugin::timers;
 use crate::codec::{decode_postcard, encode_postcard};
-use crate::graph::{KeyedFns, Port};
+use crate::graph::{BatchFn, KeyedFns, Port};
 use crate::{Data, Error, ValueState};
 
 /// Which clock a timer follows.
@@ -75,7 +75,7 @@ pub struct Collector<O> {
 }
 
 impl<O: Data> Collector<O> {
-    fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Collector {
             out: BatchBuilder::with_capacity(capacity, capacity * 16),
             key: Vec::new(),
@@ -95,6 +95,14 @@ impl<O: Data> Collector<O> {
         self.error.take().map_or(Ok(()), Err)
     }
 
+    /// Emits `value` with the current key and the given event time.
+    pub fn emit_at(&mut self, timestamp: i64, value: O) {
+        let current = self.timestamp;
+        self.timestamp = timestamp;
+        self.emit(value);
+        self.timestamp = current;
+    }
+
     /// Emits `value` with the current key and timestamp.
     pub fn emit(&mut self, value: O) {
         let mut result = Ok(());
@@ -103,6 +111,47 @@ impl<O: Data> Collector<O> {
             self.error.get_or_insert(e);
         }
     }
+}
+
+/// A batch function running `f` on each record of a keyed batch.
+pub(crate) fn records_fn<V: Data, O: Data>(
+    mut f: impl FnMut(&mut KeyedContext, V, &mut Collector<O>) -> Result<(), Error> + 'static,
+) -> BatchFn {
+    Box::new(move |input: &[u8]| -> Result<Vec<u8>, String> {
+        let batch = Batch::new(input).map_err(|e| e.to_string())?;
+        let mut out = Collector::new(batch.len());
+        for (i, rec) in batch.iter().enumerate() {
+            let value: V = decode_postcard(rec.value)?;
+            let mut ctx = KeyedContext { record: i as u32, timestamp: rec.timestamp };
+            out.set_current(rec.key, rec.timestamp);
+            f(&mut ctx, value, &mut out).map_err(|e| e.to_string())?;
+            out.check()?;
+        }
+        Ok(out.out.finish())
+    })
+}
+
+/// A batch function running `f` on each timer of a batch of due timers.
+pub(crate) fn timers_fn<K: Data, O: Data>(
+    mut f: impl FnMut(&mut KeyedContext, K, i64, TimeDomain, &mut Collector<O>) -> Result<(), Error>
+    + 'static,
+) -> BatchFn {
+    Box::new(move |input: &[u8]| -> Result<Vec<u8>, String> {
+        let batch = Batch::new(input).map_err(|e| e.to_string())?;
+        let mut out = Collector::new(batch.len());
+        for (i, timer) in batch.iter().enumerate() {
+            let key: K = decode_postcard(timer.key)?;
+            let domain = match timer.value.first() {
+                Some(1) => TimeDomain::ProcessingTime,
+                _ => TimeDomain::EventTime,
+            };
+            let mut ctx = KeyedContext { record: i as u32, timestamp: timer.timestamp };
+            out.set_current(timer.key, timer.timestamp);
+            f(&mut ctx, key, timer.timestamp, domain, &mut out).map_err(|e| e.to_string())?;
+            out.check()?;
+        }
+        Ok(out.out.finish())
+    })
 }
 
 /// A keyed function with timers (Flink's `KeyedProcessFunction`).
@@ -199,38 +248,13 @@ impl<T: Data, K: Data> KeyedStream<T, K> {
         let keying = self.stream.materialize(Some(self.key), encode_postcard::<T>);
         let f = Rc::new(RefCell::new(f));
         let on_records = f.clone();
-        let process = move |input: &[u8]| -> Result<Vec<u8>, String> {
-            let batch = Batch::new(input).map_err(|e| e.to_string())?;
-            let mut out = Collector::new(batch.len());
-            let mut f = on_records.borrow_mut();
-            for (i, rec) in batch.iter().enumerate() {
-                let value: T = decode_postcard(rec.value)?;
-                let mut ctx = KeyedContext { record: i as u32, timestamp: rec.timestamp };
-                out.set_current(rec.key, rec.timestamp);
-                f.process(&mut ctx, value, &mut out).map_err(|e| e.to_string())?;
-                out.check()?;
-            }
-            Ok(out.out.finish())
-        };
-        let on_timer = move |input: &[u8]| -> Result<Vec<u8>, String> {
-            let batch = Batch::new(input).map_err(|e| e.to_string())?;
-            let mut out = Collector::new(batch.len());
-            let mut f = f.borrow_mut();
-            for (i, timer) in batch.iter().enumerate() {
-                let key: K = decode_postcard(timer.key)?;
-                let domain = match timer.value.first() {
-                    Some(1) => TimeDomain::ProcessingTime,
-                    _ => TimeDomain::EventTime,
-                };
-                let mut ctx = KeyedContext { record: i as u32, timestamp: timer.timestamp };
-                out.set_current(timer.key, timer.timestamp);
-                f.on_timer(&mut ctx, key, timer.timestamp, domain, &mut out)
-                    .map_err(|e| e.to_string())?;
-                out.check()?;
-            }
-            Ok(out.out.finish())
-        };
-        let fns = KeyedFns { process: Box::new(process), on_timer: Box::new(on_timer) };
+        let process = records_fn(move |ctx, v: T, out: &mut Collector<O>| {
+            on_records.borrow_mut().process(ctx, v, out)
+        });
+        let on_timer = timers_fn(move |ctx, key: K, t, domain, out: &mut Collector<O>| {
+            f.borrow_mut().on_timer(ctx, key, t, domain, out)
+        });
+        let fns = KeyedFns { process, on_timer };
         let id = graph.borrow_mut().add_keyed(&Port::main(keying), "process", fns);
         Stream::from_node(graph, Port::main(id), decode_postcard::<O>, false)
     }

@@ -1,0 +1,234 @@
+//! `connect`: two keyed streams into one function with shared keyed state
+//! (Flink's `connect` + `KeyedCoProcessFunction`), and `interval_join` on
+//! top of it.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::process::{records_fn, timers_fn};
+use super::{Collector, KeyedContext, KeyedStream, Stream, TimeDomain};
+use crate::codec::{decode_postcard, encode_postcard};
+use crate::graph::{KeyedFns, Port};
+use crate::{Data, Error, MapState};
+
+/// A function over two keyed streams with the same key type: records of
+/// either side see the key's state and timers.
+pub trait CoProcessFunction<K, A, B, O>: 'static {
+    /// Handles a record of the first stream.
+    fn process1(
+        &mut self,
+        ctx: &mut KeyedContext,
+        a: A,
+        out: &mut Collector<O>,
+    ) -> Result<(), Error>;
+    /// Handles a record of the second stream.
+    fn process2(
+        &mut self,
+        ctx: &mut KeyedContext,
+        b: B,
+        out: &mut Collector<O>,
+    ) -> Result<(), Error>;
+    /// Handles a timer of `key` that fired at `timestamp`.
+    fn on_timer(
+        &mut self,
+        ctx: &mut KeyedContext,
+        key: K,
+        timestamp: i64,
+        domain: TimeDomain,
+        out: &mut Collector<O>,
+    ) -> Result<(), Error> {
+        let _ = (ctx, key, timestamp, domain, out);
+        Ok(())
+    }
+}
+
+/// Two keyed streams connected by [`KeyedStream::connect`].
+pub struct ConnectedStreams<A, B, K> {
+    first: KeyedStream<A, K>,
+    second: KeyedStream<B, K>,
+}
+
+impl<A: Data, K: Data> KeyedStream<A, K> {
+    /// Connects this keyed stream with another one keyed by the same type:
+    /// records of both with equal keys meet in one keyed function.
+    ///
+    /// ```no_run
+    /// # use flinkw::prelude::*;
+    /// # use flinkw::CoProcessFunction;
+    /// /// Passes words unless a control record blocked them.
+    /// struct Blocklist { blocked: ValueState<bool> }
+    /// impl CoProcessFunction<String, String, String, String> for Blocklist {
+    ///     fn process1(&mut self, ctx: &mut KeyedContext, w: String, out: &mut Collector<String>) -> Result<(), Error> {
+    ///         if self.blocked.get(ctx)? != Some(true) { out.emit(w); }
+    ///         Ok(())
+    ///     }
+    ///     fn process2(&mut self, ctx: &mut KeyedContext, _: String, _: &mut Collector<String>) -> Result<(), Error> {
+    ///         self.blocked.set(ctx, &true)
+    ///     }
+    /// }
+    /// # fn job(env: &mut Env) -> Result<(), Error> {
+    /// let words = env.source(File::lines("words.txt")).key_by(|w: &String| w.clone());
+    /// let blocks = env.source(File::lines("blocked.txt")).key_by(|w: &String| w.clone());
+    /// words.connect(blocks).process(Blocklist { blocked: ValueState::new("blocked") }).sink(Stdout);
+    /// # Ok(()) }
+    /// ```
+    pub fn connect<B: Data>(self, other: KeyedStream<B, K>) -> ConnectedStreams<A, B, K> {
+        ConnectedStreams { first: self, second: other }
+    }
+
+    /// Joins each record of this stream with the records of `other` with the
+    /// same key whose event time lies in `[t + lower, t + upper]` (ms), `t`
+    /// being this record's time (Flink's interval join). Records behind the
+    /// watermark are dropped, as in Flink; buffered records are cleaned up
+    /// once the watermark makes further matches impossible.
+    pub fn interval_join<B: Data>(
+        self,
+        other: KeyedStream<B, K>,
+        lower: i64,
+        upper: i64,
+    ) -> IntervalJoin<A, B, K> {
+        IntervalJoin { streams: self.connect(other), lower, upper }
+    }
+}
+
+impl<A: Data, B: Data, K: Data> ConnectedStreams<A, B, K> {
+    /// Runs `f` over both streams.
+    pub fn process<O: Data>(self, f: impl CoProcessFunction<K, A, B, O>) -> Stream<O> {
+        let graph = self.first.stream.graph.clone();
+        let first = self.first.stream.materialize(Some(self.first.key), encode_postcard::<A>);
+        let second = self.second.stream.materialize(Some(self.second.key), encode_postcard::<B>);
+        let f = Rc::new(RefCell::new(f));
+        let (f1, f2) = (f.clone(), f.clone());
+        let on_first = KeyedFns {
+            process: records_fn(move |ctx, a: A, out: &mut Collector<O>| {
+                f1.borrow_mut().process1(ctx, a, out)
+            }),
+            on_timer: timers_fn(move |ctx, key: K, t, domain, out: &mut Collector<O>| {
+                f.borrow_mut().on_timer(ctx, key, t, domain, out)
+            }),
+        };
+        let on_second = KeyedFns {
+            process: records_fn(move |ctx, b: B, out: &mut Collector<O>| {
+                f2.borrow_mut().process2(ctx, b, out)
+            }),
+            // The host sends all timers to the first function.
+            on_timer: Box::new(|_| Err("timers go to the first function".to_owned())),
+        };
+        let id = graph.borrow_mut().add_keyed_pair(
+            &Port::main(first),
+            &Port::main(second),
+            "co-process",
+            on_first,
+            on_second,
+        );
+        Stream::from_node(graph, Port::main(id), decode_postcard::<O>, false)
+    }
+}
+
+/// An interval join being built; see [`KeyedStream::interval_join`].
+pub struct IntervalJoin<A, B, K> {
+    streams: ConnectedStreams<A, B, K>,
+    lower: i64,
+    upper: i64,
+}
+
+impl<A: Data, B: Data, K: Data> IntervalJoin<A, B, K> {
+    /// Emits `f(a, b)` for each matching pair, at the later of their times.
+    pub fn process<O: Data>(self, f: impl Fn(&A, &B) -> O + 'static) -> Stream<O> {
+        let join = IntervalJoinFn {
+            left: MapState::new("interval-join/left"),
+            right: MapState::new("interval-join/right"),
+            lower: self.lower,
+            upper: self.upper,
+            f,
+        };
+        self.streams.process(join).name("interval-join")
+    }
+}
+
+/// Buffers both sides per key and event time (Flink's `IntervalJoinOperator`).
+struct IntervalJoinFn<A, B, F> {
+    left: MapState<i64, Vec<A>>,
+    right: MapState<i64, Vec<B>>,
+    lower: i64,
+    upper: i64,
+    f: F,
+}
+
+impl<A: Data, B: Data, K: Data, O: Data, F: Fn(&A, &B) -> O + 'static> CoProcessFunction<K, A, B, O>
+    for IntervalJoinFn<A, B, F>
+{
+    fn process1(
+        &mut self,
+        ctx: &mut KeyedContext,
+        a: A,
+        out: &mut Collector<O>,
+    ) -> Result<(), Error> {
+        let Some(t) = ctx.timestamp() else {
+            return Err(Error::msg("an interval join needs event time (assign_timestamps)"));
+        };
+        if t < ctx.current_watermark() {
+            return Ok(()); // late
+        }
+        for (tb, bs) in self.right.entries(ctx)? {
+            if tb >= t + self.lower && tb <= t + self.upper {
+                for b in &bs {
+                    out.emit_at(t.max(tb), (self.f)(&a, b));
+                }
+            }
+        }
+        let mut here = self.left.get(ctx, &t)?.unwrap_or_default();
+        here.push(a);
+        self.left.put(ctx, &t, &here)?;
+        ctx.register_event_timer(t + self.upper);
+        Ok(())
+    }
+
+    fn process2(
+        &mut self,
+        ctx: &mut KeyedContext,
+        b: B,
+        out: &mut Collector<O>,
+    ) -> Result<(), Error> {
+        let Some(t) = ctx.timestamp() else {
+            return Err(Error::msg("an interval join needs event time (assign_timestamps)"));
+        };
+        if t < ctx.current_watermark() {
+            return Ok(());
+        }
+        for (ta, as_) in self.left.entries(ctx)? {
+            if t >= ta + self.lower && t <= ta + self.upper {
+                for a in &as_ {
+                    out.emit_at(t.max(ta), (self.f)(a, &b));
+                }
+            }
+        }
+        let mut here = self.right.get(ctx, &t)?.unwrap_or_default();
+        here.push(b);
+        self.right.put(ctx, &t, &here)?;
+        ctx.register_event_timer(t - self.lower);
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        ctx: &mut KeyedContext,
+        _key: K,
+        time: i64,
+        _domain: TimeDomain,
+        _out: &mut Collector<O>,
+    ) -> Result<(), Error> {
+        // Drop what no future record can match any more.
+        for (ta, _) in self.left.entries(ctx)? {
+            if ta + self.upper <= time {
+                self.left.remove(ctx, &ta)?;
+            }
+        }
+        for (tb, _) in self.right.entries(ctx)? {
+            if tb - self.lower <= time {
+                self.right.remove(ctx, &tb)?;
+            }
+        }
+        Ok(())
+    }
+}
