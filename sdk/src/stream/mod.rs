@@ -5,6 +5,7 @@
 //! pending segment that becomes one fused transform node (one guest call per
 //! batch) when the stream is keyed or sunk.
 
+mod connect;
 mod filter;
 mod flat_map;
 mod key_by;
@@ -24,6 +25,7 @@ use crate::bindings::flinkw::plugin::types::{Step, StepKind};
 use crate::codec::{Decoder, Encoder, decode_postcard, encode_postcard};
 use crate::graph::{GraphBuilder, Port};
 
+pub use connect::{CoProcessFunction, ConnectedStreams, IntervalJoin};
 pub use key_by::KeyedStream;
 pub use process::{Collector, KeyedContext, KeyedProcessFunction, TimeDomain};
 pub use timestamps::WatermarkStrategy;
