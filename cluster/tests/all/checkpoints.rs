@@ -125,6 +125,14 @@ fn killed_and_restarted_jobs_write_exactly_once_on_rocksdb_state() {
     chaos(&["--state-backend", "rocksdb", "--state-dir", &state]);
 }
 
+/// Results carry a counter kept in the guest's own memory: only if the
+/// guest's state is checkpointed and restored does the numbering after a
+/// crash continue exactly where it was.
+#[test]
+fn guest_state_in_linear_memory_survives_kills() {
+    chaos(&["--set", "numbered=true"]);
+}
+
 #[test]
 fn a_corrupt_checkpoint_falls_back_to_the_one_before() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,8 +10,11 @@
 //! `--set count=N` bids (default 20,000,000), `--set rate=N` per second
 //! (default unlimited); `--set output=stdout` prints
 //! `auction,window_start,window_end,count[,max]` instead of discarding, and
-//! `--set output=DIR` writes them exactly once into part files in DIR.
+//! `--set output=DIR` writes them exactly once into part files in DIR;
+//! `--set numbered=true` prefixes each result with a per-subtask counter
+//! kept in guest memory (checkpointed through the `snapshot` export).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use flinkw::prelude::*;
@@ -65,7 +68,25 @@ impl AggregateFunction<Bid> for Count {
     }
 }
 
+/// Results emitted so far by this instance: state kept in the guest's own
+/// memory, saved and restored through checkpoints (`--set numbered=true`
+/// prefixes each result with it).
+static EMITTED: AtomicU64 = AtomicU64::new(0);
+
+fn number(line: String, numbered: bool) -> String {
+    if numbered { format!("{},{line}", EMITTED.fetch_add(1, Ordering::Relaxed)) } else { line }
+}
+
 fn job(env: &mut Env) -> Result<(), Error> {
+    let numbered = env.config().get("numbered") == Some("true");
+    env.guest_state(
+        || EMITTED.load(Ordering::Relaxed).to_le_bytes().to_vec(),
+        |bytes| {
+            let bytes: [u8; 8] = bytes.try_into().map_err(|_| Error::msg("bad counter state"))?;
+            EMITTED.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+            Ok(())
+        },
+    );
     let count: u64 = env.config().parse_or("count", 20_000_000)?;
     let workload = env.config().get("workload").unwrap_or("w2").to_owned();
     let output = env.config().get("output").map(str::to_owned);
@@ -78,12 +99,14 @@ fn job(env: &mut Env) -> Result<(), Error> {
     let windows = match workload.as_str() {
         "w2" => by_auction.window(Tumbling::of(Duration::from_secs(1))).aggregate_with(
             CountAndMax,
-            |auction, w, (count, max)| format!("{auction},{},{},{count},{max}", w.start, w.end),
+            move |auction, w, (count, max)| {
+                number(format!("{auction},{},{},{count},{max}", w.start, w.end), numbered)
+            },
         ),
         "w3" => by_auction
             .window(Sliding::of(Duration::from_secs(10), Duration::from_secs(2)))
-            .aggregate_with(Count, |auction, w, count| {
-                format!("{auction},{},{},{count}", w.start, w.end)
+            .aggregate_with(Count, move |auction, w, count| {
+                number(format!("{auction},{},{},{count}", w.start, w.end), numbered)
             }),
         other => return Err(Error::msg(format!("unknown workload {other:?}: w2 or w3"))),
     }
