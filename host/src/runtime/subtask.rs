@@ -711,6 +711,52 @@ impl Subtask {
         self.router.watermark(wm).map_err(|_| self.stopped())
     }
 
+    /// A keyed function fed a batch that carries the watermark after each
+    /// record (a watermark interval of 0): each record is processed with
+    /// the watermark before it, and timers fire between records exactly
+    /// where Flink would fire them.
+    fn keyed_per_record(
+        &mut self,
+        (node, function, input): (u32, u32, u32),
+        (from, wms): (u32, Vec<i64>),
+        bytes: &[u8],
+        instance: &mut Option<Instance>,
+        ops: &mut [Operator],
+    ) -> Result<(), Stop> {
+        let batch = Batch::new(bytes).map_err(|e| JobError::MalformedBatch {
+            node: self.label(node),
+            reason: e.to_string(),
+        })?;
+        let guest = |s: &Self, error| Stop::Failed(JobError::Guest { node: s.label(node), error });
+        let mut last = None;
+        for (i, r) in batch.iter().enumerate() {
+            let mut one = BatchBuilder::with_capacity(1, r.key.len() + r.value.len());
+            one.push(r.timestamp, r.key, r.value);
+            let Some(inst) = instance.as_mut() else { unreachable!("keyed without instance") };
+            let out = inst.keyed(function + input, function, Arc::new(one.finish()));
+            let out = out.map_err(|e| guest(self, e))?;
+            if self.after(node, &out)? > 0 {
+                self.run_chain(out, 1, instance, ops)?;
+            }
+            if let Some(wm) = wms.get(i).and_then(|w| self.time.combiner.update(from as usize, *w))
+            {
+                last = Some(wm);
+                let Some(inst) = instance.as_mut() else { unreachable!("keyed without instance") };
+                inst.set_watermark(wm);
+                if let Some(out) =
+                    self.fire_timers(inst, node, function, TimeDomain::EventTime, wm)?
+                {
+                    self.after(node, &out)?;
+                    self.run_chain(out, 1, instance, ops)?;
+                }
+            }
+        }
+        match last {
+            Some(wm) if self.time.generator.is_none() => self.advance(wm, instance, ops),
+            _ => Ok(()),
+        }
+    }
+
     /// Runs the guest's timer callback for the timers due at `time`.
     fn fire_timers(
         &self,
@@ -821,7 +867,22 @@ impl Subtask {
                     };
                     // A node with two inputs: the second goes to `function + 1`.
                     let input = if idx == 0 { self.current_input } else { 0 };
-                    inst.keyed(*function + input, *function, Arc::new(bytes)).map_err(guest)?
+                    let function = *function;
+                    // Per-record watermarks: event time moves between records.
+                    if idx == 0
+                        && let Some((from, wms)) = self.time.incoming.take()
+                    {
+                        return self.keyed_per_record(
+                            (node, function, input),
+                            (from, wms),
+                            &bytes,
+                            instance,
+                            ops,
+                        );
+                    }
+                    inst.keyed(function + input, function, Arc::new(bytes)).map_err(|error| {
+                        Stop::Failed(JobError::Guest { node: self.label(node), error })
+                    })?
                 }
                 Operator::Window { op, .. } => {
                     let Some(inst) = instance.as_mut() else {
