@@ -52,7 +52,7 @@ pub use state::{AggregatingState, ListState, MapState, ReducingState, StateTtl, 
 pub use stream::{
     AggregateFunction, CoProcessFunction, Collector, ConnectedStreams, IntervalJoin, KeyedContext,
     KeyedProcessFunction, KeyedStream, Session, Sliding, Stream, TimeDomain, TimeWindow, Tumbling,
-    WatermarkStrategy, WindowAssigner, WindowedStream,
+    WatermarkStrategy, WindowAssigner, WindowJoin, WindowedStream,
 };
 
 /// Everything a job usually needs, in one import.

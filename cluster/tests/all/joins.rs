@@ -31,6 +31,46 @@ fn csv(dir: &std::path::Path, name: &str, events: &[(i64, String, i64)]) -> Stri
 }
 
 #[test]
+fn window_join_pairs_records_of_the_same_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = events(3, 600, 1_000_000);
+    let shipments = events(4, 600, 1_001_000);
+    let window = 5_000;
+    let start = |t: i64| t - t.rem_euclid(window);
+    let mut expected = Vec::new();
+    for (to, ko, _) in &orders {
+        for (ts, ks, _) in &shipments {
+            if ko == ks && start(*to) == start(*ts) {
+                expected.push(format!("{ko},{},{to},{ts}", start(*to)));
+            }
+        }
+    }
+    expected.sort();
+    assert!(expected.len() > 1000, "{} pairs", expected.len());
+    let run = flinkw(
+        &[
+            "run",
+            artifacts::INTERVAL_JOIN,
+            "--set",
+            &format!("orders={}", csv(dir.path(), "orders.csv", &orders)),
+            "--set",
+            &format!("shipments={}", csv(dir.path(), "shipments.csv", &shipments)),
+            "--set",
+            "join=window",
+            "--set",
+            "window-ms=5000",
+            "--set",
+            "parallelism=2",
+        ],
+        dir.path(),
+    );
+    assert!(run.ok(), "{}", run.stderr);
+    let got = run.sorted_lines();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "different pairs");
+}
+
+#[test]
 fn interval_join_matches_every_pair_in_the_interval() {
     let dir = tempfile::tempdir().unwrap();
     let orders = events(1, 800, 1_000_000);

@@ -232,3 +232,143 @@ impl<A: Data, B: Data, K: Data, O: Data, F: Fn(&A, &B) -> O + 'static> CoProcess
         Ok(())
     }
 }
+
+impl<A: Data, K: Data> KeyedStream<A, K> {
+    /// Joins this stream with `other` in event-time windows: every pair of
+    /// records with equal keys in the same window, emitted when the window
+    /// fires (Flink's `join(..).where(..).equalTo(..).window(..)`).
+    /// Tumbling and sliding windows are supported.
+    pub fn window_join<B: Data>(
+        self,
+        other: KeyedStream<B, K>,
+        windows: impl Into<super::WindowAssigner>,
+    ) -> WindowJoin<A, B, K> {
+        WindowJoin { streams: self.connect(other), windows: windows.into() }
+    }
+}
+
+/// A window join being built; see [`KeyedStream::window_join`].
+pub struct WindowJoin<A, B, K> {
+    streams: ConnectedStreams<A, B, K>,
+    windows: super::WindowAssigner,
+}
+
+impl<A: Data + Clone, B: Data + Clone, K: Data> WindowJoin<A, B, K> {
+    /// Emits `f(a, b, window)` for each pair of a window, at the window's
+    /// last timestamp.
+    pub fn process<O: Data>(
+        self,
+        f: impl Fn(&A, &B, super::TimeWindow) -> O + 'static,
+    ) -> Stream<O> {
+        let (size, slide, offset) = self.windows.size_slide_offset();
+        let join = WindowJoinFn {
+            left: MapState::new("window-join/left"),
+            right: MapState::new("window-join/right"),
+            size,
+            slide,
+            offset,
+            f,
+        };
+        self.streams.process(join).name("window-join")
+    }
+}
+
+/// Buffers both sides per key and window start; a window's timer emits its
+/// pairs and drops it.
+struct WindowJoinFn<A, B, F> {
+    left: MapState<i64, Vec<A>>,
+    right: MapState<i64, Vec<B>>,
+    size: i64,
+    slide: i64,
+    offset: i64,
+    f: F,
+}
+
+impl<A, B, F> WindowJoinFn<A, B, F> {
+    /// Starts of the windows that contain `t`.
+    fn starts(&self, t: i64) -> Vec<i64> {
+        let last = t - (t - self.offset + self.slide).rem_euclid(self.slide);
+        let mut starts = Vec::new();
+        let mut s = last;
+        while s > t - self.size {
+            starts.push(s);
+            s -= self.slide;
+        }
+        starts
+    }
+}
+
+fn add_to<T: Data>(
+    state: &MapState<i64, Vec<T>>,
+    ctx: &mut KeyedContext,
+    start: i64,
+    value: T,
+) -> Result<(), Error> {
+    let mut here = state.get(ctx, &start)?.unwrap_or_default();
+    here.push(value);
+    state.put(ctx, &start, &here)
+}
+
+impl<A: Data + Clone, B: Data + Clone, K: Data, O: Data, F> CoProcessFunction<K, A, B, O>
+    for WindowJoinFn<A, B, F>
+where
+    F: Fn(&A, &B, super::TimeWindow) -> O + 'static,
+{
+    fn process1(
+        &mut self,
+        ctx: &mut KeyedContext,
+        a: A,
+        _: &mut Collector<O>,
+    ) -> Result<(), Error> {
+        let Some(t) = ctx.timestamp() else {
+            return Err(Error::msg("a window join needs event time (assign_timestamps)"));
+        };
+        for start in self.starts(t) {
+            if start + self.size - 1 > ctx.current_watermark() {
+                add_to(&self.left, ctx, start, a.clone())?;
+                ctx.register_event_timer(start + self.size - 1);
+            }
+        }
+        Ok(())
+    }
+
+    fn process2(
+        &mut self,
+        ctx: &mut KeyedContext,
+        b: B,
+        _: &mut Collector<O>,
+    ) -> Result<(), Error> {
+        let Some(t) = ctx.timestamp() else {
+            return Err(Error::msg("a window join needs event time (assign_timestamps)"));
+        };
+        for start in self.starts(t) {
+            if start + self.size - 1 > ctx.current_watermark() {
+                add_to(&self.right, ctx, start, b.clone())?;
+                ctx.register_event_timer(start + self.size - 1);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        ctx: &mut KeyedContext,
+        _key: K,
+        time: i64,
+        _domain: TimeDomain,
+        out: &mut Collector<O>,
+    ) -> Result<(), Error> {
+        let start = time + 1 - self.size;
+        let window = super::TimeWindow { start, end: start + self.size };
+        let lefts = self.left.get(ctx, &start)?.unwrap_or_default();
+        let rights = self.right.get(ctx, &start)?.unwrap_or_default();
+        for a in &lefts {
+            for b in &rights {
+                out.emit_at(time, (self.f)(a, b, window));
+            }
+        }
+        self.left.remove(ctx, &start)?;
+        self.right.remove(ctx, &start)?;
+        Ok(())
+    }
+}

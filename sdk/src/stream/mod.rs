@@ -25,7 +25,7 @@ use crate::bindings::flinkw::plugin::types::{Step, StepKind};
 use crate::codec::{Decoder, Encoder, decode_postcard, encode_postcard};
 use crate::graph::{GraphBuilder, Port};
 
-pub use connect::{CoProcessFunction, ConnectedStreams, IntervalJoin};
+pub use connect::{CoProcessFunction, ConnectedStreams, IntervalJoin, WindowJoin};
 pub use key_by::KeyedStream;
 pub use process::{Collector, KeyedContext, KeyedProcessFunction, TimeDomain};
 pub use timestamps::WatermarkStrategy;

@@ -74,6 +74,18 @@ impl Session {
 #[derive(Debug, Clone, Copy)]
 pub struct WindowAssigner(types::WindowAssigner);
 
+impl WindowAssigner {
+    /// Size, slide and offset in ms (a tumbling window slides by its size);
+    /// session windows are not supported where this is used.
+    pub(crate) fn size_slide_offset(&self) -> (i64, i64, i64) {
+        match self.0 {
+            types::WindowAssigner::Tumbling(t) => (t.size_ms, t.size_ms, t.offset_ms),
+            types::WindowAssigner::Sliding(s) => (s.size_ms, s.slide_ms, s.offset_ms),
+            types::WindowAssigner::Session(gap) => (gap, gap, 0),
+        }
+    }
+}
+
 impl From<Tumbling> for WindowAssigner {
     fn from(t: Tumbling) -> Self {
         WindowAssigner(types::WindowAssigner::Tumbling(t.0))
