@@ -12,14 +12,14 @@ use crate::flinkw;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flinkw");
 
-/// The windowed job: 200,000 bids at 100,000 per second (about 2 s), in
+/// The windowed job: 300,000 bids at 100,000 per second (about 3 s), in
 /// 1 s tumbling windows per auction, at parallelism 2, into part files.
 fn job_args(out: &Path, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "run",
         artifacts::NEXMARK_WINDOWS,
         "--set",
-        "count=200000",
+        "count=300000",
         "--set",
         "rate=100000",
         "--set",

@@ -175,7 +175,7 @@ fn list_and_map_state_on_both_backends() {
     }
 }
 
-/// Records 200 ms apart: without a TTL each sees the one before; with a TTL
+/// Records 500 ms apart: without a TTL each sees the one before; with a TTL
 /// of 40 ms the state has expired by the next record. (Timing-based by
 /// nature: the check allows one record to come early after a stall.)
 #[test]
@@ -192,7 +192,7 @@ fn state_expires_after_its_time_to_live() {
                 "--set",
                 "count=6",
                 "--set",
-                "rate=5",
+                "rate=2",
                 "--set",
                 &set_ttl,
             ],
