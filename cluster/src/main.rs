@@ -53,6 +53,13 @@ enum Command {
         /// DIR holds a complete checkpoint of this job, resume from it.
         #[arg(long, value_name = "DIR")]
         checkpoint_dir: Option<PathBuf>,
+        /// On SIGINT or SIGTERM (Ctrl-C), take a savepoint into DIR and stop;
+        /// resume it with --from-savepoint, at any parallelism.
+        #[arg(long, value_name = "DIR")]
+        savepoint_dir: Option<PathBuf>,
+        /// Start from a savepoint (a `sp-N` folder written by --savepoint-dir).
+        #[arg(long, value_name = "PATH")]
+        from_savepoint: Option<PathBuf>,
         /// Restart the job this many times when it fails while running (from
         /// its latest checkpoint with --checkpoint-dir).
         #[arg(long, default_value_t = 0, value_name = "N")]
@@ -146,6 +153,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             state_dir,
             rocksdb_block_cache,
             checkpoint_dir,
+            savepoint_dir,
+            from_savepoint,
             restarts,
             restart_delay,
             restart_backoff,
@@ -161,11 +170,17 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     block_cache_bytes: rocksdb_block_cache.max(1) << 20,
                 },
             };
+            if savepoint_dir.is_some() {
+                install_stop_handler();
+            }
             let options = RunOptions {
                 state_backend,
                 skip_bad_lines,
                 max_record_bytes,
                 checkpoint_dir,
+                stop: savepoint_dir.as_ref().map(|_| &STOP),
+                savepoint_dir,
+                from_savepoint,
                 ..RunOptions::default()
             };
             let strategy = RestartStrategy {
@@ -190,6 +205,28 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let graph = runtime::plan_job(&plugin, &config)?;
             print_plan(&graph, &config)
         }
+    }
+}
+
+/// Set by SIGINT/SIGTERM: stop with a savepoint.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    // A second signal stops at once.
+    if STOP.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        // SAFETY: `_exit` is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// Makes SIGINT and SIGTERM request a stop with savepoint.
+fn install_stop_handler() {
+    let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only touches an atomic (or calls `_exit`), which
+    // is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
     }
 }
 
@@ -221,6 +258,9 @@ fn print_summary(report: &JobReport, json: bool) {
     }
     if let Some(id) = report.restored_from {
         eprintln!("restored from checkpoint {id}");
+    }
+    if let Some(path) = &report.savepoint {
+        eprintln!("stopped with savepoint {}", path.display());
     }
     eprintln!("job {} finished in {:.3} s", report.name, report.duration.as_secs_f64());
     if let Some(id) = report.last_checkpoint {

@@ -215,3 +215,111 @@ fn a_checkpoint_of_another_job_is_refused() {
     );
     crate::assert_fails_with(&b, &["belongs to another job graph"]);
 }
+
+/// Runs the job until it has completed a checkpoint, then sends SIGTERM;
+/// returns the savepoint it stopped with.
+fn stop_with_savepoint(args: &[String], cache: &Path, savepoints: &Path) -> std::path::PathBuf {
+    let child = Command::new(BIN)
+        .args(args)
+        .env("FLINKW_CACHE_DIR", cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let checkpoints = savepoints.join("checkpoints");
+    let start = Instant::now();
+    let has_checkpoint = || {
+        std::fs::read_dir(&checkpoints)
+            .is_ok_and(|mut r| r.any(|e| e.is_ok_and(|e| e.path().join("_metadata").exists())))
+    };
+    while !has_checkpoint() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("stopped with savepoint"), "{stderr}");
+    std::fs::read_dir(savepoints)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("sp-"))
+        .expect("a savepoint folder")
+}
+
+/// Stop with a savepoint at parallelism 1, resume at 4, stop again, resume
+/// at 2: the output equals an uninterrupted run's.
+#[test]
+fn savepoints_restore_at_another_parallelism() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out");
+    let with = |p: &str, extra: &[String]| {
+        let mut args = job_args(&out, &[]);
+        for a in args.iter_mut().filter(|a| a.starts_with("parallelism=")) {
+            *a = format!("parallelism={p}");
+        }
+        args.extend(extra.iter().cloned());
+        args
+    };
+    let reference = dir.path().join("reference");
+    let mut plain = job_args(&reference, &[]);
+    for a in plain.iter_mut().filter(|a| a.starts_with("parallelism=")) {
+        *a = "parallelism=1".to_string();
+    }
+    let run = flinkw(&plain.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+
+    let sp1 = dir.path().join("sp1");
+    let first = stop_with_savepoint(
+        &with("1", &["--savepoint-dir".into(), sp1.display().to_string()]),
+        &cache,
+        &sp1,
+    );
+    let sp2 = dir.path().join("sp2");
+    let second = stop_with_savepoint(
+        &with(
+            "4",
+            &[
+                "--from-savepoint".into(),
+                first.display().to_string(),
+                "--savepoint-dir".into(),
+                sp2.display().to_string(),
+            ],
+        ),
+        &cache,
+        &sp2,
+    );
+    let last = with("2", &["--from-savepoint".into(), second.display().to_string()]);
+    let run = flinkw(&last.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    let (got, expected) = (committed(&out), committed(&reference));
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "different output after 1 -> 4 -> 2");
+}
+
+#[test]
+fn a_savepoint_of_another_job_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let sp = dir.path().join("sp");
+    let out = dir.path().join("out");
+    let point = stop_with_savepoint(
+        &job_args(&out, &["--savepoint-dir", &sp.display().to_string()]),
+        &cache,
+        &sp,
+    );
+    let run = flinkw(
+        &[
+            "run",
+            artifacts::NEXMARK_WINDOWS,
+            "--set",
+            "workload=w3",
+            "--from-savepoint",
+            &point.display().to_string(),
+        ],
+        dir.path(),
+    );
+    crate::assert_fails_with(&run, &["belongs to another job graph"]);
+}

@@ -7,4 +7,4 @@ mod storage;
 
 pub use aligner::{Alignment, BarrierAligner};
 pub use snapshot::{SourcePosition, SubtaskSnapshot, TableDump};
-pub use storage::{CheckpointError, CheckpointStorage, Metadata, StateFile};
+pub use storage::{CheckpointError, CheckpointStorage, Metadata, RestorePoint, StateFile};

@@ -6,7 +6,7 @@ use crate::time::TimerService;
 use crate::window::WindowTrigger;
 
 /// How far a source subtask had read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SourcePosition {
     /// A file source: lines consumed (including those of other subtasks).
     File {
@@ -19,6 +19,13 @@ pub enum SourcePosition {
         next: u64,
         /// Records made by this subtask.
         made: u64,
+    },
+    /// After a change of parallelism: the positions of every subtask of
+    /// the old parallelism; a record is done if the old subtask that owned
+    /// it had passed it.
+    Rescaled {
+        /// The positions, by old subtask index.
+        positions: Vec<SourcePosition>,
     },
 }
 

@@ -71,6 +71,65 @@ pub struct Metadata {
     pub files: Vec<StateFile>,
     /// When it completed, ms since the epoch.
     pub completed_at: i64,
+    /// Hash of the job graph without parallelism: a savepoint restores into
+    /// the same shape at any parallelism.
+    #[serde(default)]
+    pub shape: String,
+    /// Each task's parallelism, by task index.
+    #[serde(default)]
+    pub parallelism: Vec<u32>,
+}
+
+/// A complete checkpoint or savepoint to restore from: its folder and
+/// metadata.
+#[derive(Debug, Clone)]
+pub struct RestorePoint {
+    /// The folder holding `_metadata` and the state files.
+    pub folder: PathBuf,
+    /// Its metadata.
+    pub metadata: Metadata,
+}
+
+impl RestorePoint {
+    /// Opens a checkpoint or savepoint folder, checking its metadata.
+    pub fn open(folder: &Path) -> Result<Self, CheckpointError> {
+        let path = folder.join("_metadata");
+        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+        let metadata: Metadata = serde_json::from_slice(&bytes).map_err(|e| {
+            CheckpointError::Corrupt { id: 0, reason: format!("bad {}: {e}", path.display()) }
+        })?;
+        Ok(RestorePoint { folder: folder.to_path_buf(), metadata })
+    }
+
+    /// Reads a state file, checking its checksum.
+    pub fn read_state(&self, name: &str) -> Result<Vec<u8>, CheckpointError> {
+        let id = self.metadata.id;
+        let Some(f) = self.metadata.files.iter().find(|f| f.name == name) else {
+            return Err(CheckpointError::Corrupt { id, reason: format!("no state file {name}") });
+        };
+        let path = self.folder.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+        if sha256(&bytes) != f.sha256 {
+            return Err(CheckpointError::Corrupt {
+                id,
+                reason: format!("{name} does not match its checksum"),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Copies this checkpoint into `dir` as savepoint `sp-<id>`; returns its folder.
+    pub fn copy_to(&self, dir: &Path) -> Result<PathBuf, CheckpointError> {
+        let target = dir.join(format!("sp-{}", self.metadata.id));
+        std::fs::create_dir_all(&target).map_err(|e| io(&target, e))?;
+        for f in &self.metadata.files {
+            let (from, to) = (self.folder.join(&f.name), target.join(&f.name));
+            std::fs::copy(&from, &to).map_err(|e| io(&to, e))?;
+        }
+        let meta = target.join("_metadata");
+        std::fs::copy(self.folder.join("_metadata"), &meta).map_err(|e| io(&meta, e))?;
+        Ok(target)
+    }
 }
 
 /// A directory of checkpoints.
@@ -99,7 +158,8 @@ impl CheckpointStorage {
         &self.dir
     }
 
-    fn folder(&self, id: u64) -> PathBuf {
+    /// The folder of checkpoint `id`.
+    pub fn folder(&self, id: u64) -> PathBuf {
         self.dir.join(format!("chk-{id}"))
     }
 
@@ -243,7 +303,15 @@ mod tests {
 
     fn meta(storage: &CheckpointStorage, id: u64, files: &[(&str, &[u8])]) -> Metadata {
         let files = files.iter().map(|(n, b)| storage.write_state(id, n, b).unwrap()).collect();
-        Metadata { id, job: "j".into(), fingerprint: "f".into(), files, completed_at: 0 }
+        Metadata {
+            id,
+            job: "j".into(),
+            fingerprint: "f".into(),
+            files,
+            completed_at: 0,
+            shape: "s".into(),
+            parallelism: vec![1],
+        }
     }
 
     #[test]

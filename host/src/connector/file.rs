@@ -104,6 +104,7 @@ impl FileSourceSpec {
             parallelism: parallelism as u64,
             header: None,
             buf: String::new(),
+            done: None,
         }))
     }
 
@@ -121,6 +122,9 @@ struct FileReader {
     parallelism: u64,
     header: Option<Vec<String>>,
     buf: String,
+    /// After a change of parallelism: lines read by each old subtask; a
+    /// data line its old owner had read is skipped.
+    done: Option<Vec<u64>>,
 }
 
 impl FileReader {
@@ -166,7 +170,18 @@ impl SourceReader for FileReader {
     }
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError> {
-        let SourcePosition::File { lines } = *position else {
+        if let SourcePosition::Rescaled { positions } = position {
+            let mut done = Vec::with_capacity(positions.len());
+            for p in positions {
+                match p {
+                    SourcePosition::File { lines } => done.push(*lines),
+                    other => return self.seek(other),
+                }
+            }
+            self.done = Some(done);
+            return Ok(());
+        }
+        let SourcePosition::File { lines } = position else {
             return Err(ConnectorError::BadOption {
                 connector: "file source".into(),
                 option: "checkpoint".into(),
@@ -174,7 +189,7 @@ impl SourceReader for FileReader {
                 reason: "the checkpoint holds another kind of source".into(),
             });
         };
-        while self.line < lines {
+        while self.line < *lines {
             self.buf.clear();
             let n = self.lines.read_line(&mut self.buf).map_err(|e| self.spec.io(e))?;
             if n == 0 {
@@ -216,6 +231,11 @@ impl SourceReader for FileReader {
             // Every subtask reads the file; each keeps its share of lines.
             let data_line = self.line - u64::from(self.spec.format == FileFormat::Csv);
             if (data_line - 1) % self.parallelism != self.index {
+                continue;
+            }
+            if let Some(done) = &self.done
+                && self.line <= done[((data_line - 1) % done.len() as u64) as usize]
+            {
                 continue;
             }
             if self.buf.len() > self.spec.max_record_bytes {

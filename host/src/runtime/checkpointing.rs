@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::{CheckpointStorage, Metadata, StateFile};
+use crate::checkpoint::{CheckpointStorage, Metadata, RestorePoint, StateFile};
 use crate::config::JobConfig;
 use crate::graph::JobGraph;
 use crate::runtime::PhysicalPlan;
@@ -39,8 +39,8 @@ pub(crate) struct Checkpointing {
     pub requested: AtomicU64,
     /// The newest complete checkpoint (sinks commit up to it).
     pub completed: AtomicU64,
-    /// The checkpoint the job restores from, if any.
-    pub restore: Option<Metadata>,
+    /// The checkpoint or savepoint the job restores from, if any.
+    pub restore: Option<RestorePoint>,
     pub acks: Mutex<Sender<Ack>>,
     /// Source subtasks in the job, and how many have read all their input.
     pub sources: usize,
@@ -50,6 +50,10 @@ pub(crate) struct Checkpointing {
     /// output only when it completes, so a restart after the job's end
     /// replays nothing (Flink's final checkpoint).
     pub final_id: AtomicU64,
+    /// Set when a savepoint completed and the job is stopping.
+    pub halt: AtomicBool,
+    /// Where the savepoint of a stop-with-savepoint went.
+    pub savepoint: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl Checkpointing {
@@ -64,9 +68,22 @@ impl Checkpointing {
 /// task's parallelism and the number of key groups.
 pub(crate) fn fingerprint(graph: &JobGraph, physical: &PhysicalPlan, config: &JobConfig) -> String {
     let mut h = Sha256::new();
-    h.update(format!("{graph:?}").as_bytes());
+    h.update(shape(graph, physical, config).as_bytes());
     for t in &physical.tasks {
-        h.update(format!("{}:{:?}:{};", t.index, t.nodes, t.parallelism).as_bytes());
+        h.update(t.parallelism.to_le_bytes());
+    }
+    hex::encode(&h.finalize()[..12])
+}
+
+/// A job's shape without parallelism: a savepoint restores into any job of
+/// the same shape.
+pub(crate) fn shape(graph: &JobGraph, physical: &PhysicalPlan, config: &JobConfig) -> String {
+    let mut h = Sha256::new();
+    let mut g = graph.clone();
+    g.parallelism = None;
+    h.update(format!("{g:?}").as_bytes());
+    for t in &physical.tasks {
+        h.update(format!("{}:{:?};", t.index, t.nodes).as_bytes());
     }
     h.update(config.max_parallelism.to_le_bytes());
     hex::encode(&h.finalize()[..12])
@@ -82,19 +99,31 @@ pub(crate) struct CoordinatorArgs {
     pub retain: usize,
     pub job: String,
     pub fingerprint: String,
+    pub shape: String,
+    pub parallelism: Vec<u32>,
     pub finished: Arc<AtomicBool>,
+    /// Stop with a savepoint into the directory once the flag is set.
+    pub savepoint: Option<(std::path::PathBuf, &'static AtomicBool)>,
 }
 
 /// Runs until `finished`: one checkpoint at a time, every `interval`.
 pub(crate) fn coordinate(args: CoordinatorArgs) {
     let ck = &args.checkpointing;
     let mut id = args.first_id;
+    let mut savepoint_id: Option<u64> = None;
     let mut next = Instant::now() + args.interval;
     while !args.finished.load(Ordering::Relaxed) {
         let now = Instant::now();
         let all_done = ck.sources_finished.load(Ordering::SeqCst) >= ck.sources;
         let final_due = all_done && ck.final_id.load(Ordering::SeqCst) == 0;
-        if now < next && !final_due {
+        let savepoint_due =
+            args.savepoint.as_ref().is_some_and(|(_, stop)| stop.load(Ordering::SeqCst))
+                && savepoint_id.is_none()
+                && !all_done;
+        if savepoint_due {
+            savepoint_id = Some(id);
+        }
+        if now < next && !final_due && !savepoint_due {
             std::thread::sleep((next - now).min(Duration::from_millis(5)));
             continue;
         }
@@ -138,10 +167,27 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                     fingerprint: args.fingerprint.clone(),
                     files,
                     completed_at: crate::time::now_millis(),
+                    shape: args.shape.clone(),
+                    parallelism: args.parallelism.clone(),
                 };
                 match ck.storage.commit(&metadata) {
                     Ok(()) => {
                         ck.completed.store(id, Ordering::SeqCst);
+                        if savepoint_id == Some(id)
+                            && let Some((dir, _)) = &args.savepoint
+                        {
+                            let folder = ck.storage.folder(id);
+                            let point = RestorePoint { folder, metadata: metadata.clone() };
+                            match point.copy_to(dir) {
+                                Ok(path) => {
+                                    let mut sp =
+                                        ck.savepoint.lock().unwrap_or_else(|p| p.into_inner());
+                                    *sp = Some(path);
+                                    ck.halt.store(true, Ordering::SeqCst);
+                                }
+                                Err(e) => tracing::warn!(error = %e, "cannot write the savepoint"),
+                            }
+                        }
                         tracing::info!(
                             checkpoint = id,
                             ms = started.elapsed().as_millis() as u64,

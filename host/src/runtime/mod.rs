@@ -42,6 +42,12 @@ pub struct RunOptions {
     /// Take checkpoints into this directory (every `checkpoint.interval-ms`)
     /// and, when it holds a complete one for this job, restore from it.
     pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// When `stop` is set, take a savepoint into this directory and stop.
+    pub savepoint_dir: Option<std::path::PathBuf>,
+    /// The stop-with-savepoint request (set by a signal handler).
+    pub stop: Option<&'static AtomicBool>,
+    /// Start from this savepoint (a `sp-N` folder), at any parallelism.
+    pub from_savepoint: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -52,6 +58,9 @@ impl Default for RunOptions {
             max_record_bytes: 16 << 20,
             channel_capacity: 8,
             checkpoint_dir: None,
+            savepoint_dir: None,
+            stop: None,
+            from_savepoint: None,
         }
     }
 }
@@ -140,6 +149,8 @@ pub struct JobReport {
     pub last_checkpoint: Option<u64>,
     /// Problems with newer checkpoints that the restore skipped.
     pub skipped_checkpoints: Vec<String>,
+    /// The savepoint the job stopped with, if it was stopped with one.
+    pub savepoint: Option<std::path::PathBuf>,
 }
 
 /// Counts for one node.
@@ -190,6 +201,7 @@ impl Shared {
 
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
+            || self.checkpoints.as_ref().is_some_and(|c| c.halt.load(Ordering::Relaxed))
     }
 }
 
@@ -325,22 +337,57 @@ pub fn run_job(
     // Checkpointing: find what to restore from, and the next id.
     let mut coordinator_args = None;
     let mut skipped_checkpoints = Vec::new();
-    let checkpoints = match &options.checkpoint_dir {
+    // Savepoints need checkpointing: without a checkpoint directory, one
+    // next to the savepoints (or a temporary one) is used.
+    let checkpoint_dir = options.checkpoint_dir.clone().or_else(|| {
+        match (&options.savepoint_dir, &options.from_savepoint) {
+            (Some(dir), _) => Some(dir.join("checkpoints")),
+            (None, Some(_)) => Some(std::env::temp_dir().join(format!(
+                "flinkw-checkpoints-{}-{}",
+                std::process::id(),
+                crate::time::now_millis()
+            ))),
+            (None, None) => None,
+        }
+    });
+    let checkpoints = match &checkpoint_dir {
         None => None,
         Some(dir) => {
             let storage = crate::checkpoint::CheckpointStorage::open(dir)?;
             let fingerprint = checkpointing::fingerprint(&graph, &physical, config);
-            let (restore, skipped) = storage.latest(&fingerprint)?;
-            for s in &skipped {
-                tracing::warn!(problem = %s, "skipping a damaged checkpoint");
-            }
-            skipped_checkpoints = skipped.iter().map(ToString::to_string).collect();
+            let shape = checkpointing::shape(&graph, &physical, config);
+            let restore = match &options.from_savepoint {
+                Some(path) => {
+                    let point = crate::checkpoint::RestorePoint::open(path)?;
+                    if point.metadata.shape != shape {
+                        return Err(crate::checkpoint::CheckpointError::Mismatch {
+                            id: point.metadata.id,
+                            dir: path.display().to_string(),
+                            found: point.metadata.shape,
+                            expected: shape,
+                        }
+                        .into());
+                    }
+                    Some(point)
+                }
+                None => {
+                    let (latest, skipped) = storage.latest(&fingerprint)?;
+                    for s in &skipped {
+                        tracing::warn!(problem = %s, "skipping a damaged checkpoint");
+                    }
+                    skipped_checkpoints = skipped.iter().map(ToString::to_string).collect();
+                    latest.map(|m| crate::checkpoint::RestorePoint {
+                        folder: storage.folder(m.id),
+                        metadata: m,
+                    })
+                }
+            };
             let first_id = storage.next_id()?;
             let (tx, rx) = std::sync::mpsc::channel();
             let ck = Arc::new(checkpointing::Checkpointing {
                 storage,
                 requested: AtomicU64::new(0),
-                completed: AtomicU64::new(restore.as_ref().map_or(0, |m| m.id)),
+                completed: AtomicU64::new(restore.as_ref().map_or(0, |p| p.metadata.id)),
                 restore,
                 acks: Mutex::new(tx),
                 sources: physical
@@ -353,6 +400,8 @@ pub fn run_job(
                     .sum(),
                 sources_finished: std::sync::atomic::AtomicUsize::new(0),
                 final_id: AtomicU64::new(0),
+                halt: AtomicBool::new(false),
+                savepoint: Mutex::new(None),
             });
             coordinator_args = Some(checkpointing::CoordinatorArgs {
                 checkpointing: ck.clone(),
@@ -363,12 +412,19 @@ pub fn run_job(
                 retain: config.checkpoint_retain,
                 job: graph.name.clone(),
                 fingerprint,
+                shape,
+                parallelism: physical.tasks.iter().map(|t| t.parallelism).collect(),
                 finished: Arc::new(AtomicBool::new(false)),
+                savepoint: match (&options.savepoint_dir, options.stop) {
+                    (Some(dir), Some(stop)) => Some((dir.clone(), stop)),
+                    _ => None,
+                },
             });
             Some(ck)
         }
     };
-    let restored_from = checkpoints.as_ref().and_then(|c| c.restore.as_ref().map(|m| m.id));
+    let restored_from =
+        checkpoints.as_ref().and_then(|c| c.restore.as_ref().map(|p| p.metadata.id));
     tracing::info!(job = %graph.name, tasks = physical.tasks.len(), "starting job");
     let metrics = graph.nodes.iter().map(|n| (n.id, NodeMetrics::default())).collect();
     let shared = Arc::new(Shared {
@@ -450,6 +506,9 @@ pub fn run_job(
         finished.store(true, Ordering::SeqCst);
         let _ = handle.join();
     }
+    let savepoint = checkpoints
+        .as_ref()
+        .and_then(|c| c.savepoint.lock().unwrap_or_else(|p| p.into_inner()).clone());
     let last_checkpoint = checkpoints
         .as_ref()
         .map(|c| c.completed.load(Ordering::SeqCst))
@@ -492,5 +551,6 @@ pub fn run_job(
         restored_from,
         last_checkpoint,
         skipped_checkpoints,
+        savepoint,
     })
 }

@@ -13,7 +13,9 @@ use super::checkpointing::Ack;
 use super::router::{Message, Router};
 use super::window_op::{WindowOpError, WindowOperator};
 use super::{JobError, Shared, TaskSpec};
-use crate::checkpoint::{Alignment, BarrierAligner, SourcePosition, SubtaskSnapshot};
+use crate::checkpoint::{
+    Alignment, BarrierAligner, CheckpointError, RestorePoint, SourcePosition, SubtaskSnapshot,
+};
 use crate::connector::{Poll, SinkWriter, SourceReader};
 use crate::graph::NodeKind;
 use crate::plugin::Instance;
@@ -107,6 +109,17 @@ impl From<JobError> for Stop {
     }
 }
 
+/// Reads and decodes one subtask's state file of a checkpoint or savepoint.
+fn read_snapshot(point: &RestorePoint, name: &str) -> Result<SubtaskSnapshot, Stop> {
+    let bytes = point.read_state(name).map_err(JobError::from)?;
+    SubtaskSnapshot::decode(&bytes).map_err(|reason| {
+        Stop::Failed(JobError::Checkpoint(CheckpointError::Corrupt {
+            id: point.metadata.id,
+            reason,
+        }))
+    })
+}
+
 /// The input a message came from.
 fn sender_of(m: &Message) -> Option<usize> {
     match m {
@@ -186,12 +199,14 @@ impl Subtask {
                         .seek(&pos)
                         .map_err(|error| JobError::Connector { node: self.label(head), error })?;
                 }
-                self.run_source(head, &mut *reader, &mut instance, &mut ops)?;
+                let run = self.run_source(head, &mut *reader, &mut instance, &mut ops);
+                self.halted(run, &mut ops)?;
                 self.finish_source(&*reader, &mut instance, &mut ops)?;
             }
             None => {
                 self.restore(&mut instance, &mut ops)?;
-                self.run_input(&mut instance, &mut ops)?;
+                let run = self.run_input(&mut instance, &mut ops);
+                self.halted(run, &mut ops)?;
                 self.await_final_checkpoint(&mut ops)?;
             }
         }
@@ -210,6 +225,17 @@ impl Subtask {
             }
         }
         self.router.end().map_err(|_| self.stopped())
+    }
+
+    /// After a stop-with-savepoint, sinks publish what the savepoint sealed
+    /// before the subtask stops.
+    fn halted(&mut self, run: Result<(), Stop>, ops: &mut [Operator]) -> Result<(), Stop> {
+        let halted =
+            self.shared.checkpoints.as_ref().is_some_and(|c| c.halt.load(Ordering::SeqCst));
+        if matches!(run, Err(Stop::Cancelled)) && halted {
+            self.commit_sinks(ops)?;
+        }
+        run
     }
 
     /// Instantiates the plugin (if the chain runs guest code) and the operators.
@@ -502,13 +528,12 @@ impl Subtask {
             }
             return Ok(None);
         };
-        let bytes = ck.storage.read_state(metadata, &self.state_file()).map_err(JobError::from)?;
-        let snap = SubtaskSnapshot::decode(&bytes).map_err(|reason| {
-            JobError::Checkpoint(crate::checkpoint::CheckpointError::Corrupt {
-                id: metadata.id,
-                reason,
-            })
-        })?;
+        let point = metadata;
+        let old = point.metadata.parallelism.get(self.task.index).copied();
+        let snap = match old {
+            Some(p) if p != self.task.parallelism => self.rescaled_snapshot(point, p)?,
+            _ => read_snapshot(point, &self.state_file())?,
+        };
         if let Some(inst) = instance.as_mut() {
             inst.state_backend()
                 .0
@@ -541,8 +566,70 @@ impl Subtask {
             g.set_max_timestamp(snap.max_timestamp);
         }
         self.time.sent = snap.watermark;
-        self.barriers.committed = metadata.id;
+        self.barriers.committed = point.metadata.id;
         Ok(snap.source)
+    }
+
+    /// This subtask's share of a snapshot taken at another parallelism
+    /// (`old`): keyed state, windows and timers of its key groups from every
+    /// old subtask, the positions of every old source subtask, the guest
+    /// state and sink files of the old subtask with the same index.
+    fn rescaled_snapshot(&self, point: &RestorePoint, old: u32) -> Result<SubtaskSnapshot, Stop> {
+        let max_p = self.shared.config.max_parallelism;
+        let (first, last) =
+            crate::keygroup::key_group_range(self.index, max_p, self.task.parallelism);
+        let mine = |key_group: u32| key_group >= first && key_group <= last;
+        let mine_key = |key: &[u8]| mine(crate::keygroup::key_group(key, max_p));
+        let mut merged = SubtaskSnapshot { watermark: i64::MAX, ..Default::default() };
+        let mut positions = Vec::new();
+        for i in 0..old {
+            let snap = read_snapshot(point, &format!("t{}-s{i}.state", self.task.index))?;
+            for mut table in snap.tables {
+                table.entries.retain(|(k, _)| {
+                    k.get(..2).is_some_and(|kg| mine(u16::from_be_bytes([kg[0], kg[1]]) as u32))
+                });
+                match merged.tables.iter_mut().find(|t| t.name == table.name) {
+                    Some(t) => t.entries.extend(table.entries),
+                    None => merged.tables.push(table),
+                }
+            }
+            for (node, mut trigger) in snap.windows {
+                trigger.retain_keys(&mine_key);
+                match merged.windows.iter_mut().find(|(n, _)| *n == node) {
+                    Some((_, t)) => t.absorb(trigger),
+                    None => merged.windows.push((node, trigger)),
+                }
+            }
+            for (function, mut timers) in snap.timers {
+                timers.retain_keys(&mine_key);
+                match merged.timers.iter_mut().find(|(f, _)| *f == function) {
+                    Some((_, t)) => t.absorb(timers),
+                    None => merged.timers.push((function, timers)),
+                }
+            }
+            positions.extend(snap.source);
+            if i == self.index {
+                merged.guest = snap.guest;
+            }
+            // Old subtasks beyond the new parallelism hand their files to subtask 0.
+            if i == self.index || (self.index == 0 && i >= self.task.parallelism) {
+                for (node, files) in snap.sinks {
+                    match merged.sinks.iter_mut().find(|(n, _)| *n == node) {
+                        Some((_, f)) => f.extend(files),
+                        None => merged.sinks.push((node, files)),
+                    }
+                }
+            }
+            merged.max_timestamp = match (merged.max_timestamp, snap.max_timestamp) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            merged.watermark = merged.watermark.min(snap.watermark);
+        }
+        if !positions.is_empty() {
+            merged.source = Some(SourcePosition::Rescaled { positions });
+        }
+        Ok(merged)
     }
 
     /// A source subtask read all its input. With checkpoints, event time

@@ -50,6 +50,18 @@ impl TimerService {
         due
     }
 
+    /// Keeps only the timers of keys for which `keep` holds.
+    pub fn retain_keys(&mut self, keep: &dyn Fn(&[u8]) -> bool) {
+        self.event.retain(|(_, k)| keep(k));
+        self.processing.retain(|(_, k)| keep(k));
+    }
+
+    /// Takes over the timers of `other`.
+    pub fn absorb(&mut self, other: TimerService) {
+        self.event.extend(other.event);
+        self.processing.extend(other.processing);
+    }
+
     /// Number of timers waiting.
     pub fn len(&self) -> usize {
         self.event.len() + self.processing.len()

@@ -70,6 +70,21 @@ impl WindowTrigger {
         self.watermark
     }
 
+    /// Keeps only the windows and timers of keys for which `keep` holds
+    /// (when state is redistributed to another parallelism).
+    pub fn retain_keys(&mut self, keep: &dyn Fn(&[u8]) -> bool) {
+        self.timers.retain(|(_, key, _, _)| keep(key));
+        self.sessions.retain(|key, _| keep(key));
+    }
+
+    /// Takes over the windows and timers of `other` (disjoint keys); the
+    /// watermark is the smaller of the two.
+    pub fn absorb(&mut self, other: WindowTrigger) {
+        self.timers.extend(other.timers);
+        self.sessions.extend(other.sessions);
+        self.watermark = self.watermark.min(other.watermark);
+    }
+
     /// The time of the earliest timer (firing or cleanup), if any.
     pub fn next_timer(&self) -> Option<i64> {
         self.timers.first().map(|t| t.0)
