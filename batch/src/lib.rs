@@ -92,10 +92,12 @@ pub struct Batch<'a> {
     data: &'a [u8],
 }
 
+#[inline]
 fn read_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
+#[inline]
 fn read_i64(b: &[u8], at: usize) -> i64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
@@ -136,6 +138,7 @@ impl<'a> Batch<'a> {
 
     /// Reads record `i` of `bytes` without validating the whole batch:
     /// O(1), for random access into a batch checked once before.
+    #[inline]
     pub fn record_at(bytes: &'a [u8], i: usize) -> Result<Record<'a>, BatchError> {
         if bytes.len() < HEADER_LEN {
             return Err(BatchError::Truncated { needed: HEADER_LEN, len: bytes.len() });
@@ -161,16 +164,19 @@ impl<'a> Batch<'a> {
     }
 
     /// The number of records.
+    #[inline]
     pub fn len(&self) -> usize {
         self.count as usize
     }
 
     /// Whether the batch holds no record.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
     /// Record `i`; panics if `i >= len()`.
+    #[inline]
     pub fn get(&self, i: usize) -> Record<'a> {
         let h = i * RECORD_HEADER_LEN;
         let start = if i == 0 { 0 } else { read_u32(self.headers, h - 4) as usize };
@@ -184,17 +190,20 @@ impl<'a> Batch<'a> {
     }
 
     /// The key of record `i`; panics if `i >= len()`.
+    #[inline]
     pub fn key(&self, i: usize) -> &'a [u8] {
         self.get(i).key
     }
 
     /// Iterates over the records in order.
+    #[inline]
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Record<'a>> + 'a {
         let this = *self;
         (0..self.len()).map(move |i| this.get(i))
     }
 
     /// Total bytes of keys and values.
+    #[inline]
     pub fn data_len(&self) -> usize {
         self.data.len()
     }
@@ -227,6 +236,7 @@ impl BatchBuilder {
     ///
     /// Panics if the batch would exceed 4 GiB of data; callers bound batches
     /// far below that (see [`BatchBuilder::data_len`]).
+    #[inline]
     pub fn push(&mut self, timestamp: i64, key: &[u8], value: &[u8]) {
         self.data.extend_from_slice(key);
         let key_end = self.data.len();
@@ -236,6 +246,7 @@ impl BatchBuilder {
 
     /// Appends a record whose value is written by `write` straight into the
     /// batch, avoiding a temporary buffer.
+    #[inline]
     pub fn push_with(&mut self, timestamp: i64, key: &[u8], write: impl FnOnce(&mut Vec<u8>)) {
         self.data.extend_from_slice(key);
         let key_end = self.data.len();
@@ -243,6 +254,7 @@ impl BatchBuilder {
         self.finish_record(timestamp, key_end);
     }
 
+    #[inline]
     fn finish_record(&mut self, timestamp: i64, key_end: usize) {
         let key_end = u32::try_from(key_end).expect("batch data exceeds 4 GiB");
         let value_end = u32::try_from(self.data.len()).expect("batch data exceeds 4 GiB");
@@ -253,16 +265,19 @@ impl BatchBuilder {
     }
 
     /// Records pushed so far.
+    #[inline]
     pub fn len(&self) -> usize {
         self.count as usize
     }
 
     /// Whether no record was pushed.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
     /// Bytes of keys and values pushed so far.
+    #[inline]
     pub fn data_len(&self) -> usize {
         self.data.len()
     }

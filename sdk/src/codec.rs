@@ -12,8 +12,6 @@ impl<T: Serialize + DeserializeOwned + 'static> Data for T {}
 
 /// Turns the bytes of a record into a value of the stream's type.
 pub(crate) type Decoder<T> = fn(&[u8]) -> Result<T, String>;
-/// Writes a value as the bytes of a record.
-pub(crate) type Encoder<T> = fn(&T, &mut Vec<u8>) -> Result<(), String>;
 
 pub(crate) fn decode_postcard<T: Data>(bytes: &[u8]) -> Result<T, String> {
     postcard::from_bytes(bytes).map_err(|e| format!("cannot decode record value: {e}"))

@@ -71,6 +71,7 @@ impl DatagenSpec {
             step: parallelism as u64,
             started: Instant::now(),
             made: 0,
+            done: None,
         })
     }
 }
@@ -81,6 +82,9 @@ struct DatagenReader {
     step: u64,
     started: Instant,
     made: u64,
+    /// After a change of parallelism: the next index of each old subtask;
+    /// an index its old owner had passed is skipped.
+    done: Option<Vec<u64>>,
 }
 
 impl SourceReader for DatagenReader {
@@ -89,8 +93,20 @@ impl SourceReader for DatagenReader {
     }
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError> {
-        match *position {
+        if let SourcePosition::Rescaled { positions } = position {
+            let mut done = Vec::with_capacity(positions.len());
+            for p in positions {
+                match p {
+                    SourcePosition::Datagen { next, .. } => done.push(*next),
+                    other => return self.seek(other),
+                }
+            }
+            self.done = Some(done);
+            return Ok(());
+        }
+        match position {
             SourcePosition::Datagen { next, made } => {
+                let (next, made) = (*next, *made);
                 self.next = next;
                 self.made = made;
                 // The rate counts from now on.
@@ -113,6 +129,11 @@ impl SourceReader for DatagenReader {
         deadline: Instant,
     ) -> Result<Poll, ConnectorError> {
         for _ in 0..max {
+            if let Some(done) = &self.done {
+                while self.next < done[(self.next % done.len() as u64) as usize] {
+                    self.next += self.step;
+                }
+            }
             if self.spec.count != 0 && self.next >= self.spec.count {
                 return Ok(Poll::End);
             }

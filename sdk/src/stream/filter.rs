@@ -16,10 +16,12 @@ impl<T: Data> Stream<T> {
     /// # Ok(()) }
     /// ```
     pub fn filter(self, mut f: impl FnMut(&T) -> bool + 'static) -> Stream<T> {
-        self.then(StepKind::Filter, "filter", move |mut prev| {
-            Box::new(move |rec, emit| {
-                prev(rec, &mut |v, ts| if f(&v) { emit(v, ts) } else { Ok(()) })
-            })
-        })
+        self.then(
+            StepKind::Filter,
+            "filter",
+            move |v, ts, emit| {
+                if f(&v) { emit(v, ts) } else { Ok(()) }
+            },
+        )
     }
 }

@@ -21,15 +21,11 @@ impl<T: Data> Stream<T> {
         self,
         mut f: impl FnMut(T) -> I + 'static,
     ) -> Stream<U> {
-        self.then(StepKind::FlatMap, "flat-map", move |mut prev| {
-            Box::new(move |rec, emit| {
-                prev(rec, &mut |v, ts| {
-                    for out in f(v) {
-                        emit(out, ts)?;
-                    }
-                    Ok(())
-                })
-            })
+        self.then(StepKind::FlatMap, "flat-map", move |v, ts, emit| {
+            for out in f(v) {
+                emit(out, ts)?;
+            }
+            Ok(())
         })
     }
 }

@@ -16,9 +16,7 @@ impl<T: Data> Stream<T> {
     /// # Ok(()) }
     /// ```
     pub fn map<U: Data>(self, mut f: impl FnMut(T) -> U + 'static) -> Stream<U> {
-        self.then(StepKind::Map, "map", move |mut prev| {
-            Box::new(move |rec, emit| prev(rec, &mut |v, ts| emit(f(v), ts)))
-        })
+        self.then(StepKind::Map, "map", move |v, ts, emit| emit(f(v), ts))
     }
 
     /// Transforms each value with a function that may fail; an error fails
@@ -36,10 +34,8 @@ impl<T: Data> Stream<T> {
         self,
         mut f: impl FnMut(T) -> Result<U, E> + 'static,
     ) -> Stream<U> {
-        self.then(StepKind::Map, "map", move |mut prev| {
-            Box::new(move |rec, emit| {
-                prev(rec, &mut |v, ts| emit(f(v).map_err(|e| e.to_string())?, ts))
-            })
+        self.then(StepKind::Map, "map", move |v, ts, emit| {
+            emit(f(v).map_err(|e| e.to_string())?, ts)
         })
     }
 }

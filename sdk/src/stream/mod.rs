@@ -18,11 +18,11 @@ mod window;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use flinkw_batch::{Batch, BatchBuilder, Record};
+use flinkw_batch::{Batch, BatchBuilder};
 
 use crate::Data;
 use crate::bindings::flinkw::plugin::types::{Step, StepKind};
-use crate::codec::{Decoder, Encoder, decode_postcard, encode_postcard};
+use crate::codec::{decode_postcard, encode_postcard};
 use crate::graph::{GraphBuilder, Port};
 
 pub use connect::{CoProcessFunction, ConnectedStreams, IntervalJoin, WindowJoin};
@@ -35,8 +35,19 @@ pub use window::{
 
 /// Passes one value on, with its timestamp, to the next step.
 pub(crate) type Emit<'a, T> = &'a mut dyn FnMut(T, i64) -> Result<(), String>;
-/// The fused steps since the last node: one input record in, values out.
-pub(crate) type Segment<T> = Box<dyn FnMut(Record<'_>, Emit<'_, T>) -> Result<(), String>>;
+/// Where the values of the last pending step go: the next step, or at the end
+/// the node's output batch.
+pub(crate) type Downstream<T> = Box<dyn FnMut(T, i64) -> Result<(), String>>;
+/// The fused steps joined to their downstream: runs them over every record
+/// of one input batch.
+pub(crate) type Head = Box<dyn FnMut(&Batch<'_>) -> Result<(), String>>;
+/// The fused steps since the last node, not yet joined: given where their
+/// values go, returns what runs them over a batch.
+///
+/// The steps are joined front to back only when the node is made, so each
+/// step calls the next directly: one dynamic call per step per record (the
+/// loop over the batch is inside the first step, the decoder).
+pub(crate) type Segment<T> = Box<dyn FnOnce(Downstream<T>) -> Head>;
 /// Computes the key bytes of a value.
 pub(crate) type KeyFn<T> = Box<dyn Fn(&T, &mut Vec<u8>) -> Result<(), String>>;
 
@@ -76,34 +87,46 @@ impl<T: Data> Stream<T> {
     pub(crate) fn from_node(
         graph: Rc<RefCell<GraphBuilder>>,
         upstream: Port,
-        decode: Decoder<T>,
+        decode: impl Fn(&[u8]) -> Result<T, String> + 'static,
         upstream_text: bool,
     ) -> Self {
         Stream {
             graph,
             upstream,
             upstream_text,
-            segment: Box::new(move |rec, emit| emit(decode(rec.value)?, rec.timestamp)),
+            segment: Box::new(move |mut down: Downstream<T>| -> Head {
+                Box::new(move |batch: &Batch<'_>| {
+                    for rec in batch.iter() {
+                        down(decode(rec.value)?, rec.timestamp)?;
+                    }
+                    Ok(())
+                })
+            }),
             steps: Vec::new(),
             parallelism: None,
             watermarks: None,
         }
     }
 
-    /// Adds a step: composes `wrap` around the pending segment.
+    /// Adds a step to the pending segment: `step` gets each value with its
+    /// timestamp and passes any values on with `emit`.
     pub(crate) fn then<U: Data>(
         self,
         kind: StepKind,
         default_name: &str,
-        wrap: impl FnOnce(Segment<T>) -> Segment<U>,
+        mut step: impl FnMut(T, i64, Emit<'_, U>) -> Result<(), String> + 'static,
     ) -> Stream<U> {
         let mut steps = self.steps;
         steps.push(Step { kind, name: default_name.to_owned() });
+        let prev = self.segment;
+        let segment: Segment<U> = Box::new(move |mut down: Downstream<U>| {
+            prev(Box::new(move |value, ts| step(value, ts, &mut *down)))
+        });
         Stream {
             graph: self.graph,
             upstream: self.upstream,
             upstream_text: self.upstream_text,
-            segment: wrap(self.segment),
+            segment,
             steps,
             parallelism: self.parallelism,
             watermarks: self.watermarks,
@@ -126,24 +149,30 @@ impl<T: Data> Stream<T> {
     }
 
     /// Turns the pending steps into one fused transform node and returns its id.
-    pub(crate) fn materialize(self, key: Option<KeyFn<T>>, encode: Encoder<T>) -> u32 {
-        let mut segment = self.segment;
+    pub(crate) fn materialize(
+        self,
+        key: Option<KeyFn<T>>,
+        encode: impl Fn(&T, &mut Vec<u8>) -> Result<(), String> + 'static,
+    ) -> u32 {
+        // The output batch of the current call, shared by the last step
+        // (which pushes into it) and the call (which makes and finishes it).
+        let out = Rc::new(RefCell::new(BatchBuilder::new()));
+        let sink = out.clone();
+        let mut key_bytes = Vec::new();
+        let mut head = (self.segment)(Box::new(move |value: T, ts| {
+            key_bytes.clear();
+            if let Some(key) = &key {
+                key(&value, &mut key_bytes)?;
+            }
+            let mut result = Ok(());
+            sink.borrow_mut().push_with(ts, &key_bytes, |buf| result = encode(&value, buf));
+            result
+        }));
         let chain = move |input: &[u8]| -> Result<Vec<u8>, String> {
             let batch = Batch::new(input).map_err(|e| e.to_string())?;
-            let mut out = BatchBuilder::with_capacity(batch.len(), batch.data_len());
-            let mut key_bytes = Vec::new();
-            for rec in batch.iter() {
-                segment(rec, &mut |value, ts| {
-                    key_bytes.clear();
-                    if let Some(key) = &key {
-                        key(&value, &mut key_bytes)?;
-                    }
-                    let mut result = Ok(());
-                    out.push_with(ts, &key_bytes, |buf| result = encode(&value, buf));
-                    result
-                })?;
-            }
-            Ok(out.finish())
+            *out.borrow_mut() = BatchBuilder::with_capacity(batch.len(), batch.data_len());
+            head(&batch)?;
+            Ok(out.borrow_mut().finish())
         };
         let watermarks = self.watermarks;
         let mut graph = self.graph.borrow_mut();

@@ -59,13 +59,9 @@ impl<T: Data> Stream<T> {
     /// # Ok(()) }
     /// ```
     pub fn assign_timestamps(self, f: impl Fn(&T) -> i64 + 'static) -> Stream<T> {
-        self.then(StepKind::Timestamps, "timestamps", move |mut prev| {
-            Box::new(move |rec, emit| {
-                prev(rec, &mut |v, _| {
-                    let ts = f(&v);
-                    emit(v, ts)
-                })
-            })
+        self.then(StepKind::Timestamps, "timestamps", move |v, _, emit| {
+            let ts = f(&v);
+            emit(v, ts)
         })
     }
 
