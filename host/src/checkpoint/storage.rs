@@ -226,19 +226,8 @@ impl CheckpointStorage {
 
     /// Reads a state file of checkpoint `metadata`, checking its checksum.
     pub fn read_state(&self, metadata: &Metadata, name: &str) -> Result<Vec<u8>, CheckpointError> {
-        let id = metadata.id;
-        let Some(f) = metadata.files.iter().find(|f| f.name == name) else {
-            return Err(CheckpointError::Corrupt { id, reason: format!("no state file {name}") });
-        };
-        let path = self.folder(id).join(name);
-        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        if sha256(&bytes) != f.sha256 {
-            return Err(CheckpointError::Corrupt {
-                id,
-                reason: format!("{name} does not match its checksum"),
-            });
-        }
-        Ok(bytes)
+        RestorePoint { folder: self.folder(metadata.id), metadata: metadata.clone() }
+            .read_state(name)
     }
 
     /// The newest complete, undamaged checkpoint for a job with

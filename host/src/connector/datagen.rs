@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use flinkw_batch::{BatchBuilder, NO_TIMESTAMP};
 
-use super::{ConnectorError, Poll, SourceReader, check_options, parse_option};
+use super::{
+    ConnectorError, Poll, SourceReader, check_options, old_progress, parse_option, wrong_position,
+};
 use crate::checkpoint::SourcePosition;
 
 /// Event time of bid 0: 2023-11-14T22:13:20Z, as the Flink side uses.
@@ -94,14 +96,11 @@ impl SourceReader for DatagenReader {
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError> {
         if let SourcePosition::Rescaled { positions } = position {
-            let mut done = Vec::with_capacity(positions.len());
-            for p in positions {
-                match p {
-                    SourcePosition::Datagen { next, .. } => done.push(*next),
-                    other => return self.seek(other),
-                }
-            }
-            self.done = Some(done);
+            let next = |p: &SourcePosition| match p {
+                SourcePosition::Datagen { next, .. } => Some(*next),
+                _ => None,
+            };
+            self.done = Some(old_progress("datagen source", positions, next)?);
             return Ok(());
         }
         match position {
@@ -113,12 +112,7 @@ impl SourceReader for DatagenReader {
                 self.started = Instant::now() - Duration::from_secs_f64(self.rate_offset(made));
                 Ok(())
             }
-            _ => Err(ConnectorError::BadOption {
-                connector: "datagen source".into(),
-                option: "checkpoint".into(),
-                value: format!("{position:?}"),
-                reason: "the checkpoint holds another kind of source".into(),
-            }),
+            _ => Err(wrong_position("datagen source", position)),
         }
     }
 

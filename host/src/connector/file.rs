@@ -11,7 +11,10 @@ use std::time::Instant;
 
 use flinkw_batch::{BatchBuilder, NO_TIMESTAMP};
 
-use super::{ConnectorError, Poll, SourceDefaults, SourceReader, SourceStats, check_options};
+use super::{
+    ConnectorError, Poll, SourceDefaults, SourceReader, SourceStats, check_options, old_progress,
+    wrong_position,
+};
 use crate::checkpoint::SourcePosition;
 
 /// How a file's lines become records.
@@ -171,23 +174,15 @@ impl SourceReader for FileReader {
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError> {
         if let SourcePosition::Rescaled { positions } = position {
-            let mut done = Vec::with_capacity(positions.len());
-            for p in positions {
-                match p {
-                    SourcePosition::File { lines } => done.push(*lines),
-                    other => return self.seek(other),
-                }
-            }
-            self.done = Some(done);
+            let lines = |p: &SourcePosition| match p {
+                SourcePosition::File { lines } => Some(*lines),
+                _ => None,
+            };
+            self.done = Some(old_progress("file source", positions, lines)?);
             return Ok(());
         }
         let SourcePosition::File { lines } = position else {
-            return Err(ConnectorError::BadOption {
-                connector: "file source".into(),
-                option: "checkpoint".into(),
-                value: format!("{position:?}"),
-                reason: "the checkpoint holds another kind of source".into(),
-            });
+            return Err(wrong_position("file source", position));
         };
         while self.line < *lines {
             self.buf.clear();

@@ -217,6 +217,26 @@ impl SourceSpec {
     }
 }
 
+/// The error for a checkpointed position of another kind of source.
+pub(crate) fn wrong_position(connector: &str, position: &SourcePosition) -> ConnectorError {
+    ConnectorError::BadOption {
+        connector: connector.to_owned(),
+        option: "checkpoint".into(),
+        value: format!("{position:?}"),
+        reason: "the checkpoint holds another kind of source".into(),
+    }
+}
+
+/// The progress of every old subtask in a rescaled position, each read by
+/// `progress` from one old position (none: a position of another kind).
+pub(crate) fn old_progress(
+    connector: &str,
+    positions: &[SourcePosition],
+    progress: impl Fn(&SourcePosition) -> Option<u64>,
+) -> Result<Vec<u64>, ConnectorError> {
+    positions.iter().map(|p| progress(p).ok_or_else(|| wrong_position(connector, p))).collect()
+}
+
 /// Checks that `options` only has keys from `known`.
 pub(crate) fn check_options(
     connector: &str,

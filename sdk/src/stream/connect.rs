@@ -285,6 +285,26 @@ struct WindowJoinFn<A, B, F> {
 }
 
 impl<A, B, F> WindowJoinFn<A, B, F> {
+    /// Adds a record of either side to every window it belongs to that the
+    /// watermark has not passed, and makes those windows fire.
+    fn buffer<T: Data + Clone>(
+        &self,
+        side: &MapState<i64, Vec<T>>,
+        ctx: &mut KeyedContext,
+        value: T,
+    ) -> Result<(), Error> {
+        let Some(t) = ctx.timestamp() else {
+            return Err(Error::msg("a window join needs event time (assign_timestamps)"));
+        };
+        for start in self.starts(t) {
+            if start + self.size - 1 > ctx.current_watermark() {
+                add_to(side, ctx, start, value.clone())?;
+                ctx.register_event_timer(start + self.size - 1);
+            }
+        }
+        Ok(())
+    }
+
     /// Starts of the windows that contain `t`.
     fn starts(&self, t: i64) -> Vec<i64> {
         let last = t - (t - self.offset + self.slide).rem_euclid(self.slide);
@@ -320,16 +340,7 @@ where
         a: A,
         _: &mut Collector<O>,
     ) -> Result<(), Error> {
-        let Some(t) = ctx.timestamp() else {
-            return Err(Error::msg("a window join needs event time (assign_timestamps)"));
-        };
-        for start in self.starts(t) {
-            if start + self.size - 1 > ctx.current_watermark() {
-                add_to(&self.left, ctx, start, a.clone())?;
-                ctx.register_event_timer(start + self.size - 1);
-            }
-        }
-        Ok(())
+        self.buffer(&self.left, ctx, a)
     }
 
     fn process2(
@@ -338,16 +349,7 @@ where
         b: B,
         _: &mut Collector<O>,
     ) -> Result<(), Error> {
-        let Some(t) = ctx.timestamp() else {
-            return Err(Error::msg("a window join needs event time (assign_timestamps)"));
-        };
-        for start in self.starts(t) {
-            if start + self.size - 1 > ctx.current_watermark() {
-                add_to(&self.right, ctx, start, b.clone())?;
-                ctx.register_event_timer(start + self.size - 1);
-            }
-        }
-        Ok(())
+        self.buffer(&self.right, ctx, b)
     }
 
     fn on_timer(
