@@ -55,6 +55,9 @@ pub(crate) struct WindowOperator {
     purge: Vec<(Vec<u8>, Window)>,
     slots: HashMap<Vec<u8>, u32>,
     slot_keys: Vec<(Vec<u8>, Window)>,
+    /// The state key of each slot (same order as `slot_keys`).
+    slot_state_keys: Vec<Vec<u8>>,
+    key_buf: Vec<u8>,
     accumulators: Vec<Option<Vec<u8>>>,
     targets: Vec<(u32, u32)>,
     fire_now: Vec<u32>,
@@ -63,12 +66,17 @@ pub(crate) struct WindowOperator {
 /// The state key of a key's window: key group, key bytes, then the window
 /// (start and end) as the namespace.
 fn state_key(key: &[u8], w: &Window, max_parallelism: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 18);
+    state_key_into(key_group(key, max_parallelism), key, w, &mut k);
+    k
+}
+
+/// [`state_key`] into a reused buffer, with the key group computed once.
+fn state_key_into(key_group: u32, key: &[u8], w: &Window, out: &mut Vec<u8>) {
     let mut ns = [0u8; 16];
     ns[..8].copy_from_slice(&w.start.to_be_bytes());
     ns[8..].copy_from_slice(&w.end.to_be_bytes());
-    let mut k = Vec::with_capacity(key.len() + 18);
-    crate::state::state_key(key_group(key, max_parallelism), key, &ns, &mut k);
-    k
+    crate::state::state_key(key_group, key, &ns, out);
 }
 
 /// The instance's state backend, with this operator's table registered.
@@ -112,6 +120,8 @@ impl WindowOperator {
             purge: Vec::new(),
             slots: HashMap::new(),
             slot_keys: Vec::new(),
+            slot_state_keys: Vec::new(),
+            key_buf: Vec::new(),
             accumulators: Vec::new(),
             targets: Vec::new(),
             fire_now: Vec::new(),
@@ -173,17 +183,22 @@ impl WindowOperator {
                 }
                 self.merges = merges;
             }
+            let mut key_group = None;
             for a in &self.assignments {
                 let (backend, table, max_parallelism) = backend!(self, instance);
-                let sk = state_key(r.key, &a.window, max_parallelism);
-                let slot = match self.slots.get(&sk) {
+                let kg = *key_group
+                    .get_or_insert_with(|| crate::keygroup::key_group(r.key, max_parallelism));
+                state_key_into(kg, r.key, &a.window, &mut self.key_buf);
+                let slot = match self.slots.get(self.key_buf.as_slice()) {
                     Some(s) => *s,
                     None => {
                         let s = self.slot_keys.len() as u32;
-                        let acc = if self.full { None } else { backend.get(table, &sk)? };
+                        let acc =
+                            if self.full { None } else { backend.get(table, &self.key_buf)? };
                         self.accumulators.push(acc);
                         self.slot_keys.push((r.key.to_vec(), a.window));
-                        self.slots.insert(sk, s);
+                        self.slot_state_keys.push(self.key_buf.clone());
+                        self.slots.insert(self.key_buf.clone(), s);
                         s
                     }
                 };
@@ -227,10 +242,11 @@ impl WindowOperator {
                 self.slot_keys.len()
             )));
         }
-        let (backend, table, max_parallelism) = backend!(self, instance);
-        for ((key, w), acc) in self.slot_keys.drain(..).zip(updated) {
-            backend.put(table, &state_key(&key, &w, max_parallelism), &acc)?;
+        let (backend, table, _) = backend!(self, instance);
+        for (sk, acc) in self.slot_state_keys.drain(..).zip(updated) {
+            backend.put(table, &sk, &acc)?;
         }
+        self.slot_keys.clear();
         self.slots.clear();
         self.accumulators.clear();
         self.targets.clear();
@@ -253,9 +269,9 @@ impl WindowOperator {
             list.extend_from_slice(&r.timestamp.to_le_bytes());
             list.extend_from_slice(r.value);
         }
-        let (backend, table, max_parallelism) = backend!(self, instance);
-        for ((key, w), new) in self.slot_keys.drain(..).zip(appended) {
-            let sk = state_key(&key, &w, max_parallelism);
+        let (backend, table, _) = backend!(self, instance);
+        self.slot_keys.clear();
+        for (sk, new) in self.slot_state_keys.drain(..).zip(appended) {
             let mut list = backend.get(table, &sk)?.unwrap_or_default();
             list.extend_from_slice(&new);
             backend.put(table, &sk, &list)?;
