@@ -304,7 +304,7 @@ fn benchmark_windows_count_every_bid() {
     }
 }
 
-/// Records arriving over about a second land in several 300 ms windows of
+/// Records arriving over about 1.5 s land in several 300 ms windows of
 /// the wall clock, and every record is counted once.
 #[test]
 fn processing_time_windows_follow_the_clock() {
@@ -318,7 +318,7 @@ fn processing_time_windows_follow_the_clock() {
             "--set",
             "count=30",
             "--set",
-            "rate=30",
+            "rate=20",
         ],
         dir.path(),
     );
