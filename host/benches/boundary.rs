@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use flinkw_batch::{Batch, BatchBuilder};
+use flinkw_host::connector::{Poll, SourceDefaults, SourceSpec};
 use flinkw_host::engine::Engine;
-use flinkw_host::graph::NodeKind;
+use flinkw_host::graph::{Connector, NodeKind};
 use flinkw_host::limits::Limits;
 use flinkw_host::plugin::{Instance, Plugin};
 use serde::{Deserialize, Serialize};
@@ -46,13 +47,6 @@ const CHAIN_SAMPLES: usize = 100;
 const COMPILE_SAMPLES: usize = 10;
 /// Samples for the instantiate and empty-call benchmarks.
 const CALL_SAMPLES: usize = 100;
-
-/// Datagen's seed when the job sets none (host/src/connector/datagen.rs).
-const SEED: u64 = 42;
-/// Event time of bid 0, as in datagen.
-const BIDS_BASE_TS: i64 = 1_700_000_000_000;
-/// Bids per event-time second, as in datagen.
-const BIDS_PER_SECOND: u64 = 100_000;
 
 /// Every (iterations, elapsed) pair criterion asked for, per benchmark.
 static SAMPLES: Mutex<BTreeMap<String, Vec<(u64, Duration)>>> = Mutex::new(BTreeMap::new());
@@ -83,47 +77,25 @@ fn per_iter(key: &str, samples: usize) -> Option<Duration> {
     (xx > 0.0).then(|| Duration::from_secs_f64(xy / xx))
 }
 
-// ---- The bids datagen makes (mirrors host/src/connector/datagen.rs) ----
+// ---- The bids the datagen source makes ----
 
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-fn write_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Writes bid `n` exactly as datagen does and returns its event time.
-fn write_bid(out: &mut Vec<u8>, n: u64, seed: u64) -> i64 {
-    let r = splitmix64(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let r2 = splitmix64(r);
-    let auction = r % 10_000;
-    let bidder = (r >> 20) % 100_000;
-    let price = 1 + r2 % 100_000;
-    let jitter = ((r2 >> 32) % 200) as i64;
-    let ts = BIDS_BASE_TS + (n * 1000 / BIDS_PER_SECOND) as i64 - jitter;
-    write_varint(out, auction);
-    write_varint(out, bidder);
-    write_varint(out, price);
-    write_varint(out, ((ts << 1) ^ (ts >> 63)) as u64);
-    ts
-}
-
-/// A packed batch of bids `0..records`, as the datagen source builds it.
+/// A packed batch of bids `0..records`, made by the host's datagen source
+/// itself (default seed), as a job would receive them.
 fn bids_batch(records: usize) -> Vec<u8> {
+    let options = [("kind", "bids"), ("count", &records.to_string()[..])]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let connector = Connector { kind: "datagen".into(), options };
+    let spec = SourceSpec::new(&connector, SourceDefaults::default()).expect("a datagen spec");
+    let mut reader = spec.open(0, 1).expect("a datagen reader");
     let mut builder = BatchBuilder::with_capacity(records, records * 32);
-    let mut value = Vec::with_capacity(32);
-    for n in 0..records as u64 {
-        value.clear();
-        let ts = write_bid(&mut value, n, SEED);
-        builder.push(ts, b"", &value);
+    let far = Instant::now() + Duration::from_secs(3600);
+    while builder.len() < records {
+        let want = records - builder.len();
+        if reader.poll(&mut builder, want, far).expect("datagen poll") == Poll::End {
+            break;
+        }
     }
     builder.finish()
 }

@@ -164,9 +164,7 @@ impl<A: Data, B: Data, K: Data, O: Data, F: Fn(&A, &B) -> O + 'static> CoProcess
         a: A,
         out: &mut Collector<O>,
     ) -> Result<(), Error> {
-        let Some(t) = ctx.timestamp() else {
-            return Err(Error::msg("an interval join needs event time (assign_timestamps)"));
-        };
+        let t = event_time(ctx, "an interval join")?;
         if t < ctx.current_watermark() {
             return Ok(()); // late
         }
@@ -177,9 +175,7 @@ impl<A: Data, B: Data, K: Data, O: Data, F: Fn(&A, &B) -> O + 'static> CoProcess
                 }
             }
         }
-        let mut here = self.left.get(ctx, &t)?.unwrap_or_default();
-        here.push(a);
-        self.left.put(ctx, &t, &here)?;
+        add_to(&self.left, ctx, t, a)?;
         ctx.register_event_timer(t + self.upper);
         Ok(())
     }
@@ -190,9 +186,7 @@ impl<A: Data, B: Data, K: Data, O: Data, F: Fn(&A, &B) -> O + 'static> CoProcess
         b: B,
         out: &mut Collector<O>,
     ) -> Result<(), Error> {
-        let Some(t) = ctx.timestamp() else {
-            return Err(Error::msg("an interval join needs event time (assign_timestamps)"));
-        };
+        let t = event_time(ctx, "an interval join")?;
         if t < ctx.current_watermark() {
             return Ok(());
         }
@@ -203,9 +197,7 @@ impl<A: Data, B: Data, K: Data, O: Data, F: Fn(&A, &B) -> O + 'static> CoProcess
                 }
             }
         }
-        let mut here = self.right.get(ctx, &t)?.unwrap_or_default();
-        here.push(b);
-        self.right.put(ctx, &t, &here)?;
+        add_to(&self.right, ctx, t, b)?;
         ctx.register_event_timer(t - self.lower);
         Ok(())
     }
@@ -293,9 +285,7 @@ impl<A, B, F> WindowJoinFn<A, B, F> {
         ctx: &mut KeyedContext,
         value: T,
     ) -> Result<(), Error> {
-        let Some(t) = ctx.timestamp() else {
-            return Err(Error::msg("a window join needs event time (assign_timestamps)"));
-        };
+        let t = event_time(ctx, "a window join")?;
         for start in self.starts(t) {
             if start + self.size - 1 > ctx.current_watermark() {
                 add_to(side, ctx, start, value.clone())?;
@@ -318,6 +308,13 @@ impl<A, B, F> WindowJoinFn<A, B, F> {
     }
 }
 
+/// The record's event time, which `what` needs.
+fn event_time(ctx: &KeyedContext, what: &str) -> Result<i64, Error> {
+    ctx.timestamp()
+        .ok_or_else(|| Error::msg(format!("{what} needs event time (assign_timestamps)")))
+}
+
+/// Appends `value` to the list under `start` in a per-key buffer.
 fn add_to<T: Data>(
     state: &MapState<i64, Vec<T>>,
     ctx: &mut KeyedContext,
