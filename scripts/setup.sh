@@ -46,3 +46,11 @@ for c in rustfmt clippy; do
     rustup component add --toolchain "$channel" "$c"
   fi
 done
+
+# Tools for one part of flinkw each (a Kafka-compatible broker, non-Rust
+# plugin toolchains, ...): every scripts/setup.d/*.sh is sourced in order.
+for part in "$FLINKW_ROOT"/scripts/setup.d/*.sh; do
+  [ -e "$part" ] || continue
+  # shellcheck source=/dev/null
+  source "$part"
+done
