@@ -17,6 +17,8 @@ use flinkw_host::plugin::Plugin;
 use flinkw_host::runtime::{self, JobReport, RestartStrategy, RunOptions};
 use flinkw_host::state::StateBackendKind;
 
+mod test_cmd;
+
 /// flinkw: a stream processor whose jobs are WebAssembly components.
 #[derive(Parser)]
 #[command(name = "flinkw", version, about)]
@@ -76,6 +78,9 @@ enum Command {
         #[command(flatten)]
         job: JobArgs,
     },
+    /// Runs a plugin on a small input and prints its output, or the
+    /// difference from an expected output (a plugin author's unit test).
+    Test(test_cmd::TestArgs),
 }
 
 /// Keyed state backends.
@@ -205,6 +210,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let graph = runtime::plan_job(&plugin, &config)?;
             print_plan(&graph, &config)
         }
+        Command::Test(args) => test_cmd::execute(args),
     }
 }
 
