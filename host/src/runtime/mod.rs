@@ -11,6 +11,7 @@ mod physical;
 mod router;
 mod subtask;
 mod window_op;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +26,9 @@ use crate::connector::{ConnectorError, SinkSpec, SourceDefaults, SourceSpec};
 use crate::graph::{GraphError, JobGraph, NodeKind};
 use crate::plugin::{GuestError, Plugin};
 use crate::state::{StateBackendKind, StateError};
-use router::{Message, Output, Router};
+use router::{Output, Router};
+pub use router::{Disconnected, Message};
+pub use wire::{WireError, decode as decode_message, encode as encode_message};
 
 /// Settings of the embedded runtime that are not part of a job's config.
 #[derive(Debug, Clone)]
@@ -179,7 +182,7 @@ pub(crate) struct Shared {
     pub sources: BTreeMap<u32, SourceSpec>,
     pub sinks: BTreeMap<u32, SinkSpec>,
     pub metrics: BTreeMap<u32, NodeMetrics>,
-    pub cancelled: AtomicBool,
+    pub cancelled: Arc<AtomicBool>,
     pub late_records: AtomicU64,
     /// The backend each subtask opens (RocksDB: in this run's directory).
     pub state_backend: StateBackendKind,
@@ -295,6 +298,90 @@ pub fn run_job(
     config: &JobConfig,
     options: RunOptions,
 ) -> Result<JobReport, JobError> {
+    prepare_job(plugin, config, options, None)?.run(&|id| {
+        Err(format!("channel {id:?} leads out of this process, but the job runs only here"))
+    })
+}
+
+/// A channel to a subtask in another process: a cluster's data plane.
+pub trait RemoteChannel: Send {
+    /// Sends one message, blocking while the receiver has no room for it
+    /// (so a slow receiver slows its senders and nothing piles up).
+    fn send(&mut self, message: Message) -> Result<(), Disconnected>;
+}
+
+/// One channel: from output edge `output` of subtask `from_subtask` of task
+/// `from_task` to subtask `to_subtask` of task `to_task`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelId {
+    /// The sending task.
+    pub from_task: u32,
+    /// The sending subtask.
+    pub from_subtask: u32,
+    /// The index of the edge in the sending task's outputs.
+    pub output: u32,
+    /// The receiving task.
+    pub to_task: u32,
+    /// The receiving subtask.
+    pub to_subtask: u32,
+}
+
+/// Opens a channel to a subtask that runs in another process.
+pub type Connect<'a> = &'a (dyn Fn(ChannelId) -> Result<Box<dyn RemoteChannel>, String> + Sync);
+
+/// Which subtasks run in this process: `(task index, subtask index)`.
+pub type Placement<'a> = &'a dyn Fn(usize, u32) -> bool;
+
+/// The input of a subtask of this process, for messages that arrive from
+/// other processes.
+#[derive(Clone)]
+pub struct InputSender(SyncSender<Message>);
+
+impl InputSender {
+    /// Delivers a message, blocking while the subtask's input is full.
+    pub fn send(&self, message: Message) -> Result<(), Disconnected> {
+        self.0.send(message).map_err(|_| Disconnected)
+    }
+}
+
+/// Stops a running job from outside (every subtask stops soon after).
+#[derive(Clone)]
+pub struct Canceller(Arc<AtomicBool>);
+
+impl Canceller {
+    /// Asks every subtask of the job to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A job planned and set up in this process, its subtasks not started yet.
+///
+/// The embedded runtime prepares every subtask; a cluster worker prepares
+/// the ones placed on it, hands [`PreparedJob::input`] to its network side
+/// and then [`PreparedJob::run`]s them with channels to the other workers.
+pub struct PreparedJob {
+    started: Instant,
+    shared: Arc<Shared>,
+    physical: PhysicalPlan,
+    senders: Vec<Vec<SyncSender<Message>>>,
+    receivers: Vec<Vec<Option<Receiver<Message>>>>,
+    local: Vec<Vec<bool>>,
+    coordinator_args: Option<checkpointing::CoordinatorArgs>,
+    checkpoints: Option<Arc<checkpointing::Checkpointing>>,
+    restored_from: Option<u64>,
+    skipped_checkpoints: Vec<String>,
+    _cleanup: RunDir,
+}
+
+/// Plans a job and sets up the subtasks `local` places here (all of them
+/// when it is `None`): connectors, state, checkpoints and input channels.
+pub fn prepare_job(
+    plugin: &Plugin,
+    config: &JobConfig,
+    options: RunOptions,
+    local: Option<Placement<'_>>,
+) -> Result<PreparedJob, JobError> {
     let started = Instant::now();
     let graph = plan_job(plugin, config)?;
     let physical = physical_plan(&graph, config.parallelism)?;
@@ -302,9 +389,17 @@ pub fn run_job(
         skip_bad_lines: options.skip_bad_lines,
         max_record_bytes: options.max_record_bytes,
     };
+    let is_local = |task: usize, subtask: u32| local.is_none_or(|f| f(task, subtask));
+    // Connectors are opened only where one of their subtasks runs.
+    let local_nodes: std::collections::BTreeSet<u32> = physical
+        .tasks
+        .iter()
+        .filter(|t| (0..t.parallelism).any(|i| is_local(t.index, i)))
+        .flat_map(|t| t.nodes.iter().copied())
+        .collect();
     let mut sources = BTreeMap::new();
     let mut sinks = BTreeMap::new();
-    for n in &graph.nodes {
+    for n in graph.nodes.iter().filter(|n| local_nodes.contains(&n.id)) {
         let err = |error| JobError::Connector { node: format!("{:?}", n.name), error };
         match &n.kind {
             NodeKind::Source(c) => {
@@ -434,7 +529,7 @@ pub fn run_job(
         sources,
         sinks,
         metrics,
-        cancelled: AtomicBool::new(false),
+        cancelled: Arc::new(AtomicBool::new(false)),
         late_records: AtomicU64::new(0),
         state_backend: run_state.clone(),
         checkpoints: checkpoints.clone(),
@@ -445,112 +540,187 @@ pub fn run_job(
     // One bounded channel per subtask (its input); senders go upstream.
     let mut senders: Vec<Vec<SyncSender<Message>>> = Vec::new();
     let mut receivers: Vec<Vec<Option<Receiver<Message>>>> = Vec::new();
+    let mut placed = Vec::new();
     for t in &physical.tasks {
         let (s, r): (Vec<_>, Vec<_>) =
             (0..t.parallelism).map(|_| sync_channel(options.channel_capacity)).unzip();
         senders.push(s);
         receivers.push(r.into_iter().map(Some).collect());
+        placed.push((0..t.parallelism).map(|i| is_local(t.index, i)).collect());
+    }
+    Ok(PreparedJob {
+        started,
+        shared,
+        physical,
+        senders,
+        receivers,
+        local: placed,
+        coordinator_args,
+        checkpoints,
+        restored_from,
+        skipped_checkpoints,
+        _cleanup,
+    })
+}
+
+impl PreparedJob {
+    /// The job's graph.
+    pub fn graph(&self) -> &JobGraph {
+        &self.shared.graph
     }
 
-    let mut threads = Vec::new();
-    for task in &physical.tasks {
-        for (i, input) in receivers[task.index].iter_mut().enumerate() {
-            let router = Router {
-                outputs: task
-                    .outputs
-                    .iter()
-                    .map(|o| {
-                        let sender = match o.partitioning {
-                            crate::graph::Partitioning::Forward => o.sender_base,
-                            _ => o.sender_base + i as u32,
-                        };
-                        Output::new(
-                            o.side_output.clone().map(|s| (o.from_node, s)),
-                            o.partitioning,
-                            sender,
-                            senders[o.task].clone(),
-                            config.max_parallelism,
-                        )
-                    })
-                    .collect(),
-                index: i,
-            };
-            let input = input.take();
-            let sub = subtask::Subtask::new(shared.clone(), task.clone(), i as u32, router, input);
-            let name = format!("flinkw-t{}-{}", task.index, i);
-            let handle = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || sub.run())
-                .map_err(|e| JobError::Internal(format!("cannot start a thread: {e}")))?;
-            threads.push(handle);
+    /// The job's tasks.
+    pub fn physical(&self) -> &PhysicalPlan {
+        &self.physical
+    }
+
+    /// The input of subtask `subtask` of task `task`, if it runs here.
+    pub fn input(&self, task: usize, subtask: u32) -> Option<InputSender> {
+        if !*self.local.get(task)?.get(subtask as usize)? {
+            return None;
         }
+        Some(InputSender(self.senders[task][subtask as usize].clone()))
     }
-    drop(senders);
-    let coordinator = match coordinator_args {
-        Some(args) => {
-            let finished = args.finished.clone();
-            let handle = std::thread::Builder::new()
-                .name("flinkw-checkpoints".into())
-                .spawn(move || checkpointing::coordinate(args))
-                .map_err(|e| JobError::Internal(format!("cannot start a thread: {e}")))?;
-            Some((finished, handle))
-        }
-        None => None,
-    };
-    for t in threads {
-        if t.join().is_err() {
-            shared.fail(JobError::Internal("a subtask thread panicked".into()));
-        }
+
+    /// A handle that cancels the job once it runs.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.shared.cancelled.clone())
     }
-    if let Some((finished, handle)) = coordinator {
-        finished.store(true, Ordering::SeqCst);
-        let _ = handle.join();
-    }
-    let savepoint = checkpoints
-        .as_ref()
-        .and_then(|c| c.savepoint.lock().unwrap_or_else(|p| p.into_inner()).clone());
-    let last_checkpoint = checkpoints
-        .as_ref()
-        .map(|c| c.completed.load(Ordering::SeqCst))
-        .filter(|id| *id > 0 && Some(*id) != restored_from);
-    drop(checkpoints);
-    let shared = Arc::try_unwrap(shared)
-        .map_err(|_| JobError::Internal("subtasks outlived the job".into()))?;
-    if let Some(e) = shared.failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
-    let (mut skipped_lines, mut first_skipped) = (0, None);
-    for s in shared.sources.values() {
-        if let Some(stats) = s.stats() {
-            skipped_lines += stats.skipped.load(Ordering::Relaxed);
-            let first = stats.first_skipped.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            first_skipped = first_skipped.or(first);
-        }
-    }
-    let nodes = shared
-        .graph
-        .nodes
-        .iter()
-        .map(|n| {
-            let m = &shared.metrics[&n.id];
-            NodeReport {
-                name: n.name.clone(),
-                records_in: m.records_in.load(Ordering::Relaxed),
-                records_out: m.records_out.load(Ordering::Relaxed),
+
+    /// Runs this process's subtasks until they finish; `connect` opens the
+    /// channels to subtasks elsewhere.
+    pub fn run(self, connect: Connect<'_>) -> Result<JobReport, JobError> {
+        let PreparedJob {
+            started,
+            shared,
+            physical,
+            senders,
+            mut receivers,
+            local,
+            coordinator_args,
+            checkpoints,
+            restored_from,
+            skipped_checkpoints,
+            _cleanup,
+        } = self;
+        let config = &shared.config;
+        let mut threads = Vec::new();
+        for task in &physical.tasks {
+            for (i, input) in receivers[task.index].iter_mut().enumerate() {
+                if !local[task.index][i] {
+                    continue;
+                }
+                let mut outputs = Vec::with_capacity(task.outputs.len());
+                for (edge, o) in task.outputs.iter().enumerate() {
+                    let sender = match o.partitioning {
+                        crate::graph::Partitioning::Forward => o.sender_base,
+                        _ => o.sender_base + i as u32,
+                    };
+                    let mut channels = Vec::with_capacity(senders[o.task].len());
+                    for (to, s) in senders[o.task].iter().enumerate() {
+                        let forward_elsewhere =
+                            o.partitioning == crate::graph::Partitioning::Forward && to != i;
+                        channels.push(if local[o.task][to] || forward_elsewhere {
+                            router::Channel::Local(s.clone())
+                        } else {
+                            let id = ChannelId {
+                                from_task: task.index as u32,
+                                from_subtask: i as u32,
+                                output: edge as u32,
+                                to_task: o.task as u32,
+                                to_subtask: to as u32,
+                            };
+                            router::Channel::Remote(connect(id).map_err(JobError::Internal)?)
+                        });
+                    }
+                    outputs.push(Output::new(
+                        o.side_output.clone().map(|s| (o.from_node, s)),
+                        o.partitioning,
+                        sender,
+                        channels,
+                        config.max_parallelism,
+                    ));
+                }
+                let router = Router { outputs, index: i };
+                let input = input.take();
+                let sub =
+                    subtask::Subtask::new(shared.clone(), task.clone(), i as u32, router, input);
+                let name = format!("flinkw-t{}-{}", task.index, i);
+                let handle = std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || sub.run())
+                    .map_err(|e| JobError::Internal(format!("cannot start a thread: {e}")))?;
+                threads.push(handle);
             }
+        }
+        drop(senders);
+        drop(receivers);
+        let coordinator = match coordinator_args {
+            Some(args) => {
+                let finished = args.finished.clone();
+                let handle = std::thread::Builder::new()
+                    .name("flinkw-checkpoints".into())
+                    .spawn(move || checkpointing::coordinate(args))
+                    .map_err(|e| JobError::Internal(format!("cannot start a thread: {e}")))?;
+                Some((finished, handle))
+            }
+            None => None,
+        };
+        for t in threads {
+            if t.join().is_err() {
+                shared.fail(JobError::Internal("a subtask thread panicked".into()));
+            }
+        }
+        if let Some((finished, handle)) = coordinator {
+            finished.store(true, Ordering::SeqCst);
+            let _ = handle.join();
+        }
+        let savepoint = checkpoints
+            .as_ref()
+            .and_then(|c| c.savepoint.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        let last_checkpoint = checkpoints
+            .as_ref()
+            .map(|c| c.completed.load(Ordering::SeqCst))
+            .filter(|id| *id > 0 && Some(*id) != restored_from);
+        drop(checkpoints);
+        let shared = Arc::try_unwrap(shared)
+            .map_err(|_| JobError::Internal("subtasks outlived the job".into()))?;
+        if let Some(e) = shared.failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        let (mut skipped_lines, mut first_skipped) = (0, None);
+        for s in shared.sources.values() {
+            if let Some(stats) = s.stats() {
+                skipped_lines += stats.skipped.load(Ordering::Relaxed);
+                let first = stats.first_skipped.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                first_skipped = first_skipped.or(first);
+            }
+        }
+        let nodes = shared
+            .graph
+            .nodes
+            .iter()
+            .map(|n| {
+                let m = &shared.metrics[&n.id];
+                NodeReport {
+                    name: n.name.clone(),
+                    records_in: m.records_in.load(Ordering::Relaxed),
+                    records_out: m.records_out.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        Ok(JobReport {
+            name: shared.graph.name,
+            duration: started.elapsed(),
+            nodes,
+            late_records: shared.late_records.load(Ordering::Relaxed),
+            skipped_lines,
+            first_skipped,
+            counters: shared.counters.into_inner().unwrap_or_else(|p| p.into_inner()),
+            restored_from,
+            last_checkpoint,
+            skipped_checkpoints,
+            savepoint,
         })
-        .collect();
-    Ok(JobReport {
-        name: shared.graph.name,
-        duration: started.elapsed(),
-        nodes,
-        late_records: shared.late_records.load(Ordering::Relaxed),
-        skipped_lines,
-        first_skipped,
-        counters: shared.counters.into_inner().unwrap_or_else(|p| p.into_inner()),
-        restored_from,
-        last_checkpoint,
-        skipped_checkpoints,
-        savepoint,
-    })
+    }
 }

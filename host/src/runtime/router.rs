@@ -2,6 +2,8 @@
 
 use std::sync::mpsc::SyncSender;
 
+use super::RemoteChannel;
+
 use flinkw_batch::{Batch, BatchBuilder};
 
 use crate::graph::Partitioning;
@@ -9,8 +11,8 @@ use crate::keygroup::subtask_for_key;
 
 /// What travels on a channel between subtasks. `from` numbers the sender
 /// among the receiver's inputs.
-#[derive(Debug)]
-pub(crate) enum Message {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
     /// A packed batch; `watermarks`, when present, holds the sender's
     /// watermark after each record (a watermark interval of 0).
     Batch {
@@ -50,7 +52,24 @@ pub(crate) enum Message {
 
 /// The receiving side is gone: the job is being torn down.
 #[derive(Debug)]
-pub(crate) struct Disconnected;
+pub struct Disconnected;
+
+/// Where one channel leads: a subtask in this process, or one elsewhere.
+pub(crate) enum Channel {
+    /// A bounded in-process channel.
+    Local(SyncSender<Message>),
+    /// A channel to another process (a QUIC stream in a cluster).
+    Remote(Box<dyn RemoteChannel>),
+}
+
+impl Channel {
+    fn send(&mut self, message: Message) -> Result<(), Disconnected> {
+        match self {
+            Channel::Local(s) => s.send(message).map_err(|_| Disconnected),
+            Channel::Remote(r) => r.send(message),
+        }
+    }
+}
 
 /// One output edge of a subtask: the channels of every downstream subtask.
 pub(crate) struct Output {
@@ -59,7 +78,7 @@ pub(crate) struct Output {
     partitioning: Partitioning,
     /// How the downstream subtasks number this sender.
     sender: u32,
-    targets: Vec<SyncSender<Message>>,
+    targets: Vec<Channel>,
     next: usize,
     max_parallelism: u32,
     split: Vec<BatchBuilder>,
@@ -70,7 +89,7 @@ impl Output {
         side: Option<(u32, String)>,
         partitioning: Partitioning,
         sender: u32,
-        targets: Vec<SyncSender<Message>>,
+        targets: Vec<Channel>,
         max_parallelism: u32,
     ) -> Self {
         let split = (0..targets.len()).map(|_| BatchBuilder::new()).collect();
@@ -117,10 +136,14 @@ impl Output {
     }
 
     /// Sends a control message to every downstream subtask this one feeds.
-    fn broadcast(&self, index: usize, make: impl Fn(u32) -> Message) -> Result<(), Disconnected> {
+    fn broadcast(
+        &mut self,
+        index: usize,
+        make: impl Fn(u32) -> Message,
+    ) -> Result<(), Disconnected> {
         let targets = match self.partitioning {
-            Partitioning::Forward => &self.targets[index..=index],
-            _ => &self.targets[..],
+            Partitioning::Forward => &mut self.targets[index..=index],
+            _ => &mut self.targets[..],
         };
         for t in targets {
             t.send(make(self.sender)).map_err(|_| Disconnected)?;
@@ -129,13 +152,13 @@ impl Output {
     }
 
     fn send_to(
-        &self,
+        &mut self,
         t: usize,
         bytes: Vec<u8>,
         watermarks: Option<Vec<i64>>,
     ) -> Result<(), Disconnected> {
         let message = Message::Batch { from: self.sender, bytes, watermarks };
-        self.targets[t].send(message).map_err(|_| Disconnected)
+        self.targets[t].send(message)
     }
 }
 
@@ -201,8 +224,8 @@ impl Router {
         self.control(|from| Message::Idle { from })
     }
 
-    fn control(&self, make: impl Fn(u32) -> Message) -> Result<(), Disconnected> {
-        for out in &self.outputs {
+    fn control(&mut self, make: impl Fn(u32) -> Message) -> Result<(), Disconnected> {
+        for out in &mut self.outputs {
             out.broadcast(self.index, &make)?;
         }
         Ok(())
