@@ -17,6 +17,8 @@ use flinkw_host::plugin::Plugin;
 use flinkw_host::runtime::{self, JobReport, RestartStrategy, RunOptions};
 use flinkw_host::state::StateBackendKind;
 
+mod cluster_cmd;
+mod plugin_cmd;
 mod test_cmd;
 
 /// flinkw: a stream processor whose jobs are WebAssembly components.
@@ -29,6 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Cluster(cluster_cmd::ClusterCommand),
     /// Runs a job on this machine until its bounded input ends.
     Run {
         #[command(flatten)]
@@ -81,6 +85,8 @@ enum Command {
     /// Runs a plugin on a small input and prints its output, or the
     /// difference from an expected output (a plugin author's unit test).
     Test(test_cmd::TestArgs),
+    /// Plugin projects in Rust, Python, JavaScript or C: `new` and `build`.
+    Plugin(plugin_cmd::PluginArgs),
 }
 
 /// Keyed state backends.
@@ -211,6 +217,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             print_plan(&graph, &config)
         }
         Command::Test(args) => test_cmd::execute(args),
+        Command::Plugin(args) => plugin_cmd::execute(args),
+        Command::Cluster(c) => cluster_cmd::execute(c),
     }
 }
 
