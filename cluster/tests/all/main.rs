@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod checkpoints;
+mod cluster;
 mod examples;
 mod guest_failures;
 mod joins;

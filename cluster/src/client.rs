@@ -1,0 +1,225 @@
+//! The CLI's side of the REST API: `flinkw deploy`, `list`, `status`,
+//! `cancel`, `workers`.
+//!
+//! A small HTTP/1.1 client over a plain TCP connection (one request per
+//! connection), enough for the coordinator's JSON API.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+/// Where the coordinator's API is and the token to show it.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// `host:port` of the REST API.
+    pub addr: String,
+    /// The bearer token.
+    pub token: Option<String>,
+}
+
+impl Api {
+    /// From a URL such as `http://127.0.0.1:8081`.
+    pub fn new(url: &str, token: Option<String>) -> anyhow::Result<Api> {
+        let rest = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/');
+        if rest.is_empty() || rest.contains('/') || url.starts_with("https://") {
+            bail!("--coordinator must look like http://HOST:PORT, not {url:?}");
+        }
+        Ok(Api { addr: rest.to_owned(), token })
+    }
+
+    /// Sends a request; returns the JSON answer, or the API's error text.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> anyhow::Result<Value> {
+        let mut stream = TcpStream::connect(&self.addr).with_context(|| {
+            format!("cannot reach the coordinator's API at http://{}", self.addr)
+        })?;
+        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n",
+            self.addr
+        );
+        if let Some(t) = &self.token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        let (kind, bytes) = body.unwrap_or(("application/json", b""));
+        head.push_str(&format!("Content-Type: {kind}\r\nContent-Length: {}\r\n\r\n", bytes.len()));
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(bytes)?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).context("the coordinator closed the connection")?;
+        let split = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .context("a malformed answer from the coordinator")?;
+        let head = String::from_utf8_lossy(&answer[..split]);
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("no HTTP status")?;
+        let body = &answer[split + 4..];
+        let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+        let body = if chunked { unchunk(body)? } else { body.to_vec() };
+        let value: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+        };
+        if status >= 400 {
+            let message = value.get("error").and_then(Value::as_str).map(str::to_owned);
+            bail!("{} (HTTP {status})", message.unwrap_or_else(|| value.to_string()));
+        }
+        Ok(value)
+    }
+}
+
+fn unchunk(mut body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").context("bad chunk")?;
+        let size = usize::from_str_radix(String::from_utf8_lossy(&body[..line_end]).trim(), 16)?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(body.get(..size).context("short chunk")?);
+        body = body.get(size + 2..).unwrap_or_default();
+    }
+}
+
+/// What `flinkw deploy` sends besides the plugin.
+#[derive(Debug, Clone)]
+pub struct DeployRequest {
+    /// `key=value` config.
+    pub config: Vec<String>,
+    /// Restarts allowed.
+    pub restarts: u32,
+    /// Wait before a restart, in ms.
+    pub restart_delay_ms: u64,
+    /// Memory limit per plugin instance, MiB.
+    pub memory_limit_mib: usize,
+    /// Longest guest call, ms.
+    pub call_timeout_ms: u64,
+}
+
+/// Uploads a plugin and starts a job; returns the job's id.
+pub fn deploy(api: &Api, plugin: &Path, request: &DeployRequest) -> anyhow::Result<String> {
+    let bytes =
+        std::fs::read(plugin).with_context(|| format!("cannot read {}", plugin.display()))?;
+    let uploaded = api.call("POST", "/v1/plugins", Some(("application/wasm", &bytes)))?;
+    let hash = uploaded["plugin"].as_str().context("no plugin hash in the answer")?;
+    let body = json!({
+        "plugin": hash,
+        "config": request.config,
+        "restarts": request.restarts,
+        "restart_delay_ms": request.restart_delay_ms,
+        "memory_limit_mib": request.memory_limit_mib,
+        "call_timeout_ms": request.call_timeout_ms,
+    });
+    let answer =
+        api.call("POST", "/v1/jobs", Some(("application/json", body.to_string().as_bytes())))?;
+    Ok(answer["job"].as_str().context("no job id in the answer")?.to_owned())
+}
+
+/// Follows a job until it ends, printing each change of state; fails if
+/// the job did not finish.
+pub fn wait(api: &Api, job: &str, timeout: Duration) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        let status = api.call("GET", &format!("/v1/jobs/{job}"), None)?;
+        let state = status["state"]["state"].as_str().unwrap_or("?").to_owned();
+        if state != last {
+            let attempt = status["attempt"].as_u64().unwrap_or(0);
+            let extra =
+                if attempt > 0 { format!(" (attempt {})", attempt + 1) } else { String::new() };
+            eprintln!("{job}: {state}{extra}");
+            last = state.clone();
+        }
+        match state.as_str() {
+            "finished" => return Ok(status),
+            "failed" => bail!(
+                "job {job} failed: {}",
+                status["state"]["error"].as_str().unwrap_or("no reason given")
+            ),
+            "cancelled" => bail!("job {job} was cancelled"),
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            bail!("job {job} is still {state} after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Prints a job's status as a person reads it.
+pub fn print_job(status: &Value) {
+    let state = &status["state"];
+    println!("job        {}", status["id"].as_str().unwrap_or("?"));
+    println!("name       {}", status["name"].as_str().unwrap_or("?"));
+    println!("state      {}", state["state"].as_str().unwrap_or("?"));
+    if let Some(e) = state["error"].as_str() {
+        println!("error      {e}");
+    }
+    println!("attempt    {}", status["attempt"].as_u64().unwrap_or(0) + 1);
+    println!("seconds    {:.3}", status["seconds"].as_f64().unwrap_or(0.0));
+    if let Some(ms) = status["start_ms"].as_u64() {
+        println!("started in {ms} ms");
+    }
+    if let Some(tasks) = status["placement"].as_array() {
+        for (i, t) in tasks.iter().enumerate() {
+            let names: Vec<&str> =
+                t.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            println!("task {i:<5} {}", names.join(" "));
+        }
+    }
+    if let Some(nodes) = status["nodes"].as_array() {
+        for n in nodes {
+            println!(
+                "  {:<40} in {:>10}  out {:>10}",
+                n[0].as_str().unwrap_or("?"),
+                n[1].as_u64().unwrap_or(0),
+                n[2].as_u64().unwrap_or(0)
+            );
+        }
+    }
+}
+
+/// Prints every job as a table.
+pub fn print_jobs(list: &Value) {
+    println!("{:<10} {:<24} {:<11} {:>7} {:>9}", "JOB", "NAME", "STATE", "ATTEMPT", "SECONDS");
+    for j in list.as_array().into_iter().flatten() {
+        println!(
+            "{:<10} {:<24} {:<11} {:>7} {:>9.1}",
+            j["id"].as_str().unwrap_or("?"),
+            j["name"].as_str().unwrap_or("?"),
+            j["state"]["state"].as_str().unwrap_or("?"),
+            j["attempt"].as_u64().unwrap_or(0) + 1,
+            j["seconds"].as_f64().unwrap_or(0.0)
+        );
+    }
+}
+
+/// Prints every worker as a table.
+pub fn print_workers(list: &Value) {
+    println!("{:<4} {:<16} {:>5} {:>5}  DATA", "ID", "NAME", "SLOTS", "USED");
+    for w in list.as_array().into_iter().flatten() {
+        println!(
+            "{:<4} {:<16} {:>5} {:>5}  {}",
+            w["id"].as_u64().unwrap_or(0),
+            w["name"].as_str().unwrap_or("?"),
+            w["slots"].as_u64().unwrap_or(0),
+            w["used"].as_u64().unwrap_or(0),
+            w["data_addr"].as_str().unwrap_or("?")
+        );
+    }
+}

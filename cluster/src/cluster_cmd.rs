@@ -1,0 +1,285 @@
+//! The cluster's subcommands: `coordinator`, `worker`, `deploy`, `list`,
+//! `status`, `cancel`, `workers`, `cert`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use flinkw_cluster::client::{self, Api, DeployRequest};
+use flinkw_cluster::coordinator::{self, CoordinatorOptions};
+use flinkw_cluster::{tls, worker};
+
+/// Subcommands that start or talk to a cluster.
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Starts a coordinator: workers join it, clients deploy jobs to it.
+    Coordinator {
+        /// QUIC address where workers join.
+        #[arg(long, default_value = "127.0.0.1:6123")]
+        listen: SocketAddr,
+        /// Address of the REST API (plain HTTP; keep it on a trusted network).
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        rest: SocketAddr,
+        /// Folder with this node's certificate (`flinkw cert node`).
+        #[arg(long, value_name = "DIR")]
+        certs: PathBuf,
+        /// Token every API client must send.
+        #[arg(long, env = "FLINKW_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Where plugins and compiled plugins are kept.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// A worker silent this long (ms) counts as lost.
+        #[arg(long, default_value_t = 3000, value_name = "MS")]
+        heartbeat_timeout: u64,
+    },
+    /// Starts a worker that offers task slots to a coordinator.
+    Worker {
+        /// The coordinator's QUIC address.
+        #[arg(long, value_name = "ADDR")]
+        join: SocketAddr,
+        /// Task slots to offer.
+        #[arg(long, default_value_t = 2)]
+        slots: u32,
+        /// Address where other workers send data (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: SocketAddr,
+        /// The worker's name (default: the host name and process id).
+        #[arg(long)]
+        name: Option<String>,
+        /// Folder with this node's certificate (`flinkw cert node`).
+        #[arg(long, value_name = "DIR")]
+        certs: PathBuf,
+        /// Where fetched and compiled plugins are cached.
+        #[arg(long, value_name = "DIR", env = "FLINKW_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        /// How long to keep trying to reach the coordinator, in seconds.
+        #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+        connect_timeout: f64,
+    },
+    /// Uploads a plugin to a cluster and runs it as a job.
+    Deploy {
+        /// The plugin.
+        plugin: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Job config as key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Restart the job this many times when it fails.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        restarts: u32,
+        /// Wait before a restart, in ms.
+        #[arg(long, default_value_t = 1000, value_name = "MS")]
+        restart_delay: u64,
+        /// Memory limit of each plugin instance, in MiB.
+        #[arg(long, default_value_t = 512, value_name = "MIB")]
+        memory_limit: usize,
+        /// Longest one guest call may run, in seconds.
+        #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+        call_timeout: f64,
+        /// Follow the job until it ends and print its summary.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 3600.0, value_name = "SECS")]
+        wait_timeout: f64,
+    },
+    /// Lists a cluster's jobs.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Shows one job.
+    Status {
+        /// The job's id.
+        job: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Cancels a job.
+    Cancel {
+        /// The job's id.
+        job: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Lists a cluster's workers and their slots.
+    Workers {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Makes development certificates for a cluster.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+/// `flinkw cert` subcommands.
+#[derive(Subcommand)]
+pub enum CertCommand {
+    /// Makes a new certificate authority (`ca.pem`, `ca.key`) in DIR.
+    Ca {
+        /// The folder.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Makes a node certificate signed by the CA.
+    Node {
+        /// The CA's folder.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The node's name (also a name in its certificate).
+        #[arg(long)]
+        name: String,
+        /// More host names or IP addresses the node is reached by.
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// The folder for `node.pem`, `node.key` and `ca.pem`.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// How to reach a coordinator's API.
+#[derive(clap::Args)]
+pub struct ApiArgs {
+    /// The coordinator's REST API.
+    #[arg(long, env = "FLINKW_COORDINATOR", default_value = "http://127.0.0.1:8081")]
+    coordinator: String,
+    /// The API token.
+    #[arg(long, env = "FLINKW_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ApiArgs {
+    fn api(&self) -> anyhow::Result<Api> {
+        Api::new(&self.coordinator, self.token.clone())
+    }
+}
+
+fn secs(s: f64, what: &str) -> anyhow::Result<Duration> {
+    anyhow::ensure!(s > 0.0 && s.is_finite(), "{what} must be a positive number of seconds");
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// Runs a cluster subcommand.
+pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Coordinator { listen, rest, certs, token, data_dir, heartbeat_timeout } => {
+            anyhow::ensure!(!token.is_empty(), "--token must not be empty");
+            coordinator::run(CoordinatorOptions {
+                listen,
+                rest,
+                certs,
+                token,
+                data_dir,
+                heartbeat_timeout: Duration::from_millis(heartbeat_timeout.max(100)),
+            })
+        }
+        ClusterCommand::Worker { join, slots, bind, name, certs, cache_dir, connect_timeout } => {
+            anyhow::ensure!(slots > 0, "--slots must be at least 1");
+            let cache_dir = cache_dir
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/flinkw"))
+                })
+                .context("no --cache-dir and no HOME")?;
+            let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
+            worker::run(worker::WorkerOptions {
+                coordinator: join,
+                bind,
+                slots,
+                name,
+                certs,
+                cache_dir,
+                connect_timeout: secs(connect_timeout, "--connect-timeout")?,
+            })
+        }
+        ClusterCommand::Deploy {
+            plugin,
+            api,
+            set,
+            restarts,
+            restart_delay,
+            memory_limit,
+            call_timeout,
+            wait,
+            wait_timeout,
+        } => {
+            let request = DeployRequest {
+                config: set,
+                restarts,
+                restart_delay_ms: restart_delay,
+                memory_limit_mib: memory_limit,
+                call_timeout_ms: secs(call_timeout, "--call-timeout")?.as_millis() as u64,
+            };
+            let client = api.api()?;
+            let job = client::deploy(&client, &plugin, &request)?;
+            if !wait {
+                if api.json {
+                    println!("{}", serde_json::json!({ "job": job }));
+                } else {
+                    println!("{job}");
+                }
+                return Ok(());
+            }
+            let status = client::wait(&client, &job, secs(wait_timeout, "--wait-timeout")?)?;
+            if api.json {
+                println!("{status}");
+            } else {
+                client::print_job(&status);
+            }
+            Ok(())
+        }
+        ClusterCommand::List { api } => {
+            let list = api.api()?.call("GET", "/v1/jobs", None)?;
+            if api.json {
+                println!("{list}")
+            } else {
+                client::print_jobs(&list)
+            }
+            Ok(())
+        }
+        ClusterCommand::Status { job, api } => {
+            let status = api.api()?.call("GET", &format!("/v1/jobs/{job}"), None)?;
+            if api.json {
+                println!("{status}")
+            } else {
+                client::print_job(&status)
+            }
+            Ok(())
+        }
+        ClusterCommand::Cancel { job, api } => {
+            let status = api.api()?.call("POST", &format!("/v1/jobs/{job}/cancel"), None)?;
+            if api.json {
+                println!("{status}")
+            } else {
+                client::print_job(&status)
+            }
+            Ok(())
+        }
+        ClusterCommand::Workers { api } => {
+            let list = api.api()?.call("GET", "/v1/workers", None)?;
+            if api.json {
+                println!("{list}")
+            } else {
+                client::print_workers(&list)
+            }
+            Ok(())
+        }
+        ClusterCommand::Cert(CertCommand::Ca { out }) => {
+            tls::create_ca(&out)?;
+            eprintln!("made a CA in {} (keep ca.key private)", out.display());
+            Ok(())
+        }
+        ClusterCommand::Cert(CertCommand::Node { ca, name, hosts, out }) => {
+            tls::create_node(&ca, &name, &hosts, &out)?;
+            eprintln!("made a certificate for {name} in {}", out.display());
+            Ok(())
+        }
+    }
+}

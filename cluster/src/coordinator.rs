@@ -1,0 +1,580 @@
+//! `flinkw coordinator`: accepts jobs, places them on workers' slots,
+//! starts, watches and restarts them.
+//!
+//! Workers connect over QUIC (mutual TLS) and keep a session open; the
+//! coordinator drives each job's [`Lifecycle`] with what the workers report
+//! and with its own clock (heartbeat timeouts, restart delays). Plugins
+//! are stored by content hash in the data folder; workers fetch them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use flinkw_host::config::JobConfig;
+use flinkw_host::engine::Engine;
+use flinkw_host::graph::NodeKind;
+use flinkw_host::limits::Limits;
+use flinkw_host::plugin::Plugin;
+use flinkw_host::runtime::{physical_plan, plan_job};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::control::{
+    Deployment, PartReport, ToCoordinator, ToWorker, read_frame, read_raw, write_frame,
+};
+use crate::lifecycle::{Action, Event, JobState, Lifecycle};
+use crate::scheduler::{Offer, TaskNeeds, place};
+use crate::tls::Identity;
+
+/// How a coordinator is started.
+#[derive(Debug, Clone)]
+pub struct CoordinatorOptions {
+    /// QUIC address for workers.
+    pub listen: SocketAddr,
+    /// HTTP address of the REST API.
+    pub rest: SocketAddr,
+    /// Folder with `ca.pem`, `node.pem`, `node.key`.
+    pub certs: PathBuf,
+    /// The API token clients must send.
+    pub token: String,
+    /// Plugins and job records.
+    pub data_dir: PathBuf,
+    /// A worker silent this long is lost.
+    pub heartbeat_timeout: Duration,
+}
+
+/// A registered worker.
+pub(crate) struct WorkerEntry {
+    pub name: String,
+    pub slots: u32,
+    pub data_addr: SocketAddr,
+    pub tx: mpsc::UnboundedSender<ToWorker>,
+    pub last_seen: Instant,
+    pub connection: quinn::Connection,
+}
+
+/// A job on the coordinator.
+pub(crate) struct JobEntry {
+    pub id: String,
+    pub name: String,
+    pub plugin: String,
+    pub config: Vec<String>,
+    pub needs: Vec<TaskNeeds>,
+    pub lifecycle: Lifecycle,
+    pub placement: Vec<Vec<u32>>,
+    /// Slots taken per worker while the attempt is live.
+    pub slots: BTreeMap<u32, u32>,
+    pub report: PartReport,
+    pub submitted: Instant,
+    pub running_since: Option<Instant>,
+    pub ended: Option<Instant>,
+    pub memory_limit: usize,
+    pub call_timeout_ms: u64,
+}
+
+/// What a client asks to run.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct JobRequest {
+    /// The plugin's SHA-256, uploaded before.
+    pub plugin: String,
+    /// `key=value` config.
+    #[serde(default)]
+    pub config: Vec<String>,
+    /// Restarts allowed after failures.
+    #[serde(default)]
+    pub restarts: u32,
+    /// Wait before a restart, in ms.
+    #[serde(default = "default_delay")]
+    pub restart_delay_ms: u64,
+    /// Memory limit of each plugin instance, in MiB.
+    #[serde(default = "default_memory")]
+    pub memory_limit_mib: usize,
+    /// Longest guest call, in ms.
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout_ms: u64,
+}
+
+fn default_delay() -> u64 {
+    1000
+}
+fn default_memory() -> usize {
+    512
+}
+fn default_call_timeout() -> u64 {
+    10_000
+}
+
+/// A job as clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    /// Its id.
+    pub id: String,
+    /// The job's name (from the plugin).
+    pub name: String,
+    /// Its state and details.
+    pub state: JobState,
+    /// The attempt (0 = first run).
+    pub attempt: u32,
+    /// Worker names per task: `placement[task][subtask]`.
+    pub placement: Vec<Vec<String>>,
+    /// Per node: name, records in, records out (summed when parts finish).
+    pub nodes: Vec<(String, u64, u64)>,
+    /// Records dropped as late.
+    pub late_records: u64,
+    /// Seconds since it was submitted (until it ended).
+    pub seconds: f64,
+    /// Milliseconds from submission to running.
+    pub start_ms: Option<u64>,
+}
+
+/// A worker as clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerStatus {
+    /// Its id.
+    pub id: u32,
+    /// Its name.
+    pub name: String,
+    /// Slots offered.
+    pub slots: u32,
+    /// Slots taken by live jobs.
+    pub used: u32,
+    /// Where it takes data.
+    pub data_addr: SocketAddr,
+}
+
+/// The coordinator's state, shared by its sessions, clock and REST API.
+pub struct Coordinator {
+    pub(crate) workers: Mutex<BTreeMap<u32, WorkerEntry>>,
+    pub(crate) jobs: Mutex<BTreeMap<String, JobEntry>>,
+    next_worker: Mutex<u32>,
+    next_job: Mutex<u64>,
+    pub(crate) options: CoordinatorOptions,
+    engine: Engine,
+    started: Instant,
+}
+
+impl Coordinator {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn plugin_path(&self, hash: &str) -> PathBuf {
+        self.options.data_dir.join("plugins").join(format!("{hash}.wasm"))
+    }
+
+    /// Stores a plugin by its content hash; returns the hash.
+    pub fn store_plugin(&self, bytes: &[u8]) -> anyhow::Result<String> {
+        let hash = hex::encode(Sha256::digest(bytes));
+        let path = self.plugin_path(&hash);
+        if !path.exists() {
+            std::fs::create_dir_all(path.parent().context("no plugin folder")?)?;
+            let tmp = path.with_extension("part");
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        Ok(hash)
+    }
+
+    /// Checks and plans a job, then schedules it; returns its id.
+    pub fn submit(self: &Arc<Self>, request: JobRequest) -> anyhow::Result<String> {
+        let path = self.plugin_path(&request.plugin);
+        let bytes = std::fs::read(&path)
+            .map_err(|_| anyhow::anyhow!("no plugin {} was uploaded", request.plugin))?;
+        let plugin = Plugin::load(&self.engine, &request.plugin, &bytes)?;
+        let config = JobConfig::parse(&request.config)?;
+        let graph = plan_job(&plugin, &config)?;
+        let physical = physical_plan(&graph, config.parallelism)?;
+        let needs = physical
+            .tasks
+            .iter()
+            .map(|t| TaskNeeds {
+                parallelism: t.parallelism,
+                // One file or stdout written by several processes would
+                // interleave or clobber: keep such sinks in one process.
+                single_process: t.nodes.iter().any(|n| {
+                    graph.node(*n).is_some_and(|n| {
+                        matches!(&n.kind, NodeKind::Sink(c) if c.kind == "file" || c.kind == "stdout")
+                    })
+                }),
+            })
+            .collect();
+        let id = {
+            let mut next = self.next_job.lock().unwrap_or_else(|p| p.into_inner());
+            *next += 1;
+            format!("job-{}", *next)
+        };
+        let lifecycle = Lifecycle::new(request.restarts, request.restart_delay_ms);
+        let actions = lifecycle.start();
+        let entry = JobEntry {
+            id: id.clone(),
+            name: graph.name.clone(),
+            plugin: request.plugin,
+            config: request.config,
+            needs,
+            lifecycle,
+            placement: Vec::new(),
+            slots: BTreeMap::new(),
+            report: PartReport::default(),
+            submitted: Instant::now(),
+            running_since: None,
+            ended: None,
+            memory_limit: request.memory_limit_mib.max(1) << 20,
+            call_timeout_ms: request.call_timeout_ms.max(1),
+        };
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), entry);
+        tracing::info!(job = %id, name = %graph.name, "job submitted");
+        self.act(&id, actions);
+        Ok(id)
+    }
+
+    /// Applies an event to a job and carries out what follows.
+    pub(crate) fn event(&self, job: &str, event: Event) {
+        let actions = {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(j) = jobs.get_mut(job) else { return };
+            let before = j.lifecycle.state.name();
+            let actions = j.lifecycle.on(event, self.now_ms());
+            let after = j.lifecycle.state.name();
+            if before != after {
+                tracing::info!(job, from = before, to = after, "job state");
+                if after == "running" {
+                    j.running_since.get_or_insert_with(Instant::now);
+                }
+                if j.lifecycle.state.is_terminal() || after == "restarting" {
+                    j.slots.clear();
+                }
+                if j.lifecycle.state.is_terminal() {
+                    j.ended = Some(Instant::now());
+                }
+            }
+            actions
+        };
+        self.act(job, actions);
+    }
+
+    fn act(&self, job: &str, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Schedule => {
+                    let event = self.schedule(job);
+                    self.event(job, event);
+                }
+                Action::Start(ws) => {
+                    let attempt = self.attempt(job);
+                    self.send(&ws, |_| ToWorker::Start { job: job.to_owned(), attempt });
+                }
+                Action::Cancel(ws) => self.send(&ws, |_| ToWorker::Cancel { job: job.to_owned() }),
+            }
+        }
+    }
+
+    fn attempt(&self, job: &str) -> u32 {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(job)
+            .map_or(0, |j| j.lifecycle.attempt)
+    }
+
+    fn send(&self, ws: &BTreeSet<u32>, make: impl Fn(u32) -> ToWorker) {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        for w in ws {
+            if let Some(entry) = workers.get(w) {
+                let _ = entry.tx.send(make(*w));
+            }
+        }
+    }
+
+    /// Places a job's attempt and sends its deployment to the workers.
+    fn schedule(&self, job: &str) -> Event {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut used: BTreeMap<u32, u32> = BTreeMap::new();
+        for j in jobs.values() {
+            for (w, n) in &j.slots {
+                *used.entry(*w).or_default() += n;
+            }
+        }
+        let Some(j) = jobs.get_mut(job) else {
+            return Event::NoSlots { reason: "the job is gone".into() };
+        };
+        let offers: Vec<Offer> = workers
+            .iter()
+            .map(|(id, w)| Offer {
+                worker: *id,
+                free: w.slots.saturating_sub(used.get(id).copied().unwrap_or(0)),
+            })
+            .collect();
+        let placement = match place(&j.needs, &offers) {
+            Ok(p) => p,
+            Err(e) => return Event::NoSlots { reason: e.to_string() },
+        };
+        let needed = j.needs.iter().map(|t| t.parallelism).max().unwrap_or(0) as usize;
+        // Slot i is where subtask i of the widest task went.
+        let widest = j.needs.iter().position(|t| t.parallelism as usize == needed).unwrap_or(0);
+        j.slots.clear();
+        for w in placement.get(widest).into_iter().flatten() {
+            *j.slots.entry(*w).or_default() += 1;
+        }
+        let involved: BTreeSet<u32> = placement.iter().flatten().copied().collect();
+        let deployment = Deployment {
+            job: job.to_owned(),
+            attempt: j.lifecycle.attempt,
+            plugin: j.plugin.clone(),
+            config: j.config.clone(),
+            placement: placement.clone(),
+            workers: workers.iter().map(|(id, w)| (*id, w.data_addr)).collect(),
+            memory_limit: j.memory_limit,
+            call_timeout_ms: j.call_timeout_ms,
+        };
+        j.placement = placement;
+        j.report = PartReport::default();
+        for w in &involved {
+            let _ = workers[w].tx.send(ToWorker::Deploy(deployment.clone()));
+        }
+        Event::Placed { workers: involved }
+    }
+
+    /// A worker's report.
+    fn report(&self, worker: u32, message: ToCoordinator) {
+        let (job, attempt, event) = match message {
+            ToCoordinator::Ready { job, attempt } => (job, attempt, Event::Ready(worker)),
+            ToCoordinator::Finished { job, attempt, report } => {
+                if let Some(j) = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&job)
+                    && j.lifecycle.attempt == attempt
+                {
+                    j.report.add(&report);
+                }
+                (job, attempt, Event::Finished(worker))
+            }
+            ToCoordinator::Failed { job, attempt, error, restartable } => {
+                tracing::warn!(job, worker, %error, "a job part failed");
+                (job, attempt, Event::Failed { worker, error, restartable })
+            }
+            ToCoordinator::Register { .. } | ToCoordinator::Heartbeat => return,
+        };
+        if self.attempt(&job) == attempt {
+            self.event(&job, event);
+        }
+    }
+
+    /// Forgets a worker and tells its jobs.
+    fn lose(&self, worker: u32, why: &str) {
+        let removed = self.workers.lock().unwrap_or_else(|p| p.into_inner()).remove(&worker);
+        if let Some(w) = removed {
+            tracing::warn!(worker, name = %w.name, why, "worker lost");
+            w.connection.close(quinn::VarInt::from_u32(1), b"lost");
+            let ids: Vec<String> =
+                self.jobs.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+            for id in ids {
+                self.event(&id, Event::WorkerLost(worker));
+            }
+        }
+    }
+
+    /// Every job, newest last.
+    pub fn job_statuses(&self) -> Vec<JobStatus> {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<JobStatus> = jobs.values().map(|j| status(j, &workers)).collect();
+        all.sort_by_key(|s| s.id.trim_start_matches("job-").parse::<u64>().unwrap_or(0));
+        all
+    }
+
+    /// One job.
+    pub fn job_status(&self, id: &str) -> Option<JobStatus> {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.get(id).map(|j| status(j, &workers))
+    }
+
+    /// Every worker.
+    pub fn worker_statuses(&self) -> Vec<WorkerStatus> {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        workers
+            .iter()
+            .map(|(id, w)| WorkerStatus {
+                id: *id,
+                name: w.name.clone(),
+                slots: w.slots,
+                used: jobs.values().filter_map(|j| j.slots.get(id)).sum(),
+                data_addr: w.data_addr,
+            })
+            .collect()
+    }
+
+    /// Cancels a job; false if there is no such job.
+    pub fn cancel(&self, id: &str) -> bool {
+        if !self.jobs.lock().unwrap_or_else(|p| p.into_inner()).contains_key(id) {
+            return false;
+        }
+        self.event(id, Event::Cancel);
+        true
+    }
+}
+
+fn status(j: &JobEntry, workers: &BTreeMap<u32, WorkerEntry>) -> JobStatus {
+    let name =
+        |w: &u32| workers.get(w).map_or_else(|| format!("worker {w} (lost)"), |e| e.name.clone());
+    JobStatus {
+        id: j.id.clone(),
+        name: j.name.clone(),
+        state: j.lifecycle.state.clone(),
+        attempt: j.lifecycle.attempt,
+        placement: j.placement.iter().map(|t| t.iter().map(name).collect()).collect(),
+        nodes: j.report.nodes.clone(),
+        late_records: j.report.late_records,
+        seconds: j.ended.unwrap_or_else(Instant::now).duration_since(j.submitted).as_secs_f64(),
+        start_ms: j.running_since.map(|r| r.duration_since(j.submitted).as_millis() as u64),
+    }
+}
+
+/// Runs a coordinator until the process is stopped.
+pub fn run(options: CoordinatorOptions) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("flinkw-coord")
+        .build()
+        .context("cannot start the network runtime")?;
+    runtime.block_on(serve(options))
+}
+
+async fn serve(options: CoordinatorOptions) -> anyhow::Result<()> {
+    let identity = Identity::load(&options.certs)?;
+    let endpoint = identity.endpoint(options.listen)?;
+    let engine = Engine::new(Limits::default(), Some(options.data_dir.join("compiled")))?;
+    let listener = tokio::net::TcpListener::bind(options.rest)
+        .await
+        .with_context(|| format!("cannot listen on {} for the REST API", options.rest))?;
+    let quic_addr = endpoint.local_addr()?;
+    let rest_addr = listener.local_addr()?;
+    let coordinator = Arc::new(Coordinator {
+        workers: Mutex::new(BTreeMap::new()),
+        jobs: Mutex::new(BTreeMap::new()),
+        next_worker: Mutex::new(0),
+        next_job: Mutex::new(0),
+        options,
+        engine,
+        started: Instant::now(),
+    });
+    eprintln!("coordinator: workers join at {quic_addr}, REST API on http://{rest_addr}");
+    tokio::spawn(clock(coordinator.clone()));
+    let app = crate::rest::router(coordinator.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the REST API stopped");
+        }
+    });
+    while let Some(incoming) = endpoint.accept().await {
+        let c = coordinator.clone();
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(connection) => c.session(connection).await,
+                Err(e) => eprintln!("coordinator: refused a connection: {e}"),
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Heartbeat timeouts and restart delays.
+async fn clock(c: Arc<Coordinator>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let silent: Vec<u32> = c
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, w)| w.last_seen.elapsed() > c.options.heartbeat_timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for w in silent {
+            c.lose(w, "no heartbeat");
+        }
+        let ids: Vec<String> =
+            c.jobs.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        for id in ids {
+            c.event(&id, Event::Tick);
+        }
+    }
+}
+
+impl Coordinator {
+    /// One worker's connection: its session stream and plugin downloads.
+    async fn session(self: Arc<Self>, connection: quinn::Connection) {
+        let (mut send, mut recv) = match connection.accept_bi().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "a connection closed before its session");
+                return;
+            }
+        };
+        let Ok(ToCoordinator::Register { name, slots, data_addr }) = read_frame(&mut recv).await
+        else {
+            return;
+        };
+        let id = {
+            let mut next = self.next_worker.lock().unwrap_or_else(|p| p.into_inner());
+            *next += 1;
+            *next
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _ = tx.send(ToWorker::Registered { worker: id });
+        self.workers.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            id,
+            WorkerEntry {
+                name: name.clone(),
+                slots,
+                data_addr,
+                tx,
+                last_seen: Instant::now(),
+                connection: connection.clone(),
+            },
+        );
+        tracing::info!(worker = id, %name, slots, %data_addr, "worker joined");
+        // Plugin downloads come on streams of their own.
+        let me = self.clone();
+        let downloads = connection.clone();
+        tokio::spawn(async move {
+            while let Ok((mut send, mut recv)) = downloads.accept_bi().await {
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let Ok(hash) = read_raw(&mut recv, 64).await else { return };
+                    let hash = String::from_utf8_lossy(&hash).into_owned();
+                    if hash.bytes().all(|b| b.is_ascii_hexdigit())
+                        && let Ok(bytes) = std::fs::read(me.plugin_path(&hash))
+                    {
+                        let _ = send.write_all(&bytes).await;
+                    }
+                    let _ = send.finish();
+                });
+            }
+        });
+        let why = loop {
+            tokio::select! {
+                out = rx.recv() => match out {
+                    Some(m) => if let Err(e) = write_frame(&mut send, &m).await { break e.to_string() },
+                    None => break "dropped".to_owned(),
+                },
+                message = read_frame::<ToCoordinator>(&mut recv) => match message {
+                    Ok(m) => {
+                        if let Some(w) = self.workers.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+                            w.last_seen = Instant::now();
+                        }
+                        self.report(id, m);
+                    }
+                    Err(e) => break e.to_string(),
+                },
+            }
+        };
+        self.lose(id, &why);
+    }
+}

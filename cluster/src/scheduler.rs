@@ -1,0 +1,116 @@
+//! Where a job's subtasks run: slots with slot sharing, spread across
+//! workers. Pure: unit-tested without any process.
+//!
+//! As in Flink, one slot holds one parallel slice of the whole pipeline:
+//! subtask `i` of every task goes to slot `i`, so a job needs as many slots
+//! as its largest parallelism, and forward edges (equal parallelism) stay
+//! inside one worker. Slots are taken from the workers in turn, so a job
+//! spreads over as many workers as it can. A task that must write from one
+//! process (a sink into one file) keeps all its subtasks with slot 0.
+
+/// A worker's offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    /// The worker's id.
+    pub worker: u32,
+    /// Slots it has free.
+    pub free: u32,
+}
+
+/// A task as the scheduler sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskNeeds {
+    /// Its parallelism.
+    pub parallelism: u32,
+    /// All its subtasks must run in one process.
+    pub single_process: bool,
+}
+
+/// Not enough slots.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the job needs {needed} task slot(s) but the cluster has {free} free (workers: {workers})")]
+pub struct NotEnoughSlots {
+    /// Slots the job needs.
+    pub needed: u32,
+    /// Free slots.
+    pub free: u32,
+    /// Workers registered.
+    pub workers: usize,
+}
+
+/// Places every subtask: `result[task][subtask]` is a worker id.
+pub fn place(tasks: &[TaskNeeds], offers: &[Offer]) -> Result<Vec<Vec<u32>>, NotEnoughSlots> {
+    let needed = tasks.iter().map(|t| t.parallelism).max().unwrap_or(0);
+    let free: u32 = offers.iter().map(|o| o.free).sum();
+    if needed > free || (needed > 0 && offers.is_empty()) {
+        return Err(NotEnoughSlots { needed, free, workers: offers.len() });
+    }
+    let mut offers: Vec<Offer> = offers.to_vec();
+    offers.sort_by_key(|o| o.worker);
+    let mut slots = Vec::with_capacity(needed as usize);
+    let mut turn = 0;
+    let n = offers.len();
+    while slots.len() < needed as usize {
+        let o = &mut offers[turn % n];
+        if o.free > 0 {
+            o.free -= 1;
+            slots.push(o.worker);
+        }
+        turn += 1;
+    }
+    Ok(tasks
+        .iter()
+        .map(|t| {
+            (0..t.parallelism as usize)
+                .map(|i| if t.single_process { slots[0] } else { slots[i] })
+                .collect()
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(parallelism: u32) -> TaskNeeds {
+        TaskNeeds { parallelism, single_process: false }
+    }
+
+    #[test]
+    fn slices_spread_over_workers_and_forward_edges_stay_together() {
+        let offers = [Offer { worker: 7, free: 2 }, Offer { worker: 3, free: 2 }];
+        let placed = place(&[task(4), task(4), task(2)], &offers).unwrap();
+        assert_eq!(placed[0], vec![3, 7, 3, 7]);
+        // Subtask i of every task shares slot i.
+        assert_eq!(placed[1], placed[0]);
+        assert_eq!(placed[2], vec![3, 7]);
+    }
+
+    #[test]
+    fn uneven_offers_fill_what_is_free() {
+        let offers = [Offer { worker: 1, free: 3 }, Offer { worker: 2, free: 1 }];
+        assert_eq!(place(&[task(4)], &offers).unwrap()[0], vec![1, 2, 1, 1]);
+    }
+
+    #[test]
+    fn a_single_process_task_stays_with_slot_zero() {
+        let offers = [Offer { worker: 1, free: 2 }, Offer { worker: 2, free: 2 }];
+        let sink = TaskNeeds { parallelism: 3, single_process: true };
+        let placed = place(&[task(3), sink], &offers).unwrap();
+        assert_eq!(placed[0], vec![1, 2, 1]);
+        assert_eq!(placed[1], vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn too_few_slots_is_an_error() {
+        let offers = [Offer { worker: 1, free: 1 }, Offer { worker: 2, free: 0 }];
+        assert_eq!(
+            place(&[task(2)], &offers),
+            Err(NotEnoughSlots { needed: 2, free: 1, workers: 2 })
+        );
+        assert_eq!(
+            place(&[task(1)], &[]).unwrap_err().to_string(),
+            "the job needs 1 task slot(s) but the cluster has 0 free (workers: 0)"
+        );
+    }
+}

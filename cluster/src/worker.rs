@@ -1,0 +1,342 @@
+//! `flinkw worker`: offers task slots to a coordinator and runs the
+//! subtasks placed on it.
+//!
+//! A worker keeps one session with the coordinator (register, heartbeats,
+//! reports; commands back), fetches plugins by content hash into its cache
+//! (so a redeploy of the same plugin neither downloads nor compiles
+//! anything), and runs each job's subtasks on the embedded runtime's code,
+//! with channels to other workers over the [`DataPlane`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use flinkw_host::config::JobConfig;
+use flinkw_host::engine::Engine;
+use flinkw_host::limits::Limits;
+use flinkw_host::plugin::Plugin;
+use flinkw_host::runtime::{Canceller, JobError, PreparedJob, RunOptions, prepare_job};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::control::{
+    Deployment, PartReport, ToCoordinator, ToWorker, read_frame, write_frame, write_raw,
+};
+use crate::data::DataPlane;
+use crate::tls::{Identity, SERVER_NAME};
+
+/// How often a worker says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+/// The largest plugin a worker downloads.
+const MAX_PLUGIN: usize = 512 << 20;
+
+/// How a worker is started.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The coordinator's QUIC address.
+    pub coordinator: SocketAddr,
+    /// Where to take data from other workers.
+    pub bind: SocketAddr,
+    /// Task slots offered.
+    pub slots: u32,
+    /// The worker's name.
+    pub name: String,
+    /// Folder with `ca.pem`, `node.pem`, `node.key`.
+    pub certs: PathBuf,
+    /// Plugins and compiled plugins.
+    pub cache_dir: PathBuf,
+    /// How long to keep trying to reach the coordinator at start.
+    pub connect_timeout: Duration,
+}
+
+/// Runs a worker until its coordinator goes away for good.
+pub fn run(options: WorkerOptions) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("flinkw-net")
+        .build()
+        .context("cannot start the network runtime")?;
+    runtime.block_on(serve(options))
+}
+
+/// A job attempt on this worker.
+enum Part {
+    Prepared(Box<PreparedJob>),
+    Running(Canceller),
+}
+
+struct Worker {
+    options: WorkerOptions,
+    plane: Arc<DataPlane>,
+    connection: quinn::Connection,
+    events: mpsc::UnboundedSender<ToCoordinator>,
+    parts: Mutex<HashMap<String, (u32, Part, Deployment)>>,
+    engines: Mutex<BTreeMap<(usize, u64), Engine>>,
+    id: u32,
+}
+
+async fn serve(options: WorkerOptions) -> anyhow::Result<()> {
+    let identity = Identity::load(&options.certs)?;
+    let endpoint = identity.endpoint(options.bind)?;
+    let data_addr = endpoint.local_addr().context("no local address")?;
+    let connection = connect(&endpoint, options.coordinator, options.connect_timeout).await?;
+    let (mut send, mut recv) = connection.open_bi().await.context("cannot open a session")?;
+    write_frame(
+        &mut send,
+        &ToCoordinator::Register { name: options.name.clone(), slots: options.slots, data_addr },
+    )
+    .await?;
+    let id = match read_frame(&mut recv).await {
+        Ok(ToWorker::Registered { worker }) => worker,
+        Ok(other) => bail!("the coordinator answered {other:?} to registration"),
+        Err(e) => bail!("the coordinator at {} closed the session: {e}", options.coordinator),
+    };
+    tracing::info!(worker = id, %data_addr, "registered with the coordinator");
+    eprintln!("worker {} registered as {id}, data on {data_addr}", options.name);
+    let plane = DataPlane::new(endpoint.clone(), tokio::runtime::Handle::current());
+    tokio::spawn(plane.clone().serve());
+    let (events, mut outbox) = mpsc::unbounded_channel();
+    let worker = Arc::new(Worker {
+        options,
+        plane,
+        connection: connection.clone(),
+        events,
+        parts: Mutex::new(HashMap::new()),
+        engines: Mutex::new(BTreeMap::new()),
+        id,
+    });
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            command = read_frame::<ToWorker>(&mut recv) => match command {
+                Ok(command) => worker.clone().handle(command),
+                Err(e) => {
+                    eprintln!("the coordinator ended the session: {e}");
+                    worker.cancel_all();
+                    bail!("lost the coordinator at {}: {e}", worker.options.coordinator);
+                }
+            },
+            Some(event) = outbox.recv() => write_frame(&mut send, &event).await?,
+            _ = heartbeat.tick() => write_frame(&mut send, &ToCoordinator::Heartbeat).await?,
+        }
+    }
+}
+
+/// Connects to the coordinator, retrying with backoff until `timeout`; a
+/// refused certificate fails at once.
+async fn connect(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<quinn::Connection> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut wait = Duration::from_millis(50);
+    loop {
+        let error = match endpoint.connect(addr, SERVER_NAME)?.await {
+            Ok(c) => return Ok(c),
+            Err(e) => e,
+        };
+        let text = error.to_string();
+        if text.contains("certificate") || text.contains("crypto") || text.contains("alert") {
+            bail!(
+                "the coordinator at {addr} refused this node's certificate, or presented one \
+                 this node does not trust ({text}); both need certificates from the same \
+                 cluster CA (`flinkw cert`)"
+            );
+        }
+        if tokio::time::Instant::now() + wait > deadline {
+            bail!("cannot reach the coordinator at {addr}: {text} (gave up after {timeout:?})");
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(1));
+    }
+}
+
+impl Worker {
+    fn handle(self: Arc<Self>, command: ToWorker) {
+        match command {
+            ToWorker::Registered { .. } => {}
+            ToWorker::Deploy(d) => {
+                tokio::spawn(async move {
+                    let (job, attempt) = (d.job.clone(), d.attempt);
+                    if let Err(e) = self.clone().deploy(d).await {
+                        let restartable =
+                            e.downcast_ref::<JobError>().is_none_or(|j| j.is_restartable());
+                        let _ = self.events.send(ToCoordinator::Failed {
+                            job,
+                            attempt,
+                            error: format!("worker {}: {e:#}", self.options.name),
+                            restartable,
+                        });
+                    }
+                });
+            }
+            ToWorker::Start { job, attempt } => self.start(&job, attempt),
+            ToWorker::Cancel { job } => {
+                let part = self.parts.lock().unwrap_or_else(|p| p.into_inner()).remove(&job);
+                match part {
+                    Some((_, Part::Running(c), d)) => {
+                        // The run's thread reports when its subtasks stopped.
+                        c.cancel();
+                        self.parts
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(job, (d.attempt, Part::Running(c), d));
+                    }
+                    Some((attempt, Part::Prepared(_), _)) => {
+                        self.plane.unregister(&job, attempt);
+                        let report = PartReport::default();
+                        let _ = self.events.send(ToCoordinator::Finished { job, attempt, report });
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    fn cancel_all(&self) {
+        for (_, part, _) in self.parts.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            if let Part::Running(c) = part {
+                c.cancel();
+            }
+        }
+    }
+
+    async fn deploy(self: Arc<Self>, d: Deployment) -> anyhow::Result<()> {
+        let bytes = self.plugin(&d.plugin).await?;
+        let me = self.id;
+        let worker = self.clone();
+        let d2 = d.clone();
+        let prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<PreparedJob> {
+            let engine = worker.engine(d2.memory_limit, d2.call_timeout_ms)?;
+            let plugin = Plugin::load(&engine, &d2.plugin, &bytes)?;
+            let config = JobConfig::parse(&d2.config)?;
+            let placement = d2.placement.clone();
+            let local = move |t: usize, s: u32| {
+                placement.get(t).and_then(|p| p.get(s as usize)) == Some(&me)
+            };
+            Ok(prepare_job(&plugin, &config, RunOptions::default(), Some(&local))?)
+        })
+        .await
+        .context("the deploy thread died")??;
+        let inputs: Vec<Vec<_>> = prepared
+            .physical()
+            .tasks
+            .iter()
+            .map(|t| (0..t.parallelism).map(|s| prepared.input(t.index, s)).collect())
+            .collect();
+        let inputs = Arc::new(inputs);
+        self.plane.register(
+            &d.job,
+            d.attempt,
+            Arc::new(move |t, s| inputs.get(t).and_then(|i| i.get(s as usize)).cloned().flatten()),
+        );
+        let (job, attempt) = (d.job.clone(), d.attempt);
+        self.parts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.clone(), (attempt, Part::Prepared(Box::new(prepared)), d));
+        let _ = self.events.send(ToCoordinator::Ready { job, attempt });
+        Ok(())
+    }
+
+    fn engine(&self, memory: usize, call_timeout_ms: u64) -> anyhow::Result<Engine> {
+        let mut engines = self.engines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = engines.get(&(memory, call_timeout_ms)) {
+            return Ok(e.clone());
+        }
+        let limits = Limits {
+            memory_bytes: memory,
+            call_timeout: Duration::from_millis(call_timeout_ms),
+            ..Limits::default()
+        };
+        let engine = Engine::new(limits, Some(self.options.cache_dir.join("compiled")))?;
+        engines.insert((memory, call_timeout_ms), engine.clone());
+        Ok(engine)
+    }
+
+    /// The plugin with SHA-256 `hash`, from the cache or the coordinator.
+    async fn plugin(&self, hash: &str) -> anyhow::Result<Vec<u8>> {
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("bad plugin hash {hash:?}");
+        }
+        let path = self.options.cache_dir.join("plugins").join(format!("{hash}.wasm"));
+        if let Ok(bytes) = std::fs::read(&path) {
+            return Ok(bytes);
+        }
+        let (mut send, mut recv) = self.connection.open_bi().await?;
+        write_raw(&mut send, hash.as_bytes()).await?;
+        send.finish()?;
+        let bytes = recv.read_to_end(MAX_PLUGIN).await.context("cannot download the plugin")?;
+        let got = hex::encode(Sha256::digest(&bytes));
+        if got != hash {
+            bail!("the plugin downloaded has SHA-256 {got}, not {hash}");
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("part");
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(bytes)
+    }
+
+    fn start(self: &Arc<Self>, job: &str, attempt: u32) {
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((a, part, d)) = parts.remove(job) else { return };
+        let Part::Prepared(prepared) = part else {
+            parts.insert(job.to_owned(), (a, part, d));
+            return;
+        };
+        if a != attempt {
+            return;
+        }
+        parts.insert(job.to_owned(), (a, Part::Running(prepared.canceller()), d.clone()));
+        drop(parts);
+        let worker = self.clone();
+        let job = job.to_owned();
+        let spawned =
+            std::thread::Builder::new().name(format!("flinkw-job-{job}")).spawn(move || {
+                let plane = worker.plane.clone();
+                let connect = |id: flinkw_host::runtime::ChannelId| {
+                    let w = d.placement[id.to_task as usize][id.to_subtask as usize];
+                    let peer =
+                        d.workers.get(&w).ok_or_else(|| format!("no address for worker {w}"))?;
+                    Ok(plane.channel(&d.job, d.attempt, id, *peer))
+                };
+                let result = prepared.run(&connect);
+                worker.plane.unregister(&job, attempt);
+                worker.parts.lock().unwrap_or_else(|p| p.into_inner()).remove(&job);
+                let event = match result {
+                    Ok(r) => ToCoordinator::Finished {
+                        job,
+                        attempt,
+                        report: PartReport {
+                            nodes: r
+                                .nodes
+                                .iter()
+                                .map(|n| (n.name.clone(), n.records_in, n.records_out))
+                                .collect(),
+                            late_records: r.late_records,
+                            skipped_lines: r.skipped_lines,
+                            counters: r.counters,
+                        },
+                    },
+                    Err(e) => ToCoordinator::Failed {
+                        job,
+                        attempt,
+                        error: format!("worker {}: {e}", worker.options.name),
+                        restartable: e.is_restartable(),
+                    },
+                };
+                let _ = worker.events.send(event);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a job thread");
+        }
+    }
+}

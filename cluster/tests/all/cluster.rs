@@ -1,0 +1,300 @@
+//! The cluster with real processes on loopback: a coordinator and workers
+//! over QUIC with mutual TLS, jobs deployed through the REST API.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flinkw_tests::artifacts;
+
+use crate::{assert_fails_with, flinkw};
+
+const TOKEN: &str = "test-token-1234";
+
+fn free_tcp() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn free_udp() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_flinkw")
+}
+
+/// Makes a CA in `dir/NAME-ca` and a node certificate for each node.
+fn certs(dir: &Path, ca: &str, nodes: &[&str]) {
+    let ca_dir = dir.join(format!("{ca}-ca"));
+    let run = flinkw(&["cert", "ca", "--out", ca_dir.to_str().unwrap()], dir);
+    assert!(run.ok(), "{}", run.stderr);
+    for n in nodes {
+        let out = dir.join(n);
+        let args = [
+            "cert",
+            "node",
+            "--ca",
+            ca_dir.to_str().unwrap(),
+            "--name",
+            n,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        let run = flinkw(&args, dir);
+        assert!(run.ok(), "{}", run.stderr);
+    }
+}
+
+/// A coordinator and workers; every process is killed on drop.
+struct Cluster {
+    dir: PathBuf,
+    quic: SocketAddr,
+    rest: String,
+    coordinator: Child,
+    workers: Vec<Child>,
+}
+
+impl Cluster {
+    fn start(dir: &Path, workers: usize, slots: u32) -> Cluster {
+        let names: Vec<String> = (1..=workers).map(|i| format!("w{i}")).collect();
+        let mut nodes: Vec<&str> = names.iter().map(String::as_str).collect();
+        nodes.push("coordinator");
+        certs(dir, "cluster", &nodes);
+        let quic = free_udp();
+        let rest = free_tcp();
+        let coordinator = Command::new(bin())
+            .args(["coordinator", "--listen", &quic.to_string(), "--rest", &rest.to_string()])
+            .args(["--certs", dir.join("coordinator").to_str().unwrap()])
+            .args(["--data-dir", dir.join("coordinator-data").to_str().unwrap()])
+            .args(["--token", TOKEN, "--heartbeat-timeout", "2000"])
+            .stderr(std::fs::File::create(dir.join("coordinator.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut cluster = Cluster {
+            dir: dir.to_owned(),
+            quic,
+            rest: format!("http://{rest}"),
+            coordinator,
+            workers: Vec::new(),
+        };
+        for name in &names {
+            let w = cluster.worker(name, name, slots);
+            cluster.workers.push(w);
+        }
+        cluster.await_workers(workers);
+        cluster
+    }
+
+    fn worker(&self, name: &str, certs: &str, slots: u32) -> Child {
+        Command::new(bin())
+            .args(["worker", "--join", &self.quic.to_string(), "--name", name])
+            .args(["--slots", &slots.to_string()])
+            .args(["--certs", self.dir.join(certs).to_str().unwrap()])
+            .args(["--cache-dir", self.dir.join(format!("{name}-cache")).to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    fn cli(&self, args: &[&str]) -> flinkw_tests::Run {
+        let mut all = args.to_vec();
+        all.extend(["--coordinator", &self.rest, "--token", TOKEN]);
+        flinkw(&all, &self.dir)
+    }
+
+    fn await_workers(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let run = self.cli(&["workers", "--json"]);
+            if run.ok() {
+                let list: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+                if list.as_array().unwrap().len() == n {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "{n} workers did not join:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(&self.dir).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                all.push_str(&format!("--- {}\n", entry.path().display()));
+                all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.workers.iter_mut().chain([&mut self.coordinator]) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A CSV of events over many keys, with some disorder.
+fn events(dir: &Path, n: usize) -> String {
+    let mut csv = String::from("ts,key,value\n");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..n {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let ts = 1_700_000_000_000 + i as i64 * 11 - (seed % 500) as i64;
+        csv.push_str(&format!("{ts},key{},{}\n", seed % 23, seed % 1000));
+    }
+    let path = dir.join("events.csv");
+    std::fs::write(&path, csv).unwrap();
+    path.display().to_string()
+}
+
+fn sorted_file(path: &Path) -> Vec<String> {
+    let mut lines: Vec<String> =
+        std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.flatten().count())
+}
+
+#[test]
+fn a_job_on_three_workers_gives_the_embedded_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = events(dir.path(), 20_000);
+    let cluster = Cluster::start(dir.path(), 3, 2);
+    let config = |out: &Path| {
+        vec![
+            "--set".to_owned(),
+            format!("input={input}"),
+            "--set".to_owned(),
+            format!("output={}", out.display()),
+            "--set".to_owned(),
+            "parallelism=4".to_owned(),
+            "--set".to_owned(),
+            "window=sliding".to_owned(),
+        ]
+    };
+    // The embedded run is the reference.
+    let local_out = dir.path().join("local.csv");
+    let mut args = vec!["run".to_owned(), artifacts::WINDOWED_COUNT.to_owned()];
+    args.extend(config(&local_out));
+    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    let expected = sorted_file(&local_out);
+    assert!(expected.len() > 100, "too little output to compare: {}", expected.len());
+
+    let cluster_out = dir.path().join("cluster.csv");
+    let mut args = vec![
+        "deploy".to_owned(),
+        artifacts::WINDOWED_COUNT.to_owned(),
+        "--wait".to_owned(),
+        "--json".to_owned(),
+    ];
+    args.extend(config(&cluster_out));
+    let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run.ok(), "{}\n{}", run.stderr, cluster.logs());
+    assert_eq!(sorted_file(&cluster_out), expected);
+    let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(status["state"]["state"], "finished");
+    // The keyed windows ran on more than one worker.
+    let placement: Vec<String> = status["placement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t.as_array().unwrap().iter().map(|w| w.as_str().unwrap().to_owned()))
+        .collect();
+    let mut distinct = placement.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(distinct.len() >= 2, "placement {placement:?}");
+    let records_out: u64 = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n[0] == "file")
+        .map(|n| n[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(records_out, expected.len() as u64, "{status}");
+
+    // Redeploying the same plugin downloads and compiles nothing new.
+    let compiled: Vec<usize> =
+        (1..=3).map(|i| files_in(&dir.path().join(format!("w{i}-cache/compiled")))).collect();
+    let again = dir.path().join("again.csv");
+    let mut args =
+        vec!["deploy".to_owned(), artifacts::WINDOWED_COUNT.to_owned(), "--wait".to_owned()];
+    args.extend(config(&again));
+    let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run.ok(), "{}", run.stderr);
+    assert_eq!(sorted_file(&again), expected);
+    let after: Vec<usize> =
+        (1..=3).map(|i| files_in(&dir.path().join(format!("w{i}-cache/compiled")))).collect();
+    assert_eq!(after, compiled);
+    assert_eq!(files_in(&dir.path().join("coordinator-data/plugins")), 1);
+
+    let list = cluster.cli(&["list"]);
+    assert!(list.ok(), "{}", list.stderr);
+    assert_eq!(list.stdout.matches("finished").count(), 2, "{}", list.stdout);
+    let metrics = cluster.cli(&["workers"]);
+    assert!(metrics.stdout.contains("w1") && metrics.stdout.contains("w3"), "{}", metrics.stdout);
+}
+
+#[test]
+fn strangers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 1, 1);
+    // A worker whose certificate comes from another CA cannot join.
+    certs(dir.path(), "other", &["intruder"]);
+    let mut intruder = cluster.worker("intruder", "intruder", 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = intruder.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the intruder is still running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut log = String::new();
+    std::fs::File::open(dir.path().join("intruder.log")).unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("certificate"), "{log}");
+    cluster.await_workers(1);
+
+    // A deploy without the right token is refused.
+    let run = flinkw(
+        &["deploy", artifacts::WORDCOUNT, "--coordinator", &cluster.rest, "--token", "wrong"],
+        dir.path(),
+    );
+    assert_fails_with(&run, &["missing or wrong API token", "401"]);
+    let run = flinkw(&["list", "--coordinator", &cluster.rest], dir.path());
+    assert_fails_with(&run, &["missing or wrong API token"]);
+
+    // A job that needs more slots than the cluster has fails with the reason.
+    let input = flinkw_tests::example("data/words.txt");
+    let input = format!("input={}", input.display());
+    let run = cluster.cli(&[
+        "deploy",
+        artifacts::WORDCOUNT,
+        "--set",
+        &input,
+        "--set",
+        "parallelism=3",
+        "--wait",
+    ]);
+    assert_fails_with(&run, &["needs 3 task slot(s)", "1 free"]);
+    // A plugin that is not one fails at deploy.
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let run = cluster.cli(&["deploy", junk.to_str().unwrap()]);
+    assert_fails_with(&run, &["HTTP 400"]);
+}
