@@ -26,8 +26,8 @@ use crate::connector::{ConnectorError, SinkSpec, SourceDefaults, SourceSpec};
 use crate::graph::{GraphError, JobGraph, NodeKind};
 use crate::plugin::{GuestError, Plugin};
 use crate::state::{StateBackendKind, StateError};
-use router::{Output, Router};
 pub use router::{Disconnected, Message};
+use router::{Output, Router};
 pub use wire::{WireError, decode as decode_message, encode as encode_message};
 
 /// Settings of the embedded runtime that are not part of a job's config.

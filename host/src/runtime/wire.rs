@@ -134,7 +134,11 @@ mod tests {
     #[test]
     fn every_message_survives_the_trip() {
         round_trip(Message::Batch { from: 3, bytes: vec![1, 2, 3, 4, 5], watermarks: None });
-        round_trip(Message::Batch { from: 0, bytes: vec![], watermarks: Some(vec![-5, 7, i64::MAX]) });
+        round_trip(Message::Batch {
+            from: 0,
+            bytes: vec![],
+            watermarks: Some(vec![-5, 7, i64::MAX]),
+        });
         round_trip(Message::Watermark { from: 9, watermark: i64::MIN });
         round_trip(Message::Idle { from: 1 });
         round_trip(Message::Barrier { from: 2, id: 77 });
@@ -144,7 +148,10 @@ mod tests {
     #[test]
     fn damaged_bytes_are_refused() {
         let mut out = Vec::new();
-        encode(&Message::Batch { from: 1, bytes: vec![9; 10], watermarks: Some(vec![1]) }, &mut out);
+        encode(
+            &Message::Batch { from: 1, bytes: vec![9; 10], watermarks: Some(vec![1]) },
+            &mut out,
+        );
         for cut in 0..out.len() {
             assert!(decode(&out[..cut]).is_err(), "a message cut at {cut} was accepted");
         }
