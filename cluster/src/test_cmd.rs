@@ -161,12 +161,12 @@ fn diff<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<Edit<'a>> {
                 edits.push(Edit::Same(ma[i]));
                 i += 1;
                 j += 1;
-            } else if j < m && (i == n || lcs[i * (m + 1) + j + 1] >= lcs[(i + 1) * (m + 1) + j]) {
-                edits.push(Edit::Added(mb[j]));
-                j += 1;
-            } else {
+            } else if i < n && (j == m || lcs[(i + 1) * (m + 1) + j] >= lcs[i * (m + 1) + j + 1]) {
                 edits.push(Edit::Removed(ma[i]));
                 i += 1;
+            } else {
+                edits.push(Edit::Added(mb[j]));
+                j += 1;
             }
         }
     }

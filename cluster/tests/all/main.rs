@@ -9,7 +9,9 @@ mod cluster;
 mod examples;
 mod guest_failures;
 mod joins;
+mod sdks;
 mod state;
+mod test_cmd;
 mod timers;
 mod windows;
 
