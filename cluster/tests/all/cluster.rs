@@ -298,3 +298,88 @@ fn strangers_are_refused() {
     let run = cluster.cli(&["deploy", junk.to_str().unwrap()]);
     assert_fails_with(&run, &["HTTP 400"]);
 }
+
+/// Visible lines of every part file in `dir`, sorted.
+fn part_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().into_string().unwrap();
+        if !name.starts_with('.') {
+            lines.extend(std::fs::read_to_string(e.path()).unwrap().lines().map(str::to_owned));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+#[test]
+fn a_killed_worker_makes_the_job_restart_on_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, 1);
+    let settings = |out: &Path| {
+        ["count=300000".to_owned(), "parallelism=2".to_owned(), format!("output={}", out.display())]
+    };
+    let local = dir.path().join("local");
+    let mut args = vec!["run".to_owned(), artifacts::NEXMARK_WINDOWS.to_owned()];
+    for s in settings(&local) {
+        args.extend(["--set".to_owned(), s]);
+    }
+    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    let expected = part_lines(&local);
+    assert!(expected.len() > 1000, "{}", expected.len());
+
+    let out = dir.path().join("cluster");
+    let mut args = vec![
+        "deploy".to_owned(),
+        artifacts::NEXMARK_WINDOWS.to_owned(),
+        "--restarts".to_owned(),
+        "3".to_owned(),
+        "--restart-delay".to_owned(),
+        "200".to_owned(),
+        "--set".to_owned(),
+        "rate=100000".to_owned(),
+    ];
+    for s in settings(&out) {
+        args.extend(["--set".to_owned(), s]);
+    }
+    let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run.ok(), "{}", run.stderr);
+    let job = run.stdout.trim().to_owned();
+    let status = |c: &Cluster| -> serde_json::Value {
+        let run = c.cli(&["status", &job, "--json"]);
+        assert!(run.ok(), "{}", run.stderr);
+        serde_json::from_str(&run.stdout).unwrap()
+    };
+    // Once it runs, kill -9 a worker that has some of its subtasks.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let victim = loop {
+        let s = status(&cluster);
+        if s["state"]["state"] == "running" {
+            break s["placement"][0][1].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the job did not start: {s}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let index: usize = victim.trim_start_matches('w').parse::<usize>().unwrap() - 1;
+    cluster.workers[index].kill().unwrap();
+    cluster.workers[index].wait().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let last = loop {
+        let s = status(&cluster);
+        let state = s["state"]["state"].as_str().unwrap().to_owned();
+        if state == "finished" || state == "failed" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the job did not end: {s}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
+    assert!(last["attempt"].as_u64().unwrap() >= 1, "{last}");
+    let placed: Vec<&str> =
+        last["placement"][0].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    assert!(!placed.contains(&victim.as_str()), "{placed:?} still uses {victim}");
+    assert_eq!(part_lines(&out), expected);
+}
