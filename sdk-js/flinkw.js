@@ -785,9 +785,29 @@ export class WindowedStream {
 
 // ---------------------------------------------------------------- errors
 
-function short(raw) {
-  const text = raw instanceof Uint8Array ? fromUtf8.decode(raw) : String(raw);
-  return JSON.stringify(text.length <= 120 ? text : `${text.slice(0, 120)}...`);
+function short(text) {
+  return text.length <= 120 ? text : `${text.slice(0, 120)}...`;
+}
+
+/** A key for an error message: the string it encodes, else its bytes. */
+function showKey(raw) {
+  try {
+    const key = decodeKey(raw, 'string');
+    const again = encodeKey(key);
+    if (again.length === raw.length && again.every((b, i) => b === raw[i])) return short(JSON.stringify(key));
+  } catch (_) {
+    // shown as bytes below
+  }
+  return short(`[${Array.from(raw).join(',')}]`);
+}
+
+/** A value for an error message: decoded if it is JSON, else its text. */
+function showValue(raw) {
+  try {
+    return short(JSON.stringify(decodeValue(raw)));
+  } catch (_) {
+    return short(JSON.stringify(fromUtf8.decode(raw)));
+  }
 }
 
 /** The message shown to the user for an error of job code: the error, the
@@ -800,8 +820,8 @@ export function describe(failure) {
   else lines.push(String(e));
   if (failure instanceof RecordFailure) {
     let where = `  at ${failure.what} ${failure.index} of the batch`;
-    if (failure.key && failure.key.length) where += `, key ${short(failure.key)}`;
-    if (failure.what === 'record') where += `, value ${short(failure.value)}`;
+    if (failure.key && failure.key.length) where += `, key ${showKey(failure.key)}`;
+    if (failure.what === 'record') where += `, value ${showValue(failure.value)}`;
     lines.push(where);
   }
   if (e instanceof Error && !(e instanceof JobError) && e.stack) {

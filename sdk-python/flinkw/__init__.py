@@ -798,9 +798,27 @@ class WindowedStream:
 # --- errors -----------------------------------------------------------------
 
 
-def _short(raw, limit=120):
-    text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else repr(raw)
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+def _short(text, limit=120):
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _show_key(raw):
+    """A key for an error message: the string it encodes, else its bytes."""
+    try:
+        key = codec.decode_key(raw, str)
+        if codec.encode_key(key, str) == raw:
+            return _short(repr(key))
+    except Exception:  # noqa: BLE001 — any undecodable key is shown as bytes
+        pass
+    return _short(repr(bytes(raw)))
+
+
+def _show_value(raw):
+    """A value for an error message: decoded if it is JSON, else its text."""
+    try:
+        return _short(repr(codec.decode_value(raw)))
+    except Exception:  # noqa: BLE001 — text lines, CSV rows, postcard bids
+        return _short(repr(bytes(raw).decode("utf-8", "replace")))
 
 
 class _RecordFailure(Exception):
@@ -823,9 +841,9 @@ def describe(error):
     if isinstance(error, _RecordFailure):
         where = f"  at {error.what} {error.index} of the batch"
         if error.key:
-            where += f", key {_short(error.key)}"
+            where += f", key {_show_key(error.key)}"
         if error.what == "record":
-            where += f", value {_short(error.value)}"
+            where += f", value {_show_value(error.value)}"
         lines.append(where)
     frames = [f for f in traceback.extract_tb(cause.__traceback__) if "/flinkw/" not in f.filename]
     if frames and not isinstance(cause, JobError):

@@ -10,7 +10,19 @@ other values as compact JSON, like the Rust SDK.
 
 import json
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _plain(value):
+    """JSON for objects with ``__slots__`` (``Bid``) or a ``__dict__``."""
+    slots = getattr(type(value), "__slots__", None)
+    if slots:
+        return {name: getattr(value, name) for name in slots}
+    if hasattr(value, "__dict__"):
+        return vars(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_plain).encode
 
 
 def varint(n, out):

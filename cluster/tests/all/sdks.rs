@@ -27,6 +27,25 @@ fn run_ok(plugin: &str, sets: &[String], dir: &Path) -> Run {
     run
 }
 
+/// Asserts two outputs are equal; on a difference shows the first differing
+/// line rather than both outputs whole.
+#[track_caller]
+fn assert_same_output(actual: &str, expected: &str, what: &str) {
+    if actual == expected {
+        return;
+    }
+    let (a, e): (Vec<&str>, Vec<&str>) = (actual.lines().collect(), expected.lines().collect());
+    let i = a.iter().zip(&e).take_while(|(x, y)| x == y).count();
+    panic!(
+        "{what}: {} lines vs {} expected; first difference at line {}: {:?} vs expected {:?}",
+        a.len(),
+        e.len(),
+        i + 1,
+        a.get(i),
+        e.get(i)
+    );
+}
+
 /// A text with repeated words over many lines and batches.
 fn many_words(dir: &Path) -> PathBuf {
     let mut text = String::new();
@@ -46,7 +65,7 @@ fn wordcount_matches_rust(project: &str) {
         let rust = run_ok(artifacts::WORDCOUNT, &sets, dir.path());
         let other = run_ok(&plugin, &sets, dir.path());
         assert!(rust.stdout.lines().count() > 30, "{}", rust.stdout);
-        assert_eq!(other.stdout, rust.stdout, "{project} differs from the Rust wordcount");
+        assert_same_output(&other.stdout, &rust.stdout, &format!("{project} vs Rust wordcount"));
         assert!(other.stderr.contains("job wordcount finished"), "{}", other.stderr);
     }
 }
@@ -100,12 +119,18 @@ fn windowed_count_matches_rust(project: &str) {
         vec![format!("input2={first}")],
     ];
     for case in cases {
-        let mut sets = vec![format!("input={all}"), "batch.size=128".to_owned()];
+        // A watermark after every record: results depend only on the input
+        // order, not on batching or timing (docs/time-and-windows.md).
+        let mut sets = vec![
+            format!("input={all}"),
+            "batch.size=128".to_owned(),
+            "watermark.interval-ms=0".to_owned(),
+        ];
         sets.extend(case);
         let rust = run_ok(artifacts::WINDOWED_COUNT, &sets, d);
         let other = run_ok(&plugin, &sets, d);
         assert!(rust.stdout.lines().count() >= 80, "{sets:?}: {}", rust.stdout);
-        assert_eq!(other.stdout, rust.stdout, "{project} {sets:?} differs from Rust");
+        assert_same_output(&other.stdout, &rust.stdout, &format!("{project} {sets:?} vs Rust"));
     }
     // Late records: dropped from the windows, written to a side output.
     let late = |name: &str| {
@@ -118,10 +143,11 @@ fn windowed_count_matches_rust(project: &str) {
     };
     let rust = run_ok(artifacts::WINDOWED_COUNT, &late("rust-late.csv"), d);
     let other = run_ok(&plugin, &late("other-late.csv"), d);
-    assert_eq!(other.stdout, rust.stdout, "{project}: windows with late records differ");
+    assert_same_output(&other.stdout, &rust.stdout, &format!("{project} late records vs Rust"));
     let rust_late = std::fs::read_to_string(d.join("rust-late.csv")).unwrap();
     assert!(rust_late.lines().count() > 100, "{rust_late}");
-    assert_eq!(std::fs::read_to_string(d.join("other-late.csv")).unwrap(), rust_late);
+    let other_late = std::fs::read_to_string(d.join("other-late.csv")).unwrap();
+    assert_same_output(&other_late, &rust_late, &format!("{project} late-output vs Rust"));
     // A bad config value is refused with the plugin's message.
     let run =
         flinkw(&["run", &plugin, "--set", &format!("input={all}"), "--set", "window=hourly"], d);
@@ -245,5 +271,71 @@ fn c_bindings_were_generated_from_the_current_wit() {
         recorded.trim(),
         now,
         "wit/ changed since sdk-c/gen was generated: regenerate it (sdk-c/gen/README.md)"
+    );
+}
+
+/// Runs a plugin that fails on the word "boom" and returns the failed run.
+fn fails_on_boom(project: &str, extra: &[&str]) -> Run {
+    let plugin = plugin(project);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a b\nc boom d\n").unwrap();
+    let set_input = format!("input={}", input.display());
+    let mut args = vec!["run", plugin.as_str(), "--set", set_input.as_str()];
+    args.extend(extra);
+    flinkw(&args, dir.path())
+}
+
+#[test]
+fn a_python_error_shows_the_python_stack_and_the_record() {
+    let run = fails_on_boom("tests/plugins/python-bad", &[]);
+    crate::assert_fails_with(
+        &run,
+        &[
+            "ValueError: cannot handle boom",
+            "at record 3 of the batch, key 'boom', value 'boom'",
+            "guest stack (Python, innermost last):",
+            "counter at app.py:25",
+            "check at app.py:14",
+            "explode at app.py:9",
+            "raise ValueError(f\"cannot handle {word}\")",
+        ],
+    );
+}
+
+#[test]
+fn a_javascript_error_shows_the_js_stack_and_the_record() {
+    let run = fails_on_boom("tests/plugins/js-bad", &[]);
+    crate::assert_fails_with(
+        &run,
+        &[
+            "Error: cannot handle boom",
+            "at record 3 of the batch, key \"boom\", value \"boom\"",
+            "guest stack (JavaScript, innermost first):",
+            "explode@",
+            "app.js:8",
+            "check@",
+            "counter@",
+        ],
+    );
+}
+
+#[test]
+fn a_c_error_names_the_function_and_line_and_a_trap_shows_the_stack() {
+    let run = fails_on_boom("tests/plugins/c-bad", &[]);
+    crate::assert_fails_with(
+        &run,
+        &[
+            "cannot handle boom",
+            "at record 3 of the batch, key \"boom\", value \"boom\"",
+            "guest stack (C):",
+            "explode at ",
+            "c-bad/app.c:12",
+        ],
+    );
+    let run = fails_on_boom("tests/plugins/c-bad", &["--set", "mode=trap"]);
+    crate::assert_fails_with(
+        &run,
+        &["the guest trapped", "guest stack:", "abort", "explode at ", "app.c:11", "check at "],
     );
 }
