@@ -825,7 +825,10 @@ export function describe(failure) {
     lines.push(where);
   }
   if (e instanceof Error && !(e instanceof JobError) && e.stack) {
-    const frames = e.stack.split('\n').filter((l) => l && !l.includes('flinkw.js'));
+    // Leave out the SDK's frames and componentize-js's generated bindings.
+    const frames = e.stack
+      .split('\n')
+      .filter((l) => l && !l.includes('flinkw.js') && !l.includes('initializer.js'));
     if (frames.length) {
       lines.push('guest stack (JavaScript, innermost first):');
       for (const f of frames) lines.push(`  ${f}`);

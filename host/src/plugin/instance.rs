@@ -370,11 +370,18 @@ fn looks_recursive(frames: &[String]) -> bool {
 /// Frames shown in an error; the rest are counted.
 const SHOWN_FRAMES: usize = 16;
 
-/// A frame's function name, without Rust's hashes and crate disambiguators.
+/// A frame's function name, without Rust's hashes and crate disambiguators,
+/// and its source file and line when the plugin carries debug info (DWARF,
+/// e.g. a C plugin built with `-g`).
 fn frame_name(frame: &wasmtime::FrameInfo) -> String {
-    match frame.func_name() {
+    let name = match frame.func_name() {
         Some(name) => clean_name(name),
         None => format!("<function {}>", frame.func_index()),
+    };
+    let place = frame.symbols().iter().find_map(|s| Some((s.file()?, s.line()?)));
+    match place {
+        Some((file, line)) => format!("{name} at {file}:{line}"),
+        None => name,
     }
 }
 
