@@ -422,6 +422,8 @@ fn format_backtrace(frames: &[String], panicked: bool) -> String {
         frames
             .iter()
             .rposition(|f| {
+                // The name, without a source place (` at file:line`).
+                let f = f.split(" at ").next().unwrap_or(f);
                 f.contains("panic_fmt")
                     || f.contains("rust_begin_unwind")
                     || f.ends_with("panicking::panic")
