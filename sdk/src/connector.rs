@@ -21,7 +21,17 @@ pub trait Source {
     /// Whether the records are lines of text that a text sink can take as is.
     #[doc(hidden)]
     fn is_text(&self) -> bool;
+    /// A decoder of whole records (key, value, timestamp), for sources
+    /// whose values need their keys; `None`: values alone ([`Source::decoder`]).
+    #[doc(hidden)]
+    fn record_decoder(&self) -> Option<RecordDecoder<Self::Out>> {
+        None
+    }
 }
+
+/// Turns a whole record (key, value, timestamp) into a value.
+#[doc(hidden)]
+pub type RecordDecoder<T> = fn(&[u8], &[u8], i64) -> Result<T, String>;
 
 /// A sink connector.
 pub trait Sink {

@@ -51,6 +51,21 @@ impl Config {
         }
     }
 
+    /// Every key starting with `prefix`, without it, and its value (e.g.
+    /// `kafka.` for client properties given with `--set kafka.x=y`).
+    pub fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        let found: Vec<(String, String)> = self
+            .values
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_owned(), v.clone())))
+            .collect();
+        let mut read = self.read.borrow_mut();
+        for (k, _) in &found {
+            read.insert(format!("{prefix}{k}"));
+        }
+        found
+    }
+
     pub(crate) fn keys_read(&self) -> Vec<String> {
         self.read.borrow().iter().cloned().collect()
     }

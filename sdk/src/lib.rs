@@ -36,6 +36,7 @@ mod connector;
 mod env;
 mod error;
 mod graph;
+mod kafka;
 mod log;
 mod state;
 mod stream;
@@ -47,6 +48,7 @@ pub use connector::{
 };
 pub use env::{Config, Env};
 pub use error::Error;
+pub use kafka::{Kafka, KafkaRecord, KafkaSink, KafkaSource};
 pub use log::{Level, counter_add, gauge_set, log};
 pub use state::{AggregatingState, ListState, MapState, ReducingState, StateTtl, ValueState};
 pub use stream::{
@@ -59,10 +61,10 @@ pub use stream::{
 pub mod prelude {
     pub use crate::{
         AggregateFunction, AggregatingState, Bid, Blackhole, CoProcessFunction, Collector, Data,
-        Datagen, Env, Error, File, FileSink, KeyedContext, KeyedProcessFunction, KeyedStream,
-        ListState, MapState, PartFileSink, ReducingState, Session, Sliding, StateTtl, Stdout,
-        Stream, TimeDomain, TimeWindow, Tumbling, ValueState, WatermarkStrategy, WindowAssigner,
-        WindowedStream,
+        Datagen, Env, Error, File, FileSink, Kafka, KafkaRecord, KeyedContext,
+        KeyedProcessFunction, KeyedStream, ListState, MapState, PartFileSink, ReducingState,
+        Session, Sliding, StateTtl, Stdout, Stream, TimeDomain, TimeWindow, Tumbling, ValueState,
+        WatermarkStrategy, WindowAssigner, WindowedStream,
     };
 }
 

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod kafka;
+
 pub mod sdk_plugins;
 
 /// Paths of the built plugins.

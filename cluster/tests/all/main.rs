@@ -9,6 +9,7 @@ mod cluster;
 mod examples;
 mod guest_failures;
 mod joins;
+mod kafka;
 mod sdks;
 mod state;
 mod test_cmd;

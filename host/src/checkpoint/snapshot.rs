@@ -27,6 +27,24 @@ pub enum SourcePosition {
         /// The positions, by old subtask index.
         positions: Vec<SourcePosition>,
     },
+    /// A Kafka source: where this subtask goes on in each of its partitions.
+    Kafka {
+        /// One entry per partition the subtask reads.
+        partitions: Vec<KafkaOffset>,
+    },
+}
+
+/// How far a Kafka source subtask had read one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaOffset {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset of the next record to read.
+    pub next: i64,
+    /// For a bounded source: the offset it stops at.
+    pub end: Option<i64>,
 }
 
 /// One named keyed state, in full.
@@ -57,8 +75,9 @@ pub struct SubtaskSnapshot {
     pub watermark: i64,
     /// State the guest keeps in its own memory (its `snapshot` export).
     pub guest: Option<Vec<u8>>,
-    /// Sink state (files waiting for the checkpoint to complete), by node.
-    pub sinks: Vec<(u32, Vec<String>)>,
+    /// Sink state (what waits for the checkpoint to complete: file names,
+    /// or a write-ahead sink's records), by node; opaque to the runtime.
+    pub sinks: Vec<(u32, Vec<Vec<u8>>)>,
 }
 
 impl SubtaskSnapshot {

@@ -7,6 +7,7 @@
 
 mod datagen;
 mod file;
+pub mod kafka;
 mod sink;
 
 use std::collections::BTreeMap;
@@ -83,6 +84,14 @@ pub enum ConnectorError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An external system (e.g. a Kafka broker) failed or refused.
+    #[error("{connector}: {reason}")]
+    Remote {
+        /// The connector kind.
+        connector: String,
+        /// What went wrong, naming the address or position concerned.
+        reason: String,
+    },
     /// A record too large for the batch limits.
     #[error("{path}:{line}: record of {size} bytes is over the limit of {limit} bytes")]
     Oversized {
@@ -137,8 +146,11 @@ pub trait SinkWriter: Send {
     /// input ends.
     fn flush(&mut self) -> Result<(), ConnectorError>;
     /// Seals what was written since the last barrier as part of checkpoint
-    /// `id`; returns what the checkpoint must remember to commit it later.
-    fn pre_commit(&mut self, id: u64) -> Result<Vec<String>, ConnectorError> {
+    /// `id`; returns what the checkpoint must remember to commit it later
+    /// (opaque entries: file names, or a write-ahead sink's records). After
+    /// a change of parallelism, the entries of several old subtasks may
+    /// reach one writer's `restore`.
+    fn pre_commit(&mut self, id: u64) -> Result<Vec<Vec<u8>>, ConnectorError> {
         let _ = id;
         Ok(Vec::new())
     }
@@ -149,7 +161,7 @@ pub trait SinkWriter: Send {
     }
     /// After a restore from a checkpoint whose snapshot held `pending`:
     /// commit those, drop anything written after the checkpoint.
-    fn restore(&mut self, pending: &[String]) -> Result<(), ConnectorError> {
+    fn restore(&mut self, pending: &[Vec<u8>]) -> Result<(), ConnectorError> {
         let _ = pending;
         Ok(())
     }
@@ -171,6 +183,8 @@ pub enum SourceSpec {
     File(FileSourceSpec),
     /// Generated records.
     Datagen(DatagenSpec),
+    /// Records of Kafka topics.
+    Kafka(kafka::KafkaSourceSpec),
 }
 
 /// Runtime settings that apply to sources.
@@ -188,10 +202,12 @@ impl SourceSpec {
         match c.kind.as_str() {
             "file" => FileSourceSpec::new(&c.options, defaults).map(SourceSpec::File),
             "datagen" => DatagenSpec::new(&c.options).map(SourceSpec::Datagen),
+            "kafka" => kafka::KafkaSourceSpec::new(&c.options, defaults.max_record_bytes)
+                .map(SourceSpec::Kafka),
             other => Err(ConnectorError::UnknownKind {
                 role: "source",
                 kind: other.to_owned(),
-                known: "file, datagen",
+                known: "file, datagen, kafka",
             }),
         }
     }
@@ -205,6 +221,7 @@ impl SourceSpec {
         match self {
             SourceSpec::File(f) => f.open(index, parallelism),
             SourceSpec::Datagen(d) => Ok(d.open(index, parallelism)),
+            SourceSpec::Kafka(k) => k.open(index, parallelism),
         }
     }
 
@@ -212,7 +229,7 @@ impl SourceSpec {
     pub fn stats(&self) -> Option<Arc<SourceStats>> {
         match self {
             SourceSpec::File(f) => Some(f.stats.clone()),
-            SourceSpec::Datagen(_) => None,
+            SourceSpec::Datagen(_) | SourceSpec::Kafka(_) => None,
         }
     }
 }

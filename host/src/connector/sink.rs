@@ -1,4 +1,4 @@
-//! Sinks: stdout, file and blackhole.
+//! Sinks: stdout, file, part files and blackhole (Kafka: see `kafka`).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -31,6 +31,8 @@ pub enum SinkSpec {
         /// The directory.
         dir: PathBuf,
     },
+    /// A Kafka topic.
+    Kafka(Box<super::kafka::KafkaSinkSpec>),
 }
 
 impl std::fmt::Debug for SinkSpec {
@@ -40,6 +42,7 @@ impl std::fmt::Debug for SinkSpec {
             SinkSpec::File { path, .. } => write!(f, "file {}", path.display()),
             SinkSpec::Blackhole => f.write_str("blackhole"),
             SinkSpec::PartFiles { dir } => write!(f, "part files in {}", dir.display()),
+            SinkSpec::Kafka(k) => write!(f, "{k:?}"),
         }
     }
 }
@@ -67,10 +70,13 @@ impl SinkSpec {
                 })?;
                 Ok(SinkSpec::PartFiles { dir })
             }
+            "kafka" => {
+                super::kafka::KafkaSinkSpec::new(&c.options).map(|k| SinkSpec::Kafka(Box::new(k)))
+            }
             other => Err(ConnectorError::UnknownKind {
                 role: "sink",
                 kind: other.to_owned(),
-                known: "stdout, file, part-files, blackhole",
+                known: "stdout, file, part-files, blackhole, kafka",
             }),
         }
     }
@@ -95,6 +101,7 @@ impl SinkSpec {
             }
             SinkSpec::Blackhole => Box::new(Blackhole { checksum: 0 }),
             SinkSpec::PartFiles { dir } => Box::new(PartFileWriter::new(dir, subtask)?),
+            SinkSpec::Kafka(k) => return k.open(subtask),
         })
     }
 }
@@ -271,9 +278,10 @@ impl SinkWriter for PartFileWriter {
         self.commit(u64::MAX)
     }
 
-    fn pre_commit(&mut self, id: u64) -> Result<Vec<String>, ConnectorError> {
+    fn pre_commit(&mut self, id: u64) -> Result<Vec<Vec<u8>>, ConnectorError> {
         self.seal(id)?;
-        Ok(self.pending.iter().filter(|(c, _)| *c <= id).map(|(_, n)| n.clone()).collect())
+        let names = self.pending.iter().filter(|(c, _)| *c <= id);
+        Ok(names.map(|(_, n)| n.as_bytes().to_vec()).collect())
     }
 
     fn commit(&mut self, id: u64) -> Result<(), ConnectorError> {
@@ -285,10 +293,10 @@ impl SinkWriter for PartFileWriter {
         Ok(())
     }
 
-    fn restore(&mut self, pending: &[String]) -> Result<(), ConnectorError> {
+    fn restore(&mut self, pending: &[Vec<u8>]) -> Result<(), ConnectorError> {
         // Sealed by the restored checkpoint, which completed: publish.
         for name in pending {
-            self.publish(name)?;
+            self.publish(&String::from_utf8_lossy(name))?;
         }
         // Anything else hidden was written after it: abort.
         for name in self.own_files()? {

@@ -77,9 +77,18 @@ impl crate::Env {
     pub fn source<S: crate::Source>(&mut self, source: S) -> Stream<S::Out> {
         let name = source.name();
         let decode = source.decoder();
+        let records = source.record_decoder();
         let text = source.is_text();
         let id = self.graph.borrow_mut().add_source(&name, source.connector());
-        Stream::from_node(self.graph.clone(), Port::main(id), decode, text)
+        match records {
+            Some(decode) => Stream::from_records(
+                self.graph.clone(),
+                Port::main(id),
+                move |r| decode(r.key, r.value, r.timestamp),
+                text,
+            ),
+            None => Stream::from_node(self.graph.clone(), Port::main(id), decode, text),
+        }
     }
 }
 
@@ -90,6 +99,16 @@ impl<T: Data> Stream<T> {
         decode: impl Fn(&[u8]) -> Result<T, String> + 'static,
         upstream_text: bool,
     ) -> Self {
+        Self::from_records(graph, upstream, move |r| decode(r.value), upstream_text)
+    }
+
+    /// A stream whose values are made from whole records (key and value).
+    pub(crate) fn from_records(
+        graph: Rc<RefCell<GraphBuilder>>,
+        upstream: Port,
+        decode: impl Fn(flinkw_batch::Record<'_>) -> Result<T, String> + 'static,
+        upstream_text: bool,
+    ) -> Self {
         Stream {
             graph,
             upstream,
@@ -97,7 +116,7 @@ impl<T: Data> Stream<T> {
             segment: Box::new(move |mut down: Downstream<T>| -> Head {
                 Box::new(move |batch: &Batch<'_>| {
                     for rec in batch.iter() {
-                        down(decode(rec.value)?, rec.timestamp)?;
+                        down(decode(rec)?, rec.timestamp)?;
                     }
                     Ok(())
                 })

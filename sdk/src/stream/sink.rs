@@ -29,4 +29,30 @@ impl<T: Data> Stream<T> {
         };
         graph.borrow_mut().add_sink(&upstream, &name, sink.connector());
     }
+
+    /// Sends the stream to `sink` with a key per record, made by `key`
+    /// (a Kafka sink uses it as the record key, so equal keys share a
+    /// partition).
+    ///
+    /// ```no_run
+    /// # use flinkw::prelude::*;
+    /// # fn job(env: &mut Env) -> Result<(), Error> {
+    /// env.source(Datagen::sequence(3))
+    ///     .sink_with_key(Kafka::sink("127.0.0.1:9092", "numbers"), |n: &u64| (n % 2).to_string());
+    /// # Ok(()) }
+    /// ```
+    pub fn sink_with_key<S: Sink>(self, sink: S, key: impl Fn(&T) -> String + 'static) {
+        let graph = self.graph.clone();
+        let name = sink.name();
+        let key: super::KeyFn<T> = Box::new(move |v: &T, out: &mut Vec<u8>| {
+            out.extend_from_slice(key(v).as_bytes());
+            Ok(())
+        });
+        let node = if sink.is_text() {
+            self.materialize(Some(key), encode_text::<T>)
+        } else {
+            self.materialize(Some(key), encode_postcard::<T>)
+        };
+        graph.borrow_mut().add_sink(&Port::main(node), &name, sink.connector());
+    }
 }
