@@ -109,6 +109,8 @@ pub struct DeployRequest {
     pub memory_limit_mib: usize,
     /// Longest guest call, ms.
     pub call_timeout_ms: u64,
+    /// Checkpoints folder, reachable by every worker.
+    pub checkpoint_dir: Option<std::path::PathBuf>,
 }
 
 /// Uploads a plugin and starts a job; returns the job's id.
@@ -124,6 +126,7 @@ pub fn deploy(api: &Api, plugin: &Path, request: &DeployRequest) -> anyhow::Resu
         "restart_delay_ms": request.restart_delay_ms,
         "memory_limit_mib": request.memory_limit_mib,
         "call_timeout_ms": request.call_timeout_ms,
+        "checkpoint_dir": request.checkpoint_dir,
     });
     let answer =
         api.call("POST", "/v1/jobs", Some(("application/json", body.to_string().as_bytes())))?;

@@ -80,6 +80,10 @@ pub enum ClusterCommand {
         /// Longest one guest call may run, in seconds.
         #[arg(long, default_value_t = 10.0, value_name = "SECS")]
         call_timeout: f64,
+        /// Take checkpoints into DIR (a folder every worker reaches) and
+        /// restart failed attempts from the newest one.
+        #[arg(long, value_name = "DIR")]
+        checkpoint_dir: Option<PathBuf>,
         /// Follow the job until it ends and print its summary.
         #[arg(long)]
         wait: bool,
@@ -207,6 +211,7 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
             restart_delay,
             memory_limit,
             call_timeout,
+            checkpoint_dir,
             wait,
             wait_timeout,
         } => {
@@ -216,6 +221,7 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
                 restart_delay_ms: restart_delay,
                 memory_limit_mib: memory_limit,
                 call_timeout_ms: secs(call_timeout, "--call-timeout")?.as_millis() as u64,
+                checkpoint_dir: checkpoint_dir.map(|d| std::path::absolute(&d)).transpose()?,
             };
             let client = api.api()?;
             let job = client::deploy(&client, &plugin, &request)?;

@@ -45,6 +45,24 @@ pub enum ToCoordinator {
         /// What they did.
         report: PartReport,
     },
+    /// A subtask here answered a checkpoint barrier.
+    Ack {
+        /// The job.
+        job: String,
+        /// The attempt.
+        attempt: u32,
+        /// The answer.
+        ack: flinkw_host::runtime::Ack,
+    },
+    /// More source subtasks here read all their input.
+    SourcesFinished {
+        /// The job.
+        job: String,
+        /// The attempt.
+        attempt: u32,
+        /// How many more.
+        count: usize,
+    },
     /// The worker's part of a job failed (or could not be set up).
     Failed {
         /// The job.
@@ -75,6 +93,26 @@ pub enum ToWorker {
         /// The attempt.
         attempt: u32,
     },
+    /// Sources inject checkpoint barrier `id`.
+    Trigger {
+        /// The job.
+        job: String,
+        /// The attempt.
+        attempt: u32,
+        /// The checkpoint.
+        id: u64,
+        /// It is the final checkpoint (every source finished).
+        is_final: bool,
+    },
+    /// Checkpoint `id` is complete: sinks publish up to it.
+    Complete {
+        /// The job.
+        job: String,
+        /// The attempt.
+        attempt: u32,
+        /// The checkpoint.
+        id: u64,
+    },
     /// Stop the job's subtasks.
     Cancel {
         /// The job.
@@ -102,6 +140,11 @@ pub struct Deployment {
     pub memory_limit: usize,
     /// Longest guest call, in ms.
     pub call_timeout_ms: u64,
+    /// Checkpoints go to this folder (reachable by every worker), and the
+    /// coordinator triggers them.
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// The checkpoint the attempt restores from.
+    pub restore: Option<u64>,
 }
 
 /// What one worker's subtasks of a job did.

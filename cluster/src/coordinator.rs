@@ -9,16 +9,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use flinkw_host::config::JobConfig;
 use flinkw_host::engine::Engine;
-use flinkw_host::graph::NodeKind;
+use flinkw_host::graph::{JobGraph, NodeKind};
 use flinkw_host::limits::Limits;
 use flinkw_host::plugin::Plugin;
-use flinkw_host::runtime::{physical_plan, plan_job};
+use flinkw_host::runtime::{CheckpointCoordinator, physical_plan, plan_job};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -74,6 +75,13 @@ pub(crate) struct JobEntry {
     pub ended: Option<Instant>,
     pub memory_limit: usize,
     pub call_timeout_ms: u64,
+    pub graph: JobGraph,
+    pub job_config: JobConfig,
+    pub checkpoint_dir: Option<PathBuf>,
+    /// The checkpoint coordinator of the current attempt.
+    pub checkpoints: Option<Arc<CheckpointCoordinator>>,
+    /// Set once the current attempt's workers were told to start.
+    pub started: Arc<AtomicBool>,
 }
 
 /// What a client asks to run.
@@ -96,6 +104,11 @@ pub struct JobRequest {
     /// Longest guest call, in ms.
     #[serde(default = "default_call_timeout")]
     pub call_timeout_ms: u64,
+    /// Take checkpoints into this folder (one every workers can reach) and
+    /// restart from the newest one after a failure: exactly-once with
+    /// transactional sinks.
+    #[serde(default)]
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 fn default_delay() -> u64 {
@@ -224,6 +237,11 @@ impl Coordinator {
             ended: None,
             memory_limit: request.memory_limit_mib.max(1) << 20,
             call_timeout_ms: request.call_timeout_ms.max(1),
+            graph: graph.clone(),
+            job_config: config,
+            checkpoint_dir: request.checkpoint_dir,
+            checkpoints: None,
+            started: Arc::new(AtomicBool::new(false)),
         };
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), entry);
         tracing::info!(job = %id, name = %graph.name, "job submitted");
@@ -250,6 +268,9 @@ impl Coordinator {
                 if j.lifecycle.state.is_terminal() {
                     j.ended = Some(Instant::now());
                 }
+                if j.lifecycle.state.is_terminal() || after == "failing" {
+                    j.checkpoints = None;
+                }
             }
             actions
         };
@@ -265,6 +286,9 @@ impl Coordinator {
                 }
                 Action::Start(ws) => {
                     let attempt = self.attempt(job);
+                    if let Some(j) = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(job) {
+                        j.started.store(true, Ordering::SeqCst);
+                    }
                     self.send(&ws, |_| ToWorker::Start { job: job.to_owned(), attempt });
                 }
                 Action::Cancel(ws) => self.send(&ws, |_| ToWorker::Cancel { job: job.to_owned() }),
@@ -321,6 +345,33 @@ impl Coordinator {
             *j.slots.entry(*w).or_default() += 1;
         }
         let involved: BTreeSet<u32> = placement.iter().flatten().copied().collect();
+        // A fresh checkpoint coordinator per attempt, restoring from the
+        // newest complete checkpoint.
+        j.checkpoints = None;
+        j.started = Arc::new(AtomicBool::new(false));
+        let mut restore = None;
+        if let Some(dir) = &j.checkpoint_dir {
+            match CheckpointCoordinator::start(&j.graph, &j.job_config, dir) {
+                Ok(c) => {
+                    restore = c.restore_id();
+                    let c = Arc::new(c);
+                    j.checkpoints = Some(c.clone());
+                    tokio::spawn(relay_checkpoints(
+                        c,
+                        j.started.clone(),
+                        involved.clone(),
+                        workers
+                            .iter()
+                            .filter(|(id, _)| involved.contains(id))
+                            .map(|(_, w)| w.tx.clone())
+                            .collect(),
+                        job.to_owned(),
+                        j.lifecycle.attempt,
+                    ));
+                }
+                Err(e) => return Event::NoSlots { reason: format!("checkpoints: {e}") },
+            }
+        }
         let deployment = Deployment {
             job: job.to_owned(),
             attempt: j.lifecycle.attempt,
@@ -330,6 +381,8 @@ impl Coordinator {
             workers: workers.iter().map(|(id, w)| (*id, w.data_addr)).collect(),
             memory_limit: j.memory_limit,
             call_timeout_ms: j.call_timeout_ms,
+            checkpoint_dir: j.checkpoint_dir.clone(),
+            restore,
         };
         j.placement = placement;
         j.report = PartReport::default();
@@ -355,11 +408,29 @@ impl Coordinator {
                 tracing::warn!(job, worker, %error, "a job part failed");
                 (job, attempt, Event::Failed { worker, error, restartable })
             }
+            ToCoordinator::Ack { job, attempt, ack } => {
+                if let Some(c) = self.checkpoints_of(&job, attempt) {
+                    c.ack(ack);
+                }
+                return;
+            }
+            ToCoordinator::SourcesFinished { job, attempt, count } => {
+                if let Some(c) = self.checkpoints_of(&job, attempt) {
+                    c.sources_finished(count);
+                }
+                return;
+            }
             ToCoordinator::Register { .. } | ToCoordinator::Heartbeat => return,
         };
         if self.attempt(&job) == attempt {
             self.event(&job, event);
         }
+    }
+
+    fn checkpoints_of(&self, job: &str, attempt: u32) -> Option<Arc<CheckpointCoordinator>> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let j = jobs.get(job).filter(|j| j.lifecycle.attempt == attempt)?;
+        j.checkpoints.clone()
     }
 
     /// Forgets a worker and tells its jobs.
@@ -481,6 +552,48 @@ async fn serve(options: CoordinatorOptions) -> anyhow::Result<()> {
         });
     }
     Ok(())
+}
+
+/// Tells an attempt's workers of new barriers and completed checkpoints
+/// until the attempt's checkpoint coordinator is dropped.
+async fn relay_checkpoints(
+    c: Arc<CheckpointCoordinator>,
+    started: Arc<AtomicBool>,
+    _workers: BTreeSet<u32>,
+    txs: Vec<mpsc::UnboundedSender<ToWorker>>,
+    job: String,
+    attempt: u32,
+) {
+    let (mut requested, mut completed) = (0, c.completed());
+    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    // The coordinator's entry holds the other reference while the attempt lives.
+    while Arc::strong_count(&c) > 1 {
+        tick.tick().await;
+        // Barriers requested before the workers started are sent at the
+        // start: a worker still setting up would not have heard them.
+        if !started.load(Ordering::SeqCst) {
+            continue;
+        }
+        let (r, final_id) = c.requested();
+        if r > requested {
+            requested = r;
+            for tx in &txs {
+                let _ = tx.send(ToWorker::Trigger {
+                    job: job.clone(),
+                    attempt,
+                    id: r,
+                    is_final: final_id == r,
+                });
+            }
+        }
+        let done = c.completed();
+        if done > completed {
+            completed = done;
+            for tx in &txs {
+                let _ = tx.send(ToWorker::Complete { job: job.clone(), attempt, id: done });
+            }
+        }
+    }
 }
 
 /// Heartbeat timeouts and restart delays.

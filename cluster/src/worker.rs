@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +19,9 @@ use flinkw_host::config::JobConfig;
 use flinkw_host::engine::Engine;
 use flinkw_host::limits::Limits;
 use flinkw_host::plugin::Plugin;
-use flinkw_host::runtime::{Canceller, JobError, PreparedJob, RunOptions, prepare_job};
+use flinkw_host::runtime::{
+    Canceller, CheckpointLink, JobError, PreparedJob, RunOptions, prepare_job,
+};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -76,6 +79,7 @@ struct Worker {
     events: mpsc::UnboundedSender<ToCoordinator>,
     parts: Mutex<HashMap<String, (u32, Part, Deployment)>>,
     engines: Mutex<BTreeMap<(usize, u64), Engine>>,
+    links: Mutex<HashMap<(String, u32), Arc<CheckpointLink>>>,
     id: u32,
 }
 
@@ -107,6 +111,7 @@ async fn serve(options: WorkerOptions) -> anyhow::Result<()> {
         events,
         parts: Mutex::new(HashMap::new()),
         engines: Mutex::new(BTreeMap::new()),
+        links: Mutex::new(HashMap::new()),
         id,
     });
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -176,6 +181,16 @@ impl Worker {
                 });
             }
             ToWorker::Start { job, attempt } => self.start(&job, attempt),
+            ToWorker::Trigger { job, attempt, id, is_final } => {
+                if let Some(link) = self.link(&job, attempt) {
+                    link.trigger(id, is_final);
+                }
+            }
+            ToWorker::Complete { job, attempt, id } => {
+                if let Some(link) = self.link(&job, attempt) {
+                    link.complete(id);
+                }
+            }
             ToWorker::Cancel { job } => {
                 let part = self.parts.lock().unwrap_or_else(|p| p.into_inner()).remove(&job);
                 match part {
@@ -194,6 +209,39 @@ impl Worker {
                     }
                     None => {}
                 }
+            }
+        }
+    }
+
+    fn link(&self, job: &str, attempt: u32) -> Option<Arc<CheckpointLink>> {
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(job.to_owned(), attempt))
+            .cloned()
+    }
+
+    /// Relays a job attempt's checkpoint acknowledgements and finished
+    /// sources to the coordinator until `done`.
+    fn relay(&self, job: &str, attempt: u32, link: &CheckpointLink, done: &AtomicBool) {
+        let mut finished = 0;
+        loop {
+            let stop = done.load(Ordering::SeqCst);
+            while let Some(ack) = link.next_ack(Duration::from_millis(if stop { 0 } else { 10 })) {
+                let _ = self.events.send(ToCoordinator::Ack { job: job.to_owned(), attempt, ack });
+            }
+            let now = link.sources_finished();
+            if now > finished {
+                let count = now - finished;
+                finished = now;
+                let _ = self.events.send(ToCoordinator::SourcesFinished {
+                    job: job.to_owned(),
+                    attempt,
+                    count,
+                });
+            }
+            if stop {
+                return;
             }
         }
     }
@@ -219,10 +267,22 @@ impl Worker {
             let local = move |t: usize, s: u32| {
                 placement.get(t).and_then(|p| p.get(s as usize)) == Some(&me)
             };
-            Ok(prepare_job(&plugin, &config, RunOptions::default(), Some(&local))?)
+            let options = RunOptions {
+                checkpoint_dir: d2.checkpoint_dir.clone(),
+                checkpoints_coordinated_elsewhere: d2.checkpoint_dir.as_ref().map(|_| d2.restore),
+                ..RunOptions::default()
+            };
+            Ok(prepare_job(&plugin, &config, options, Some(&local))?)
         })
         .await
         .context("the deploy thread died")??;
+        let mut prepared = prepared;
+        if let Some(link) = prepared.checkpoint_link() {
+            self.links
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((d.job.clone(), d.attempt), Arc::new(link));
+        }
         let inputs: Vec<Vec<_>> = prepared
             .physical()
             .tasks
@@ -308,7 +368,21 @@ impl Worker {
                         d.workers.get(&w).ok_or_else(|| format!("no address for worker {w}"))?;
                     Ok(plane.channel(&d.job, d.attempt, id, *peer))
                 };
+                let done = Arc::new(AtomicBool::new(false));
+                let relay = worker.link(&job, attempt).map(|link| {
+                    let (w, j, done) = (worker.clone(), job.clone(), done.clone());
+                    std::thread::spawn(move || w.relay(&j, attempt, &link, &done))
+                });
                 let result = prepared.run(&connect);
+                done.store(true, Ordering::SeqCst);
+                if let Some(r) = relay {
+                    let _ = r.join();
+                }
+                worker
+                    .links
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&(job.clone(), attempt));
                 worker.plane.unregister(&job, attempt);
                 worker.parts.lock().unwrap_or_else(|p| p.into_inner()).remove(&job);
                 let event = match result {

@@ -383,3 +383,108 @@ fn a_killed_worker_makes_the_job_restart_on_the_others() {
     assert!(!placed.contains(&victim.as_str()), "{placed:?} still uses {victim}");
     assert_eq!(part_lines(&out), expected);
 }
+
+#[test]
+fn exactly_once_through_repeated_worker_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, 1);
+    let settings = |out: &Path| {
+        [
+            "count=500000".to_owned(),
+            "parallelism=2".to_owned(),
+            "checkpoint.interval-ms=200".to_owned(),
+            format!("output={}", out.display()),
+        ]
+    };
+    let local = dir.path().join("local");
+    let mut args = vec!["run".to_owned(), artifacts::NEXMARK_WINDOWS.to_owned()];
+    for s in settings(&local) {
+        args.extend(["--set".to_owned(), s]);
+    }
+    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    let expected = part_lines(&local);
+
+    let out = dir.path().join("cluster");
+    let checkpoints = dir.path().join("checkpoints");
+    let mut args = vec![
+        "deploy".to_owned(),
+        artifacts::NEXMARK_WINDOWS.to_owned(),
+        "--restarts".to_owned(),
+        "10".to_owned(),
+        "--restart-delay".to_owned(),
+        "100".to_owned(),
+        "--checkpoint-dir".to_owned(),
+        checkpoints.display().to_string(),
+        "--set".to_owned(),
+        "rate=80000".to_owned(),
+    ];
+    for s in settings(&out) {
+        args.extend(["--set".to_owned(), s]);
+    }
+    let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run.ok(), "{}", run.stderr);
+    let job = run.stdout.trim().to_owned();
+    let status = |c: &Cluster| -> serde_json::Value {
+        let run = c.cli(&["status", &job, "--json"]);
+        assert!(run.ok(), "{}", run.stderr);
+        serde_json::from_str(&run.stdout).unwrap()
+    };
+    // Three times: once the job runs and has checkpointed, kill -9 one of
+    // its workers and start a fresh one in its place.
+    let mut killed = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while killed < 3 {
+        let s = status(&cluster);
+        let state = s["state"]["state"].as_str().unwrap().to_owned();
+        assert!(state != "failed" && state != "finished" || killed > 0, "{s}\n{}", cluster.logs());
+        if state == "finished" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job is stuck: {s}\n{}", cluster.logs());
+        if state != "running" || s["attempt"].as_u64().unwrap() != killed {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(900));
+        let victim = s["placement"][0][(killed % 2) as usize].as_str().unwrap().to_owned();
+        let index: usize = victim.trim_start_matches('w').parse::<usize>().unwrap() - 1;
+        cluster.workers[index].kill().unwrap();
+        cluster.workers[index].wait().unwrap();
+        killed += 1;
+        let name = format!("w{}", cluster.workers.len() + 1);
+        let ca = dir.path().join("cluster-ca");
+        let certs = dir.path().join(&name);
+        let run = flinkw(
+            &[
+                "cert",
+                "node",
+                "--ca",
+                ca.to_str().unwrap(),
+                "--name",
+                &name,
+                "--out",
+                certs.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert!(run.ok(), "{}", run.stderr);
+        let fresh = cluster.worker(&name, &name, 1);
+        cluster.workers.push(fresh);
+    }
+    let last = loop {
+        let s = status(&cluster);
+        let state = s["state"]["state"].as_str().unwrap().to_owned();
+        if state == "finished" || state == "failed" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the job did not end: {s}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
+    assert!(last["attempt"].as_u64().unwrap() >= 1, "{last}");
+    let got = part_lines(&out);
+    // Nothing lost, nothing twice.
+    assert_eq!(got.len(), expected.len(), "lines: {} vs {}", got.len(), expected.len());
+    assert_eq!(got, expected);
+}

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::{CheckpointStorage, Metadata, RestorePoint, StateFile};
+use crate::checkpoint::{CheckpointError, CheckpointStorage, Metadata, RestorePoint, StateFile};
 use crate::config::JobConfig;
-use crate::graph::JobGraph;
+use crate::graph::{JobGraph, NodeKind};
 use crate::runtime::PhysicalPlan;
 
 /// A subtask's answer to a barrier.
-pub(crate) enum Ack {
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Ack {
     /// Its snapshot is stored.
     Done {
         /// The checkpoint.
@@ -104,6 +105,164 @@ pub(crate) struct CoordinatorArgs {
     pub finished: Arc<AtomicBool>,
     /// Stop with a savepoint into the directory once the flag is set.
     pub savepoint: Option<(std::path::PathBuf, &'static AtomicBool)>,
+}
+
+/// Builds a job's checkpointing state and the settings of its coordinator.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn setup(
+    graph: &JobGraph,
+    physical: &PhysicalPlan,
+    config: &JobConfig,
+    storage: CheckpointStorage,
+    restore: Option<RestorePoint>,
+    (fingerprint, shape): (String, String),
+    savepoint: Option<(std::path::PathBuf, &'static AtomicBool)>,
+) -> Result<(Arc<Checkpointing>, CoordinatorArgs), CheckpointError> {
+    // Ids go on after the restored checkpoint's even in a fresh directory
+    // (a savepoint): sinks commit by id (the Kafka sink's marker, part files).
+    let first_id = storage.next_id()?.max(restore.as_ref().map_or(1, |p| p.metadata.id + 1));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ck = Arc::new(Checkpointing {
+        storage,
+        requested: AtomicU64::new(0),
+        completed: AtomicU64::new(restore.as_ref().map_or(0, |p| p.metadata.id)),
+        restore,
+        acks: Mutex::new(tx),
+        sources: physical
+            .tasks
+            .iter()
+            .filter(|t| {
+                matches!(graph.node(t.nodes[0]).map(|n| &n.kind), Some(NodeKind::Source(_)))
+            })
+            .map(|t| t.parallelism as usize)
+            .sum(),
+        sources_finished: AtomicUsize::new(0),
+        final_id: AtomicU64::new(0),
+        halt: AtomicBool::new(false),
+        savepoint: Mutex::new(None),
+    });
+    let args = CoordinatorArgs {
+        checkpointing: ck.clone(),
+        acks: rx,
+        subtasks: physical.tasks.iter().map(|t| t.parallelism as usize).sum(),
+        first_id,
+        interval: config.checkpoint_interval,
+        retain: config.checkpoint_retain,
+        job: graph.name.clone(),
+        fingerprint,
+        shape,
+        parallelism: physical.tasks.iter().map(|t| t.parallelism).collect(),
+        finished: Arc::new(AtomicBool::new(false)),
+        savepoint,
+    };
+    Ok((ck, args))
+}
+
+/// One process's end of checkpoints that a coordinator in another process
+/// triggers and completes (a cluster worker's): it hears of barriers to
+/// inject and of completed checkpoints, and hands out its subtasks'
+/// acknowledgements.
+pub struct CheckpointLink {
+    pub(crate) ck: Arc<Checkpointing>,
+    pub(crate) acks: Mutex<Receiver<Ack>>,
+}
+
+impl CheckpointLink {
+    /// The sources inject barrier `id` (the final checkpoint if `is_final`).
+    pub fn trigger(&self, id: u64, is_final: bool) {
+        if is_final {
+            self.ck.final_id.store(id, Ordering::SeqCst);
+        }
+        self.ck.requested.fetch_max(id, Ordering::SeqCst);
+    }
+
+    /// Checkpoint `id` is complete: sinks may publish up to it.
+    pub fn complete(&self, id: u64) {
+        self.ck.completed.fetch_max(id, Ordering::SeqCst);
+    }
+
+    /// Source subtasks here that read all their input so far.
+    pub fn sources_finished(&self) -> usize {
+        self.ck.sources_finished.load(Ordering::SeqCst)
+    }
+
+    /// The next acknowledgement of a subtask here, waiting up to `wait`.
+    pub fn next_ack(&self, wait: Duration) -> Option<Ack> {
+        self.acks.lock().unwrap_or_else(|p| p.into_inner()).recv_timeout(wait).ok()
+    }
+}
+
+/// The checkpoint coordinator of a job whose subtasks run in other
+/// processes: it runs the same loop as the embedded runtime's, and the
+/// caller relays barriers, acknowledgements and completions.
+pub struct CheckpointCoordinator {
+    ck: Arc<Checkpointing>,
+    finished: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    restore: Option<u64>,
+}
+
+impl CheckpointCoordinator {
+    /// Starts coordinating checkpoints into `dir` for a job of `graph`;
+    /// the job restores from the newest complete checkpoint there.
+    pub fn start(
+        graph: &JobGraph,
+        config: &JobConfig,
+        dir: &std::path::Path,
+    ) -> Result<CheckpointCoordinator, super::JobError> {
+        let physical = super::physical_plan(graph, config.parallelism)?;
+        let storage = CheckpointStorage::open(dir)?;
+        let fingerprint = fingerprint(graph, &physical, config);
+        let shape = shape(graph, &physical, config);
+        let (latest, skipped) = storage.latest(&fingerprint)?;
+        for s in &skipped {
+            tracing::warn!(problem = %s, "skipping a damaged checkpoint");
+        }
+        let restore = latest.map(|m| RestorePoint { folder: storage.folder(m.id), metadata: m });
+        let restore_id = restore.as_ref().map(|p| p.metadata.id);
+        let (ck, args) =
+            setup(graph, &physical, config, storage, restore, (fingerprint, shape), None)?;
+        let finished = args.finished.clone();
+        let thread = std::thread::Builder::new()
+            .name("flinkw-checkpoints".into())
+            .spawn(move || coordinate(args))
+            .map_err(|e| super::JobError::Internal(format!("cannot start a thread: {e}")))?;
+        Ok(CheckpointCoordinator { ck, finished, thread: Some(thread), restore: restore_id })
+    }
+
+    /// The checkpoint the job restores from.
+    pub fn restore_id(&self) -> Option<u64> {
+        self.restore
+    }
+
+    /// The newest barrier requested and the final checkpoint's id (0: none yet).
+    pub fn requested(&self) -> (u64, u64) {
+        (self.ck.requested.load(Ordering::SeqCst), self.ck.final_id.load(Ordering::SeqCst))
+    }
+
+    /// The newest complete checkpoint.
+    pub fn completed(&self) -> u64 {
+        self.ck.completed.load(Ordering::SeqCst)
+    }
+
+    /// A subtask's acknowledgement, relayed.
+    pub fn ack(&self, ack: Ack) {
+        self.ck.ack(ack);
+    }
+
+    /// `n` more source subtasks read all their input.
+    pub fn sources_finished(&self, n: usize) {
+        self.ck.sources_finished.fetch_add(n, Ordering::SeqCst);
+    }
+}
+
+impl Drop for CheckpointCoordinator {
+    fn drop(&mut self) {
+        self.finished.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Runs until `finished`: one checkpoint at a time, every `interval`.

@@ -19,6 +19,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use checkpointing::{Ack, CheckpointCoordinator, CheckpointLink};
 pub use physical::{PhysicalPlan, TaskOutput, TaskSpec, plan as physical_plan};
 
 use crate::config::{ConfigError, JobConfig};
@@ -51,6 +52,11 @@ pub struct RunOptions {
     pub stop: Option<&'static AtomicBool>,
     /// Start from this savepoint (a `sp-N` folder), at any parallelism.
     pub from_savepoint: Option<std::path::PathBuf>,
+    /// `Some(restore)`: another process (a cluster's coordinator) triggers
+    /// and completes the checkpoints in `checkpoint_dir`, through the
+    /// [`CheckpointLink`] of the prepared job; this process restores from
+    /// checkpoint `restore`, if any.
+    pub checkpoints_coordinated_elsewhere: Option<Option<u64>>,
 }
 
 impl Default for RunOptions {
@@ -64,6 +70,7 @@ impl Default for RunOptions {
             savepoint_dir: None,
             stop: None,
             from_savepoint: None,
+            checkpoints_coordinated_elsewhere: None,
         }
     }
 }
@@ -368,6 +375,7 @@ pub struct PreparedJob {
     receivers: Vec<Vec<Option<Receiver<Message>>>>,
     local: Vec<Vec<bool>>,
     coordinator_args: Option<checkpointing::CoordinatorArgs>,
+    link: Option<CheckpointLink>,
     checkpoints: Option<Arc<checkpointing::Checkpointing>>,
     restored_from: Option<u64>,
     skipped_checkpoints: Vec<String>,
@@ -445,6 +453,7 @@ pub fn prepare_job(
             (None, None) => None,
         }
     });
+    let mut link = None;
     let checkpoints = match &checkpoint_dir {
         None => None,
         Some(dir) => {
@@ -465,6 +474,14 @@ pub fn prepare_job(
                     }
                     Some(point)
                 }
+                None if options.checkpoints_coordinated_elsewhere.is_some() => {
+                    match options.checkpoints_coordinated_elsewhere.flatten() {
+                        Some(id) => {
+                            Some(crate::checkpoint::RestorePoint::open(&storage.folder(id))?)
+                        }
+                        None => None,
+                    }
+                }
                 None => {
                     let (latest, skipped) = storage.latest(&fingerprint)?;
                     for s in &skipped {
@@ -477,44 +494,23 @@ pub fn prepare_job(
                     })
                 }
             };
-            let first_id = storage.next_id()?;
-            let (tx, rx) = std::sync::mpsc::channel();
-            let ck = Arc::new(checkpointing::Checkpointing {
+            let (ck, args) = checkpointing::setup(
+                &graph,
+                &physical,
+                config,
                 storage,
-                requested: AtomicU64::new(0),
-                completed: AtomicU64::new(restore.as_ref().map_or(0, |p| p.metadata.id)),
                 restore,
-                acks: Mutex::new(tx),
-                sources: physical
-                    .tasks
-                    .iter()
-                    .filter(|t| {
-                        matches!(graph.node(t.nodes[0]).map(|n| &n.kind), Some(NodeKind::Source(_)))
-                    })
-                    .map(|t| t.parallelism as usize)
-                    .sum(),
-                sources_finished: std::sync::atomic::AtomicUsize::new(0),
-                final_id: AtomicU64::new(0),
-                halt: AtomicBool::new(false),
-                savepoint: Mutex::new(None),
-            });
-            coordinator_args = Some(checkpointing::CoordinatorArgs {
-                checkpointing: ck.clone(),
-                acks: rx,
-                subtasks: physical.tasks.iter().map(|t| t.parallelism as usize).sum(),
-                first_id,
-                interval: config.checkpoint_interval,
-                retain: config.checkpoint_retain,
-                job: graph.name.clone(),
-                fingerprint,
-                shape,
-                parallelism: physical.tasks.iter().map(|t| t.parallelism).collect(),
-                finished: Arc::new(AtomicBool::new(false)),
-                savepoint: match (&options.savepoint_dir, options.stop) {
+                (fingerprint, shape),
+                match (&options.savepoint_dir, options.stop) {
                     (Some(dir), Some(stop)) => Some((dir.clone(), stop)),
                     _ => None,
                 },
-            });
+            )?;
+            if options.checkpoints_coordinated_elsewhere.is_some() {
+                link = Some(CheckpointLink { ck: ck.clone(), acks: Mutex::new(args.acks) });
+            } else {
+                coordinator_args = Some(args);
+            }
             Some(ck)
         }
     };
@@ -556,6 +552,7 @@ pub fn prepare_job(
         receivers,
         local: placed,
         coordinator_args,
+        link,
         checkpoints,
         restored_from,
         skipped_checkpoints,
@@ -582,6 +579,12 @@ impl PreparedJob {
         Some(InputSender(self.senders[task][subtask as usize].clone()))
     }
 
+    /// This process's end of checkpoints coordinated elsewhere (see
+    /// [`RunOptions::checkpoints_coordinated_elsewhere`]); taken once.
+    pub fn checkpoint_link(&mut self) -> Option<CheckpointLink> {
+        self.link.take()
+    }
+
     /// A handle that cancels the job once it runs.
     pub fn canceller(&self) -> Canceller {
         Canceller(self.shared.cancelled.clone())
@@ -598,6 +601,7 @@ impl PreparedJob {
             mut receivers,
             local,
             coordinator_args,
+            link: _,
             checkpoints,
             restored_from,
             skipped_checkpoints,
