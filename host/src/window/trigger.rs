@@ -3,7 +3,7 @@
 //! `MergingWindowSet`), as a pure state machine over keys, timestamps and
 //! watermarks.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{Window, WindowAssigner};
 use crate::time::MIN_WATERMARK;
@@ -38,17 +38,121 @@ enum TimerKind {
 
 type Timer = (i64, Vec<u8>, Window, TimerKind);
 
+/// The keys of one window of a non-merging assigner. Every key here has a
+/// cleanup timer (at the window's end plus the allowed lateness); its flag
+/// says whether its firing timer (at the window's end) is still pending.
+#[derive(Debug, Clone, Default)]
+struct WindowKeys {
+    keys: HashMap<Box<[u8]>, bool, foldhash::fast::RandomState>,
+    /// How many flags are set.
+    pending: usize,
+}
+
+impl WindowKeys {
+    fn add(&mut self, key: &[u8], fire: bool) {
+        match self.keys.get_mut(key) {
+            Some(flag) => {
+                if fire && !*flag {
+                    *flag = true;
+                    self.pending += 1;
+                }
+            }
+            None => {
+                self.keys.insert(key.into(), fire);
+                self.pending += usize::from(fire);
+            }
+        }
+    }
+}
+
 /// Decides, per key, which windows a record joins and when windows fire and
 /// are cleaned up. Serializable: it is part of a checkpoint.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+///
+/// Flink keeps one timer per key and window. So does this trigger for
+/// session windows; for tumbling and sliding windows, whose every window of
+/// one assigner has its own end, it keeps the keys of each window instead
+/// (one hash lookup per record and window, no ordered insert) and sorts them
+/// by key when the window fires, so windows fire in the same order as with
+/// one timer each: by time, then key. Checkpoints hold the timers either way.
+#[derive(Debug, Clone)]
 pub struct WindowTrigger {
+    assigner: WindowAssigner,
+    allowed_lateness: i64,
+    watermark: i64,
+    /// Session windows: one timer per key, window and kind.
+    timers: BTreeSet<Timer>,
+    sessions: HashMap<Vec<u8>, Vec<Window>>,
+    /// Tumbling and sliding windows: the keys of each window, in window
+    /// order (which is also the order of their ends and cleanup times).
+    windows: BTreeMap<Window, WindowKeys>,
+    scratch: Vec<Window>,
+}
+
+/// The checkpointed form of a [`WindowTrigger`]: one timer per key, window
+/// and kind, whatever the trigger keeps in memory.
+#[derive(serde::Serialize)]
+struct TriggerRef<'a> {
+    assigner: &'a WindowAssigner,
+    allowed_lateness: i64,
+    watermark: i64,
+    timers: Vec<(i64, &'a [u8], Window, TimerKind)>,
+    sessions: &'a HashMap<Vec<u8>, Vec<Window>>,
+}
+
+/// What [`TriggerRef`] deserializes to.
+#[derive(serde::Deserialize)]
+struct TriggerRepr {
     assigner: WindowAssigner,
     allowed_lateness: i64,
     watermark: i64,
     timers: BTreeSet<Timer>,
     sessions: HashMap<Vec<u8>, Vec<Window>>,
-    #[serde(skip)]
-    scratch: Vec<Window>,
+}
+
+impl serde::Serialize for WindowTrigger {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let timers = if self.assigner.is_merging() {
+            self.timers.iter().map(|(t, k, w, kind)| (*t, &k[..], *w, *kind)).collect()
+        } else {
+            let mut timers = Vec::new();
+            for (w, e) in &self.windows {
+                let cleanup = self.cleanup_time(w);
+                for (k, fire) in &e.keys {
+                    if *fire {
+                        timers.push((w.max_timestamp(), &k[..], *w, TimerKind::Fire));
+                    }
+                    timers.push((cleanup, &k[..], *w, TimerKind::Cleanup));
+                }
+            }
+            timers.sort_unstable();
+            timers
+        };
+        TriggerRef {
+            assigner: &self.assigner,
+            allowed_lateness: self.allowed_lateness,
+            watermark: self.watermark,
+            timers,
+            sessions: &self.sessions,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for WindowTrigger {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = TriggerRepr::deserialize(d)?;
+        let mut t = WindowTrigger::new(r.assigner, r.allowed_lateness);
+        t.watermark = r.watermark;
+        t.sessions = r.sessions;
+        if t.assigner.is_merging() {
+            t.timers = r.timers;
+        } else {
+            for (_, key, w, kind) in r.timers {
+                t.windows.entry(w).or_default().add(&key, kind == TimerKind::Fire);
+            }
+        }
+        Ok(t)
+    }
 }
 
 impl WindowTrigger {
@@ -61,6 +165,7 @@ impl WindowTrigger {
             watermark: MIN_WATERMARK,
             timers: BTreeSet::new(),
             sessions: HashMap::new(),
+            windows: BTreeMap::new(),
             scratch: Vec::new(),
         }
     }
@@ -75,6 +180,11 @@ impl WindowTrigger {
     pub fn retain_keys(&mut self, keep: &dyn Fn(&[u8]) -> bool) {
         self.timers.retain(|(_, key, _, _)| keep(key));
         self.sessions.retain(|key, _| keep(key));
+        self.windows.retain(|_, e| {
+            e.keys.retain(|k, _| keep(k));
+            e.pending = e.keys.values().filter(|f| **f).count();
+            !e.keys.is_empty()
+        });
     }
 
     /// Takes over the windows and timers of `other` (disjoint keys); the
@@ -82,36 +192,64 @@ impl WindowTrigger {
     pub fn absorb(&mut self, other: WindowTrigger) {
         self.timers.extend(other.timers);
         self.sessions.extend(other.sessions);
+        for (w, e) in other.windows {
+            let mine = self.windows.entry(w).or_default();
+            for (k, fire) in e.keys {
+                mine.add(&k, fire);
+            }
+        }
         self.watermark = self.watermark.min(other.watermark);
+    }
+
+    fn cleanup_time(&self, w: &Window) -> i64 {
+        w.max_timestamp().saturating_add(self.allowed_lateness)
     }
 
     /// The time of the earliest timer (firing or cleanup), if any.
     pub fn next_timer(&self) -> Option<i64> {
-        self.timers.first().map(|t| t.0)
+        if self.assigner.is_merging() {
+            return self.timers.first().map(|t| t.0);
+        }
+        let (first, _) = self.windows.first_key_value()?;
+        // The first window cleans up first; a window fires before it cleans up.
+        let mut next = self.cleanup_time(first);
+        for (w, e) in &self.windows {
+            if w.max_timestamp() >= next {
+                break;
+            }
+            if e.pending > 0 {
+                next = w.max_timestamp();
+                break;
+            }
+        }
+        Some(next)
     }
 
     /// Number of windows waiting to fire or be cleaned up.
     pub fn pending_timers(&self) -> usize {
-        self.timers.len()
+        self.timers.len() + self.windows.values().map(|e| e.keys.len() + e.pending).sum::<usize>()
     }
 
     fn is_late(&self, w: &Window) -> bool {
-        w.max_timestamp().saturating_add(self.allowed_lateness) <= self.watermark
+        self.cleanup_time(w) <= self.watermark
     }
 
     fn register(&mut self, key: &[u8], w: Window) {
         // A window the watermark has passed fires at once, not by timer.
-        if w.max_timestamp() > self.watermark {
+        let fire = w.max_timestamp() > self.watermark;
+        if !self.assigner.is_merging() {
+            self.windows.entry(w).or_default().add(key, fire);
+            return;
+        }
+        if fire {
             self.timers.insert((w.max_timestamp(), key.to_vec(), w, TimerKind::Fire));
         }
-        let cleanup = w.max_timestamp().saturating_add(self.allowed_lateness);
-        self.timers.insert((cleanup, key.to_vec(), w, TimerKind::Cleanup));
+        self.timers.insert((self.cleanup_time(&w), key.to_vec(), w, TimerKind::Cleanup));
     }
 
     fn unregister(&mut self, key: &[u8], w: Window) {
         self.timers.remove(&(w.max_timestamp(), key.to_vec(), w, TimerKind::Fire));
-        let cleanup = w.max_timestamp().saturating_add(self.allowed_lateness);
-        self.timers.remove(&(cleanup, key.to_vec(), w, TimerKind::Cleanup));
+        self.timers.remove(&(self.cleanup_time(&w), key.to_vec(), w, TimerKind::Cleanup));
     }
 
     /// Places a record of `key` at `timestamp` into its windows. `out` gets
@@ -166,8 +304,8 @@ impl WindowTrigger {
     }
 
     /// Advances the watermark. `fire` gets the windows to emit, in time
-    /// order; `purge` the windows whose state can be dropped (after any
-    /// firing at the same time).
+    /// order (then key order); `purge` the windows whose state can be
+    /// dropped (after any firing at the same time).
     pub fn on_watermark(
         &mut self,
         watermark: i64,
@@ -180,6 +318,10 @@ impl WindowTrigger {
             return;
         }
         self.watermark = watermark;
+        if !self.assigner.is_merging() {
+            self.fire_windows(watermark, fire, purge);
+            return;
+        }
         while let Some(first) = self.timers.first() {
             if first.0 > watermark {
                 break;
@@ -197,6 +339,50 @@ impl WindowTrigger {
                     purge.push((key, w));
                 }
             }
+        }
+    }
+
+    /// [`WindowTrigger::on_watermark`] for non-merging windows: windows in
+    /// order (their ends and cleanup times grow with their starts), keys
+    /// sorted within each.
+    fn fire_windows(
+        &mut self,
+        watermark: i64,
+        fire: &mut Vec<(Vec<u8>, Window)>,
+        purge: &mut Vec<(Vec<u8>, Window)>,
+    ) {
+        let mut done = Vec::new();
+        for (w, e) in self.windows.iter_mut() {
+            if w.max_timestamp() > watermark {
+                break;
+            }
+            let cleanup = w.max_timestamp().saturating_add(self.allowed_lateness) <= watermark;
+            if e.pending == 0 && !cleanup {
+                continue;
+            }
+            let mut keys: Vec<(&[u8], &mut bool)> = e
+                .keys
+                .iter_mut()
+                .filter(|(_, f)| cleanup || **f)
+                .map(|(k, f)| (&k[..], f))
+                .collect();
+            keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (k, f) in keys {
+                if *f {
+                    *f = false;
+                    fire.push((k.to_vec(), *w));
+                }
+                if cleanup {
+                    purge.push((k.to_vec(), *w));
+                }
+            }
+            e.pending = 0;
+            if cleanup {
+                done.push(*w);
+            }
+        }
+        for w in done {
+            self.windows.remove(&w);
         }
     }
 }
@@ -344,6 +530,127 @@ mod tests {
                 fired.insert(f.clone(), counts.remove(&f).unwrap_or(0));
             }
             assert_eq!(fired, model);
+        }
+    }
+
+    /// The trigger as it was before it kept keys per window: one timer per
+    /// key, window and kind in one ordered set. The reference for the
+    /// per-window form of tumbling and sliding windows.
+    #[derive(serde::Serialize)]
+    struct TimerModel {
+        assigner: WindowAssigner,
+        allowed_lateness: i64,
+        watermark: i64,
+        timers: BTreeSet<Timer>,
+        sessions: HashMap<Vec<u8>, Vec<Window>>,
+    }
+
+    type Fired = Vec<(Vec<u8>, Window)>;
+
+    impl TimerModel {
+        fn record(&mut self, key: &[u8], ts: i64) -> Vec<(Window, bool)> {
+            let mut ws = Vec::new();
+            self.assigner.assign(ts, &mut ws);
+            let mut out = Vec::new();
+            for w in ws {
+                let cleanup = w.max_timestamp().saturating_add(self.allowed_lateness);
+                if cleanup <= self.watermark {
+                    continue;
+                }
+                if w.max_timestamp() > self.watermark {
+                    self.timers.insert((w.max_timestamp(), key.to_vec(), w, TimerKind::Fire));
+                }
+                self.timers.insert((cleanup, key.to_vec(), w, TimerKind::Cleanup));
+                out.push((w, w.max_timestamp() <= self.watermark));
+            }
+            out
+        }
+
+        fn watermark(&mut self, wm: i64) -> (Fired, Fired) {
+            let (mut fire, mut purge) = (vec![], vec![]);
+            if wm <= self.watermark {
+                return (fire, purge);
+            }
+            self.watermark = wm;
+            while self.timers.first().is_some_and(|t| t.0 <= wm) {
+                let (_, key, w, kind) = self.timers.pop_first().unwrap();
+                match kind {
+                    TimerKind::Fire => fire.push((key, w)),
+                    TimerKind::Cleanup => purge.push((key, w)),
+                }
+            }
+            (fire, purge)
+        }
+    }
+
+    /// Tumbling and sliding windows, with and without allowed lateness, on
+    /// random out-of-order input: the per-window trigger fires and purges
+    /// exactly what one timer per key and window would, in the same order,
+    /// checkpoints to the same bytes, and goes on the same after a restore,
+    /// a split by key and a merge of the parts.
+    #[test]
+    fn keys_per_window_behave_like_one_timer_per_key_and_window() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let assigners = [
+            WindowAssigner::Tumbling { size: 10, offset: 3 },
+            WindowAssigner::Sliding { size: 20, slide: 5, offset: 0 },
+            WindowAssigner::Sliding { size: 9, slide: 3, offset: -1 },
+        ];
+        for round in 0..60 {
+            let a = assigners[round % assigners.len()];
+            let lateness = [0, 4, 25][round % 3];
+            let mut t = WindowTrigger::new(a, lateness);
+            let mut m = TimerModel {
+                assigner: a,
+                allowed_lateness: lateness,
+                watermark: MIN_WATERMARK,
+                timers: BTreeSet::new(),
+                sessions: HashMap::new(),
+            };
+            let (mut out, mut merges, mut fire, mut purge) = (vec![], vec![], vec![], vec![]);
+            let mut max_ts = 0i64;
+            for step in 0..400 {
+                let key = format!("k{}", rand(7)).into_bytes();
+                let ts = max_ts + rand(12) as i64 - 8;
+                max_ts = max_ts.max(ts);
+                t.on_record(&key, ts, &mut out, &mut merges);
+                let got: Vec<_> = out.iter().map(|a| (a.window, a.fire_now)).collect();
+                assert_eq!(got, m.record(&key, ts), "round {round} step {step}");
+                if rand(5) == 0 {
+                    let wm = max_ts - rand(15) as i64;
+                    t.on_watermark(wm, &mut fire, &mut purge);
+                    let (want_fire, mut want_purge) = m.watermark(wm);
+                    assert_eq!(fire, want_fire, "round {round} step {step}");
+                    // Purges come window by window, keys sorted: the same set.
+                    purge.sort_by_key(|(k, w)| (*w, k.clone()));
+                    want_purge.sort_by_key(|(k, w)| (*w, k.clone()));
+                    assert_eq!(purge, want_purge, "round {round} step {step}");
+                    let expected = m.timers.first().map(|x| x.0);
+                    assert_eq!(t.next_timer(), expected);
+                    assert_eq!(t.pending_timers(), m.timers.len());
+                }
+                if rand(50) == 0 {
+                    // Checkpoint: the same bytes; restore and split by key.
+                    let bytes = postcard::to_allocvec(&t).unwrap();
+                    assert_eq!(bytes, postcard::to_allocvec(&m).unwrap());
+                    let restored: WindowTrigger = postcard::from_bytes(&bytes).unwrap();
+                    let (mut even, mut odd) = (restored.clone(), restored);
+                    even.retain_keys(&|k| k.last().is_some_and(|b| b % 2 == 0));
+                    odd.retain_keys(&|k| k.last().is_some_and(|b| b % 2 == 1));
+                    even.absorb(odd);
+                    assert_eq!(postcard::to_allocvec(&even).unwrap(), bytes);
+                    t = even;
+                }
+            }
+            t.on_watermark(i64::MAX, &mut fire, &mut purge);
+            assert_eq!(fire, m.watermark(i64::MAX).0);
+            assert_eq!(t.pending_timers(), 0);
         }
     }
 }
