@@ -22,13 +22,16 @@ for r in "${runs[@]}"; do
   "$flinkw" run "$wasm" --set count=1000 2>/dev/null  # compile once, into the cache
   rates=()
   for _ in 1 2 3; do
-    t=$( { /usr/bin/time -f "%U %S" "$flinkw" run "$wasm" --set count="$n" 2>/dev/null >/dev/null; } 2>&1 | tail -1)
+    /usr/bin/time -o "$out/time" -f "%U %S" "$flinkw" run "$wasm" --set count="$n" >/dev/null 2>&1
+    t=$(tail -1 "$out/time")
     rates+=("$(echo "$t" | awk -v n="$n" '{printf "%.0f", n / ($1 + $2)}')")
   done
   rate=$(printf '%s\n' "${rates[@]}" | sort -n | sed -n 2p)
   small=$((n / 10))
-  rss1=$( { /usr/bin/time -f "%M" "$flinkw" run "$wasm" --set count="$small" 2>/dev/null >/dev/null; } 2>&1 | tail -1)
-  rss4=$( { /usr/bin/time -f "%M" "$flinkw" run "$wasm" --set count="$small" --set parallelism=4 2>/dev/null >/dev/null; } 2>&1 | tail -1)
+  /usr/bin/time -o "$out/time" -f "%M" "$flinkw" run "$wasm" --set count="$small" >/dev/null 2>&1
+  rss1=$(tail -1 "$out/time")
+  /usr/bin/time -o "$out/time" -f "%M" "$flinkw" run "$wasm" --set count="$small" --set parallelism=4 >/dev/null 2>&1
+  rss4=$(tail -1 "$out/time")
   printf '%-7s %12s %14s %12.1f %12.1f %14.1f\n' "$lang" "$n" "$rate" "$(echo "$rss1/1024" | bc -l)" \
     "$(echo "$rss4/1024" | bc -l)" "$(echo "($rss4-$rss1)/3/1024" | bc -l)"
 done
