@@ -2,8 +2,6 @@
 //! pure [`WindowTrigger`]), keeps one accumulator per key and window, and
 //! asks the guest to accumulate, merge and emit — one call per batch.
 
-use std::collections::HashMap;
-
 use flinkw_batch::{Batch, BatchBuilder, NO_TIMESTAMP};
 
 use crate::keygroup::key_group;
@@ -53,14 +51,79 @@ pub(crate) struct WindowOperator {
     merges: Vec<SessionMerge>,
     fire: Vec<(Vec<u8>, Window)>,
     purge: Vec<(Vec<u8>, Window)>,
-    slots: HashMap<Vec<u8>, u32>,
-    slot_keys: Vec<(Vec<u8>, Window)>,
-    /// The state key of each slot (same order as `slot_keys`).
-    slot_state_keys: Vec<Vec<u8>>,
+    slots: BatchSlots,
     key_buf: Vec<u8>,
     accumulators: Vec<Option<Vec<u8>>>,
     targets: Vec<(u32, u32)>,
     fire_now: Vec<u32>,
+}
+
+/// The (key, window) pairs one batch touches, numbered in order of first
+/// touch (the accumulator slots of one `accumulate` call), with their state
+/// keys kept end to end in one buffer: no allocation per slot.
+#[derive(Default)]
+struct BatchSlots {
+    /// Slot numbers, by the hash of their state keys.
+    index: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    /// Every slot's state key, one after the other.
+    keys: Vec<u8>,
+    /// Where each slot's state key ends in `keys`, and its window.
+    slots: Vec<(u32, Window)>,
+}
+
+impl BatchSlots {
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn range(&self, slot: u32) -> std::ops::Range<usize> {
+        let start = match slot {
+            0 => 0,
+            s => self.slots[s as usize - 1].0 as usize,
+        };
+        start..self.slots[slot as usize].0 as usize
+    }
+
+    /// The state key of `slot`.
+    fn state_key(&self, slot: u32) -> &[u8] {
+        &self.keys[self.range(slot)]
+    }
+
+    /// The key (without key group and window) and window of `slot`.
+    fn key_and_window(&self, slot: u32) -> (Vec<u8>, Window) {
+        let sk = self.state_key(slot);
+        (sk[2..sk.len() - 16].to_vec(), self.slots[slot as usize].1)
+    }
+
+    /// The slot of `state_key` (made by [`state_key_into`] for `window`),
+    /// and whether it is new.
+    fn find_or_insert(&mut self, state_key: &[u8], window: Window) -> (u32, bool) {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(state_key);
+        let BatchSlots { index, hasher, keys, slots } = self;
+        let key_of = |s: u32| {
+            let start = if s == 0 { 0 } else { slots[s as usize - 1].0 as usize };
+            &keys[start..slots[s as usize].0 as usize]
+        };
+        if let Some(s) = index.find(hash, |s| key_of(*s) == state_key) {
+            return (*s, false);
+        }
+        let s = slots.len() as u32;
+        index.insert_unique(hash, s, |s| {
+            let start = if *s == 0 { 0 } else { slots[*s as usize - 1].0 as usize };
+            hasher.hash_one(&keys[start..slots[*s as usize].0 as usize])
+        });
+        keys.extend_from_slice(state_key);
+        slots.push((keys.len() as u32, window));
+        (s, true)
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.keys.clear();
+        self.slots.clear();
+    }
 }
 
 /// The state key of a key's window: key group, key bytes, then the window
@@ -118,9 +181,7 @@ impl WindowOperator {
             merges: Vec::new(),
             fire: Vec::new(),
             purge: Vec::new(),
-            slots: HashMap::new(),
-            slot_keys: Vec::new(),
-            slot_state_keys: Vec::new(),
+            slots: BatchSlots::default(),
             key_buf: Vec::new(),
             accumulators: Vec::new(),
             targets: Vec::new(),
@@ -189,19 +250,11 @@ impl WindowOperator {
                 let kg = *key_group
                     .get_or_insert_with(|| crate::keygroup::key_group(r.key, max_parallelism));
                 state_key_into(kg, r.key, &a.window, &mut self.key_buf);
-                let slot = match self.slots.get(self.key_buf.as_slice()) {
-                    Some(s) => *s,
-                    None => {
-                        let s = self.slot_keys.len() as u32;
-                        let acc =
-                            if self.full { None } else { backend.get(table, &self.key_buf)? };
-                        self.accumulators.push(acc);
-                        self.slot_keys.push((r.key.to_vec(), a.window));
-                        self.slot_state_keys.push(self.key_buf.clone());
-                        self.slots.insert(self.key_buf.clone(), s);
-                        s
-                    }
-                };
+                let (slot, new) = self.slots.find_or_insert(&self.key_buf, a.window);
+                if new {
+                    let acc = if self.full { None } else { backend.get(table, &self.key_buf)? };
+                    self.accumulators.push(acc);
+                }
                 self.targets.push((i as u32, slot));
                 if a.fire_now {
                     self.fire_now.push(slot);
@@ -209,7 +262,7 @@ impl WindowOperator {
             }
             if !self.fire_now.is_empty() {
                 let fire: Vec<(Vec<u8>, Window)> =
-                    self.fire_now.iter().map(|s| self.slot_keys[*s as usize].clone()).collect();
+                    self.fire_now.iter().map(|s| self.slots.key_and_window(*s)).collect();
                 self.fire_now.clear();
                 self.flush(instance, bytes)?;
                 self.emit(instance, &fire, out)?;
@@ -235,18 +288,17 @@ impl WindowOperator {
         }
         let updated =
             instance.window_accumulate(self.function, &self.accumulators, bytes, &self.targets)?;
-        if updated.len() != self.slot_keys.len() {
+        if updated.len() != self.slots.len() {
             return Err(WindowOpError::BadRecord(format!(
                 "the plugin returned {} accumulators for {} windows",
                 updated.len(),
-                self.slot_keys.len()
+                self.slots.len()
             )));
         }
         let (backend, table, _) = backend!(self, instance);
-        for (sk, acc) in self.slot_state_keys.drain(..).zip(updated) {
-            backend.put(table, &sk, &acc)?;
+        for (slot, acc) in updated.iter().enumerate() {
+            backend.put(table, self.slots.state_key(slot as u32), acc)?;
         }
-        self.slot_keys.clear();
         self.slots.clear();
         self.accumulators.clear();
         self.targets.clear();
@@ -261,7 +313,7 @@ impl WindowOperator {
         bytes: &[u8],
     ) -> Result<(), WindowOpError> {
         let batch = Batch::new(bytes).map_err(|e| WindowOpError::BadRecord(e.to_string()))?;
-        let mut appended: Vec<Vec<u8>> = vec![Vec::new(); self.slot_keys.len()];
+        let mut appended: Vec<Vec<u8>> = vec![Vec::new(); self.slots.len()];
         for &(record, slot) in &self.targets {
             let r = batch.get(record as usize);
             let list = &mut appended[slot as usize];
@@ -270,11 +322,11 @@ impl WindowOperator {
             list.extend_from_slice(r.value);
         }
         let (backend, table, _) = backend!(self, instance);
-        self.slot_keys.clear();
-        for (sk, new) in self.slot_state_keys.drain(..).zip(appended) {
-            let mut list = backend.get(table, &sk)?.unwrap_or_default();
-            list.extend_from_slice(&new);
-            backend.put(table, &sk, &list)?;
+        for (slot, new) in appended.iter().enumerate() {
+            let sk = self.slots.state_key(slot as u32);
+            let mut list = backend.get(table, sk)?.unwrap_or_default();
+            list.extend_from_slice(new);
+            backend.put(table, sk, &list)?;
         }
         self.slots.clear();
         self.accumulators.clear();
@@ -410,5 +462,35 @@ impl WindowOperator {
         self.fire = fire;
         self.purge = purge;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_slots_number_each_key_and_window_once_in_order_of_first_touch() {
+        let mut slots = BatchSlots::default();
+        let (w1, w2) = (Window { start: 0, end: 10 }, Window { start: 5, end: 15 });
+        let mut sk = Vec::new();
+        let mut touch = |slots: &mut BatchSlots, key: &[u8], w: Window| {
+            state_key_into(key_group(key, 128), key, &w, &mut sk);
+            slots.find_or_insert(&sk, w)
+        };
+        // Enough slots that the index grows and rehashes from the buffer.
+        for i in 0..1000u32 {
+            assert_eq!(touch(&mut slots, &i.to_be_bytes(), w1), (2 * i, true));
+            assert_eq!(touch(&mut slots, &i.to_be_bytes(), w2), (2 * i + 1, true));
+        }
+        for i in (0..1000u32).rev() {
+            assert_eq!(touch(&mut slots, &i.to_be_bytes(), w2), (2 * i + 1, false));
+        }
+        assert_eq!(slots.len(), 2000);
+        assert_eq!(slots.key_and_window(7), (3u32.to_be_bytes().to_vec(), w2));
+        assert_eq!(slots.state_key(6), state_key(&3u32.to_be_bytes(), &w1, 128));
+        slots.clear();
+        assert_eq!(touch(&mut slots, b"x", w2), (0, true));
+        assert_eq!(slots.key_and_window(0), (b"x".to_vec(), w2));
     }
 }

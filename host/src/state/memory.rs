@@ -2,13 +2,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use smallvec::SmallVec;
+
 use super::{Entries, StateBackend, StateError, StateId};
+
+/// A state key or value of a hash table, held inline up to 32 bytes (a
+/// short key with its key group and a window, or a small accumulator), so
+/// that a lookup touches one place in memory and a write allocates nothing.
+type Inline = SmallVec<[u8; 32]>;
 
 /// One named state: a hash map, or a sorted map where prefix scans are
 /// needed (map state).
 #[derive(Debug)]
 enum Table {
-    Hash(HashMap<Vec<u8>, Vec<u8>>),
+    Hash(HashMap<Inline, Inline, foldhash::fast::RandomState>),
     Sorted(BTreeMap<Vec<u8>, Vec<u8>>),
 }
 
@@ -51,40 +58,51 @@ impl StateBackend for MemoryState {
         self.tables.push(if ordered {
             Table::Sorted(BTreeMap::new())
         } else {
-            Table::Hash(HashMap::new())
+            Table::Hash(HashMap::default())
         });
         Ok(id)
     }
 
     fn get(&mut self, state: StateId, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         Ok(match self.table(state)? {
-            Table::Hash(h) => h.get(key).cloned(),
+            Table::Hash(h) => h.get(key).map(|v| v.to_vec()),
             Table::Sorted(s) => s.get(key).cloned(),
         })
     }
 
     fn put(&mut self, state: StateId, key: &[u8], value: &[u8]) -> Result<(), StateError> {
-        let slot = match self.table(state)? {
-            Table::Hash(h) => h.get_mut(key),
-            Table::Sorted(s) => s.get_mut(key),
-        };
-        if let Some(v) = slot {
-            v.clear();
-            v.extend_from_slice(value);
-            return Ok(());
-        }
         match self.table(state)? {
-            Table::Hash(h) => h.insert(key.to_vec(), value.to_vec()),
-            Table::Sorted(s) => s.insert(key.to_vec(), value.to_vec()),
-        };
+            Table::Hash(h) => match h.get_mut(key) {
+                Some(v) => {
+                    v.clear();
+                    v.extend_from_slice(value);
+                }
+                None => {
+                    h.insert(key.into(), value.into());
+                }
+            },
+            Table::Sorted(s) => match s.get_mut(key) {
+                Some(v) => {
+                    v.clear();
+                    v.extend_from_slice(value);
+                }
+                None => {
+                    s.insert(key.to_vec(), value.to_vec());
+                }
+            },
+        }
         Ok(())
     }
 
     fn remove(&mut self, state: StateId, key: &[u8]) -> Result<(), StateError> {
         match self.table(state)? {
-            Table::Hash(h) => h.remove(key),
-            Table::Sorted(s) => s.remove(key),
-        };
+            Table::Hash(h) => {
+                h.remove(key);
+            }
+            Table::Sorted(s) => {
+                s.remove(key);
+            }
+        }
         Ok(())
     }
 
@@ -96,7 +114,7 @@ impl StateBackend for MemoryState {
             .map(|(name, id)| {
                 let (ordered, entries) = match &self.tables[*id as usize] {
                     Table::Hash(h) => {
-                        (false, h.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        (false, h.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
                     }
                     Table::Sorted(s) => {
                         (true, s.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
