@@ -82,10 +82,25 @@ pub(crate) struct JobEntry {
     pub checkpoints: Option<Arc<CheckpointCoordinator>>,
     /// Set once the current attempt's workers were told to start.
     pub started: Arc<AtomicBool>,
+    /// What the client asked for (kept in the job's record).
+    pub request: JobRequest,
+}
+
+/// What the coordinator keeps of a job in `data-dir/jobs/ID.json`, written
+/// atomically at every change of state, so a restarted coordinator resumes
+/// the jobs that were live.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct JobRecord {
+    id: String,
+    request: JobRequest,
+    state: String,
+    error: Option<String>,
+    attempt: u32,
+    restarts: u32,
 }
 
 /// What a client asks to run.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, Serialize)]
 pub struct JobRequest {
     /// The plugin's SHA-256, uploaded before.
     pub plugin: String,
@@ -194,6 +209,107 @@ impl Coordinator {
 
     /// Checks and plans a job, then schedules it; returns its id.
     pub fn submit(self: &Arc<Self>, request: JobRequest) -> anyhow::Result<String> {
+        let id = {
+            let mut next = self.next_job.lock().unwrap_or_else(|p| p.into_inner());
+            *next += 1;
+            format!("job-{}", *next)
+        };
+        let entry = self.entry(&id, request)?;
+        let actions = entry.lifecycle.start();
+        tracing::info!(job = %id, name = %entry.name, "job submitted");
+        self.persist(&entry);
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), entry);
+        self.act(&id, actions);
+        Ok(id)
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.options.data_dir.join("jobs").join(format!("{id}.json"))
+    }
+
+    /// Writes a job's record (temp file + rename: never half written).
+    fn persist(&self, j: &JobEntry) {
+        let (state, error) = match &j.lifecycle.state {
+            JobState::Failed { error } => ("failed", Some(error.clone())),
+            s => (s.name(), None),
+        };
+        let record = JobRecord {
+            id: j.id.clone(),
+            request: j.request.clone(),
+            state: state.to_owned(),
+            error,
+            attempt: j.lifecycle.attempt,
+            restarts: j.lifecycle.restarts,
+        };
+        let path = self.record_path(&j.id);
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(path.parent().unwrap_or(&path))?;
+            let tmp = path.with_extension("part");
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&record)?)?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(job = %j.id, error = %e, "cannot write the job's record");
+        }
+    }
+
+    /// After a restart: takes back the jobs of the records; the live ones
+    /// restart (from their newest checkpoint) once workers offer slots.
+    fn recover(&self) -> anyhow::Result<()> {
+        let dir = self.options.data_dir.join("jobs");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+        for e in entries.flatten() {
+            if e.path().extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let record: JobRecord = match std::fs::read(e.path())
+                .map_err(anyhow::Error::from)
+                .and_then(|b| Ok(serde_json::from_slice(&b)?))
+            {
+                Ok(r) => r,
+                Err(err) => {
+                    tracing::warn!(file = %e.path().display(), error = %err, "skipping a job record");
+                    continue;
+                }
+            };
+            let n: u64 = record.id.trim_start_matches("job-").parse().unwrap_or(0);
+            {
+                let mut next = self.next_job.lock().unwrap_or_else(|p| p.into_inner());
+                *next = (*next).max(n);
+            }
+            let mut entry = match self.entry(&record.id, record.request.clone()) {
+                Ok(j) => j,
+                Err(err) => {
+                    tracing::warn!(job = %record.id, error = %err, "cannot take a job back");
+                    continue;
+                }
+            };
+            entry.lifecycle.state = match record.state.as_str() {
+                "finished" => JobState::Finished,
+                "cancelled" => JobState::Cancelled,
+                "failed" => JobState::Failed { error: record.error.unwrap_or_default() },
+                _ => {
+                    // A new attempt that does not count against the restarts.
+                    entry.lifecycle.attempt = record.attempt + 1;
+                    entry.lifecycle.restarts = record.restarts + 1;
+                    eprintln!(
+                        "coordinator: resuming job {} (attempt {})",
+                        record.id,
+                        record.attempt + 2
+                    );
+                    JobState::Restarting { error: "the coordinator restarted".into(), at_ms: 0 }
+                }
+            };
+            if entry.lifecycle.state.is_terminal() {
+                entry.ended = Some(Instant::now());
+            }
+            self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(record.id, entry);
+        }
+        Ok(())
+    }
+
+    /// Loads and plans a job's plugin into a new job entry.
+    fn entry(&self, id: &str, request: JobRequest) -> anyhow::Result<JobEntry> {
         let path = self.plugin_path(&request.plugin);
         let bytes = std::fs::read(&path)
             .map_err(|_| anyhow::anyhow!("no plugin {} was uploaded", request.plugin))?;
@@ -215,18 +331,12 @@ impl Coordinator {
                 }),
             })
             .collect();
-        let id = {
-            let mut next = self.next_job.lock().unwrap_or_else(|p| p.into_inner());
-            *next += 1;
-            format!("job-{}", *next)
-        };
         let lifecycle = Lifecycle::new(request.restarts, request.restart_delay_ms);
-        let actions = lifecycle.start();
-        let entry = JobEntry {
-            id: id.clone(),
+        Ok(JobEntry {
+            id: id.to_owned(),
             name: graph.name.clone(),
-            plugin: request.plugin,
-            config: request.config,
+            plugin: request.plugin.clone(),
+            config: request.config.clone(),
             needs,
             lifecycle,
             placement: Vec::new(),
@@ -239,14 +349,11 @@ impl Coordinator {
             call_timeout_ms: request.call_timeout_ms.max(1),
             graph: graph.clone(),
             job_config: config,
-            checkpoint_dir: request.checkpoint_dir,
+            checkpoint_dir: request.checkpoint_dir.clone(),
             checkpoints: None,
             started: Arc::new(AtomicBool::new(false)),
-        };
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), entry);
-        tracing::info!(job = %id, name = %graph.name, "job submitted");
-        self.act(&id, actions);
-        Ok(id)
+            request,
+        })
     }
 
     /// Applies an event to a job and carries out what follows.
@@ -271,6 +378,7 @@ impl Coordinator {
                 if j.lifecycle.state.is_terminal() || after == "failing" {
                     j.checkpoints = None;
                 }
+                self.persist(j);
             }
             actions
         };
@@ -534,6 +642,7 @@ async fn serve(options: CoordinatorOptions) -> anyhow::Result<()> {
         engine,
         started: Instant::now(),
     });
+    coordinator.recover()?;
     eprintln!("coordinator: workers join at {quic_addr}, REST API on http://{rest_addr}");
     tokio::spawn(clock(coordinator.clone()));
     let app = crate::rest::router(coordinator.clone());

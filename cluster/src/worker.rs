@@ -86,8 +86,26 @@ struct Worker {
 async fn serve(options: WorkerOptions) -> anyhow::Result<()> {
     let identity = Identity::load(&options.certs)?;
     let endpoint = identity.endpoint(options.bind)?;
+    let plane = DataPlane::new(endpoint.clone(), tokio::runtime::Handle::current());
+    tokio::spawn(plane.clone().serve());
+    // A lost coordinator (restarted, or cut off) is joined again; a
+    // coordinator that cannot be reached within the timeout ends the worker.
+    loop {
+        let lost = session(&options, &endpoint, &plane).await?;
+        eprintln!("lost the coordinator at {}: {lost}; joining again", options.coordinator);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One session with the coordinator: returns why it ended once it was
+/// registered, fails if it could not register.
+async fn session(
+    options: &WorkerOptions,
+    endpoint: &quinn::Endpoint,
+    plane: &Arc<DataPlane>,
+) -> anyhow::Result<String> {
     let data_addr = endpoint.local_addr().context("no local address")?;
-    let connection = connect(&endpoint, options.coordinator, options.connect_timeout).await?;
+    let connection = connect(endpoint, options.coordinator, options.connect_timeout).await?;
     let (mut send, mut recv) = connection.open_bi().await.context("cannot open a session")?;
     write_frame(
         &mut send,
@@ -101,12 +119,10 @@ async fn serve(options: WorkerOptions) -> anyhow::Result<()> {
     };
     tracing::info!(worker = id, %data_addr, "registered with the coordinator");
     eprintln!("worker {} registered as {id}, data on {data_addr}", options.name);
-    let plane = DataPlane::new(endpoint.clone(), tokio::runtime::Handle::current());
-    tokio::spawn(plane.clone().serve());
     let (events, mut outbox) = mpsc::unbounded_channel();
     let worker = Arc::new(Worker {
-        options,
-        plane,
+        options: options.clone(),
+        plane: plane.clone(),
         connection: connection.clone(),
         events,
         parts: Mutex::new(HashMap::new()),
@@ -115,20 +131,26 @@ async fn serve(options: WorkerOptions) -> anyhow::Result<()> {
         id,
     });
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    loop {
-        tokio::select! {
+    let lost = loop {
+        let written = tokio::select! {
             command = read_frame::<ToWorker>(&mut recv) => match command {
-                Ok(command) => worker.clone().handle(command),
-                Err(e) => {
-                    eprintln!("the coordinator ended the session: {e}");
-                    worker.cancel_all();
-                    bail!("lost the coordinator at {}: {e}", worker.options.coordinator);
+                Ok(command) => {
+                    worker.clone().handle(command);
+                    Ok(())
                 }
+                Err(e) => break e.to_string(),
             },
-            Some(event) = outbox.recv() => write_frame(&mut send, &event).await?,
-            _ = heartbeat.tick() => write_frame(&mut send, &ToCoordinator::Heartbeat).await?,
+            Some(event) = outbox.recv() => write_frame(&mut send, &event).await,
+            _ = heartbeat.tick() => write_frame(&mut send, &ToCoordinator::Heartbeat).await,
+        };
+        if let Err(e) = written {
+            break e.to_string();
         }
-    }
+    };
+    // Without a coordinator nothing can complete: stop every job here.
+    worker.cancel_all();
+    connection.close(quinn::VarInt::from_u32(0), b"session lost");
+    Ok(lost)
 }
 
 /// Connects to the coordinator, retrying with backoff until `timeout`; a

@@ -64,14 +64,7 @@ impl Cluster {
         certs(dir, "cluster", &nodes);
         let quic = free_udp();
         let rest = free_tcp();
-        let coordinator = Command::new(bin())
-            .args(["coordinator", "--listen", &quic.to_string(), "--rest", &rest.to_string()])
-            .args(["--certs", dir.join("coordinator").to_str().unwrap()])
-            .args(["--data-dir", dir.join("coordinator-data").to_str().unwrap()])
-            .args(["--token", TOKEN, "--heartbeat-timeout", "2000"])
-            .stderr(std::fs::File::create(dir.join("coordinator.log")).unwrap())
-            .spawn()
-            .unwrap();
+        let coordinator = coordinator(dir, quic, rest);
         let mut cluster = Cluster {
             dir: dir.to_owned(),
             quic,
@@ -85,6 +78,15 @@ impl Cluster {
         }
         cluster.await_workers(workers);
         cluster
+    }
+
+    /// Kills the coordinator with SIGKILL and starts it again on the same
+    /// addresses and data folder.
+    fn restart_coordinator(&mut self) {
+        self.coordinator.kill().unwrap();
+        self.coordinator.wait().unwrap();
+        let rest: SocketAddr = self.rest.trim_start_matches("http://").parse().unwrap();
+        self.coordinator = coordinator(&self.dir, self.quic, rest);
     }
 
     fn worker(&self, name: &str, certs: &str, slots: u32) -> Child {
@@ -130,6 +132,22 @@ impl Cluster {
         }
         all
     }
+}
+
+fn coordinator(dir: &Path, quic: SocketAddr, rest: SocketAddr) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("coordinator.log"))
+        .unwrap();
+    Command::new(bin())
+        .args(["coordinator", "--listen", &quic.to_string(), "--rest", &rest.to_string()])
+        .args(["--certs", dir.join("coordinator").to_str().unwrap()])
+        .args(["--data-dir", dir.join("coordinator-data").to_str().unwrap()])
+        .args(["--token", TOKEN, "--heartbeat-timeout", "2000"])
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 impl Drop for Cluster {
@@ -487,4 +505,68 @@ fn exactly_once_through_repeated_worker_kills() {
     // Nothing lost, nothing twice.
     assert_eq!(got.len(), expected.len(), "lines: {} vs {}", got.len(), expected.len());
     assert_eq!(got, expected);
+}
+
+#[test]
+fn a_restarted_coordinator_resumes_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 2, 1);
+    let settings = |out: &Path| {
+        [
+            "count=400000".to_owned(),
+            "parallelism=2".to_owned(),
+            "checkpoint.interval-ms=200".to_owned(),
+            format!("output={}", out.display()),
+        ]
+    };
+    let local = dir.path().join("local");
+    let mut args = vec!["run".to_owned(), artifacts::NEXMARK_WINDOWS.to_owned()];
+    for s in settings(&local) {
+        args.extend(["--set".to_owned(), s]);
+    }
+    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    let expected = part_lines(&local);
+
+    let out = dir.path().join("cluster");
+    let checkpoints = dir.path().join("checkpoints");
+    let mut args = vec![
+        "deploy".to_owned(),
+        artifacts::NEXMARK_WINDOWS.to_owned(),
+        "--checkpoint-dir".to_owned(),
+        checkpoints.display().to_string(),
+        "--set".to_owned(),
+        "rate=80000".to_owned(),
+    ];
+    for s in settings(&out) {
+        args.extend(["--set".to_owned(), s]);
+    }
+    let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run.ok(), "{}", run.stderr);
+    let job = run.stdout.trim().to_owned();
+    let state = |c: &Cluster| -> Option<serde_json::Value> {
+        let run = c.cli(&["status", &job, "--json"]);
+        run.ok().then(|| serde_json::from_str(&run.stdout).unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while state(&cluster).is_none_or(|s| s["state"]["state"] != "running") {
+        assert!(Instant::now() < deadline, "the job did not start:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.restart_coordinator();
+    let last = loop {
+        if let Some(s) = state(&cluster) {
+            let st = s["state"]["state"].as_str().unwrap().to_owned();
+            if st == "finished" || st == "failed" {
+                break s;
+            }
+        }
+        assert!(Instant::now() < deadline, "the job did not end:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
+    assert!(last["attempt"].as_u64().unwrap() >= 1, "{last}");
+    assert!(cluster.logs().contains(&format!("resuming job {job}")), "{}", cluster.logs());
+    assert_eq!(part_lines(&out), expected);
 }
