@@ -570,3 +570,60 @@ fn a_restarted_coordinator_resumes_its_jobs() {
     assert!(cluster.logs().contains(&format!("resuming job {job}")), "{}", cluster.logs());
     assert_eq!(part_lines(&out), expected);
 }
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[test]
+fn a_slow_consumer_slows_its_producers_and_memory_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 2, 1);
+    let count = 400_000u64;
+    let run = cluster.cli(&[
+        "deploy",
+        artifacts::BAD_GUEST,
+        "--set",
+        "mode=slow",
+        "--set",
+        &format!("count={count}"),
+        "--set",
+        "parallelism=2",
+    ]);
+    assert!(run.ok(), "{}", run.stderr);
+    let job = run.stdout.trim().to_owned();
+    // 400 MB of records cross a shuffle (half of them between the two
+    // processes) into a consumer far slower than the source.
+    let pids: Vec<u32> = cluster.workers.iter().map(Child::id).collect();
+    let mut peak = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let last = loop {
+        peak = pids.iter().map(|p| rss(*p)).max().unwrap().max(peak);
+        let run = cluster.cli(&["status", &job, "--json"]);
+        assert!(run.ok(), "{}", run.stderr);
+        let s: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let state = s["state"]["state"].as_str().unwrap().to_owned();
+        if state == "finished" || state == "failed" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the job did not end: {s}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
+    let sink_in: u64 = last["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n[0] == "blackhole")
+        .map(|n| n[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(sink_in, count, "{last}");
+    assert!(peak > 0);
+    assert!(peak < 200 << 20, "a worker grew to {} MiB", peak >> 20);
+}

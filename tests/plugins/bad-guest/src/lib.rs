@@ -3,7 +3,8 @@
 //! `ok`, `panic`, `error`, `loop`, `membomb`, `recurse`, `plan-error`, and
 //! for windows `no-event-time`, `zero-window`, `bad-slide`; for state
 //! `state-type` (reads a value state as another type than it was written)
-//! `processing-windows` (counts per 300 ms processing-time window of
+//! `slow` (1 KiB records through a shuffle into a consumer that spins
+//! `work` iterations per record: backpressure), `processing-windows` (counts per 300 ms processing-time window of
 //! records arriving `rate` per second), and `ttl` (records `rate` per second, each reading the value state the
 //! previous one wrote, which lives `ttl-ms`; 0 = forever).
 
@@ -110,6 +111,24 @@ fn job(env: &mut Env) -> Result<(), Error> {
                 Ok(())
             })
             .sink(Stdout);
+        return Ok(());
+    }
+    if mode == "slow" {
+        // Fast source, 1 KiB records, a shuffle, and a consumer that spins
+        // `work` iterations per record: for backpressure tests.
+        let work: u64 = env.config().parse_or("work", 10_000)?;
+        env.source(Datagen::sequence(count))
+            .map(|n: u64| format!("{n:08}{}", "x".repeat(1016)))
+            .key_by(|s: &String| s.as_bytes()[7])
+            .process(move |_ctx, s: String, out| {
+                let mut x = s.len() as u64;
+                for _ in 0..work {
+                    x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+                out.emit(format!("{}{}", &s[..8], x % 2));
+                Ok(())
+            })
+            .sink(Blackhole);
         return Ok(());
     }
     if mode == "state-type" {
