@@ -627,3 +627,90 @@ fn a_slow_consumer_slows_its_producers_and_memory_stays_bounded() {
     assert!(peak > 0);
     assert!(peak < 200 << 20, "a worker grew to {} MiB", peak >> 20);
 }
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig} failed");
+}
+
+#[test]
+fn a_cut_off_worker_is_failed_over_and_rejoins_when_healed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, 1);
+    let settings = |out: &Path| {
+        [
+            "count=300000".to_owned(),
+            "parallelism=2".to_owned(),
+            "checkpoint.interval-ms=200".to_owned(),
+            format!("output={}", out.display()),
+        ]
+    };
+    let local = dir.path().join("local");
+    let mut args = vec!["run".to_owned(), artifacts::NEXMARK_WINDOWS.to_owned()];
+    for s in settings(&local) {
+        args.extend(["--set".to_owned(), s]);
+    }
+    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    let expected = part_lines(&local);
+
+    let out = dir.path().join("cluster");
+    let checkpoints = dir.path().join("checkpoints");
+    let mut args = vec![
+        "deploy".to_owned(),
+        artifacts::NEXMARK_WINDOWS.to_owned(),
+        "--restarts".to_owned(),
+        "3".to_owned(),
+        "--restart-delay".to_owned(),
+        "100".to_owned(),
+        "--checkpoint-dir".to_owned(),
+        checkpoints.display().to_string(),
+        "--set".to_owned(),
+        "rate=80000".to_owned(),
+    ];
+    for s in settings(&out) {
+        args.extend(["--set".to_owned(), s]);
+    }
+    let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run.ok(), "{}", run.stderr);
+    let job = run.stdout.trim().to_owned();
+    let status = |c: &Cluster| -> serde_json::Value {
+        let run = c.cli(&["status", &job, "--json"]);
+        assert!(run.ok(), "{}", run.stderr);
+        serde_json::from_str(&run.stdout).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let victim = loop {
+        let s = status(&cluster);
+        if s["state"]["state"] == "running" {
+            break s["placement"][0][0].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the job did not start: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    // Cut the worker off: it sends and answers nothing (SIGSTOP).
+    let index: usize = victim.trim_start_matches('w').parse::<usize>().unwrap() - 1;
+    signal(&cluster.workers[index], "-STOP");
+    let last = loop {
+        let s = status(&cluster);
+        let state = s["state"]["state"].as_str().unwrap().to_owned();
+        if state == "finished" || state == "failed" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the job did not end: {s}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
+    assert!(last["attempt"].as_u64().unwrap() >= 1, "{last}");
+    assert_eq!(part_lines(&out), expected);
+    let workers = cluster.cli(&["workers", "--json"]);
+    assert!(!workers.stdout.contains(&format!("\"{victim}\"")), "{}", workers.stdout);
+
+    // Healed: the worker notices it lost its session, stops what it ran,
+    // and joins again; the job's output stays exactly as it was.
+    signal(&cluster.workers[index], "-CONT");
+    cluster.await_workers(3);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(part_lines(&out), expected);
+}
