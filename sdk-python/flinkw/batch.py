@@ -19,9 +19,13 @@ class BatchError(ValueError):
 
 
 class Batch:
-    """A batch read in place: ``len(b)``, ``b[i]`` -> ``(timestamp, key, value)``."""
+    """A batch read in place: ``len(b)``, ``b[i]`` -> ``(timestamp, key, value)``.
 
-    __slots__ = ("_buf", "_n", "_data")
+    ``heads`` holds every record's ``(timestamp, key_end, value_end)`` and
+    ``data`` the offset of the data area, for loops that read values only.
+    """
+
+    __slots__ = ("buf", "heads", "data")
 
     def __init__(self, buf):
         if len(buf) < 8:
@@ -32,33 +36,33 @@ class Batch:
         data = 8 + 16 * n
         if data > len(buf):
             raise BatchError(f"batch of {len(buf)} bytes cannot hold {n} record headers")
+        buf = bytes(buf)
+        heads = list(_REC.iter_unpack(memoryview(buf)[8:data]))
         prev = 0
         size = len(buf) - data
-        for i in range(n):
-            _, k, v = _REC.unpack_from(buf, 8 + 16 * i)
+        for i, (_, k, v) in enumerate(heads):
             if not prev <= k <= v <= size:
                 raise BatchError(f"record {i} has offsets {k}..{v} outside {prev}..{size}")
             prev = v
-        self._buf = memoryview(buf)
-        self._n = n
-        self._data = data
+        self.buf = buf
+        self.heads = heads
+        self.data = data
 
     def __len__(self):
-        return self._n
+        return len(self.heads)
 
     def __getitem__(self, i):
-        if not 0 <= i < self._n:
-            raise IndexError(f"record {i} of a batch of {self._n}")
-        ts, k, v = _REC.unpack_from(self._buf, 8 + 16 * i)
-        start = 0 if i == 0 else _REC.unpack_from(self._buf, 8 + 16 * (i - 1))[2]
-        d = self._data
-        return ts, bytes(self._buf[d + start : d + k]), bytes(self._buf[d + k : d + v])
+        if not 0 <= i < len(self.heads):
+            raise IndexError(f"record {i} of a batch of {len(self.heads)}")
+        ts, k, v = self.heads[i]
+        start = self.heads[i - 1][2] if i else 0
+        d = self.data
+        return ts, self.buf[d + start : d + k], self.buf[d + k : d + v]
 
     def __iter__(self):
-        buf, d, start = self._buf, self._data, 0
-        for i in range(self._n):
-            ts, k, v = _REC.unpack_from(buf, 8 + 16 * i)
-            yield ts, bytes(buf[d + start : d + k]), bytes(buf[d + k : d + v])
+        buf, d, start = self.buf, self.data, 0
+        for ts, k, v in self.heads:
+            yield ts, buf[d + start : d + k], buf[d + k : d + v]
             start = v
 
 

@@ -129,11 +129,19 @@ class Bid:
 
 def decode_bid(raw):
     """A ``datagen`` bid (postcard ``{auction, bidder, price: u64, ts: i64}``)."""
-    a, p = read_varint(raw, 0)
-    b, p = read_varint(raw, p)
-    c, p = read_varint(raw, p)
-    t, p = read_varint(raw, p)
-    return Bid(a, b, c, unzigzag(t))
+    # One loop over the bytes instead of four read_varint calls: this is
+    # most of the per-record cost of a bid pipeline in the interpreter.
+    fields = []
+    n = shift = 0
+    for b in raw:
+        if b < 0x80:
+            fields.append(n | (b << shift))
+            n = shift = 0
+        else:
+            n |= (b & 0x7F) << shift
+            shift += 7
+    a, b, c, t = fields
+    return Bid(a, b, c, (t >> 1) ^ -(t & 1))
 
 
 def encode_bid(bid):
