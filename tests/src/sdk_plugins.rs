@@ -63,8 +63,22 @@ fn cache_dir() -> PathBuf {
 
 /// A compile cache shared by every test run of SDK plugins: the host
 /// compiles a ~19 MB Python component once (~14 s of CPU), not once per run.
+/// Compilations older than three days are removed the first time it is
+/// asked for in a process (each is 30-40 MB for Python and JS components).
 pub fn compile_cache() -> PathBuf {
-    cache_dir().join("compiled")
+    static PRUNED: std::sync::Once = std::sync::Once::new();
+    let dir = cache_dir().join("compiled");
+    PRUNED.call_once(|| {
+        let old = std::time::Duration::from_secs(3 * 24 * 3600);
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let age =
+                entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|a| a > old) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    });
+    dir
 }
 
 /// Builds the plugin project `project` (a folder relative to the repository
@@ -107,5 +121,17 @@ pub fn build(flinkw: &str, project: &str) -> PathBuf {
         String::from_utf8_lossy(&out.stdout)
     );
     std::fs::rename(&partial, &wasm).expect("move the built plugin into the cache");
+    // Builds of earlier versions of this project are stale now.
+    let prefix = format!("{name}-");
+    for entry in std::fs::read_dir(cache_dir()).into_iter().flatten().flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let rest = file.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".wasm"));
+        if rest.is_some_and(|h| h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit()))
+            && entry.path() != wasm
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     wasm
 }
