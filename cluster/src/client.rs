@@ -133,6 +133,51 @@ pub fn deploy(api: &Api, plugin: &Path, request: &DeployRequest) -> anyhow::Resu
     Ok(answer["job"].as_str().context("no job id in the answer")?.to_owned())
 }
 
+/// Stops a job with a savepoint and waits for it; returns the savepoint.
+pub fn savepoint(api: &Api, job: &str, timeout: Duration) -> anyhow::Result<String> {
+    api.call("POST", &format!("/v1/jobs/{job}/savepoint"), None)?;
+    let status = wait(api, job, timeout)?;
+    status["savepoint"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("job {job} finished without a savepoint"))
+}
+
+/// Stops a job with a savepoint and starts it again from there with
+/// `parallelism` (key groups move to the new subtasks); returns the new
+/// job's id and the savepoint.
+pub fn rescale(
+    api: &Api,
+    job: &str,
+    parallelism: u32,
+    timeout: Duration,
+) -> anyhow::Result<(String, String)> {
+    anyhow::ensure!(parallelism > 0, "--parallelism must be at least 1");
+    let status = api.call("GET", &format!("/v1/jobs/{job}"), None)?;
+    let mut request = status["request"].clone();
+    let savepoint = savepoint(api, job, timeout)?;
+    let mut config: Vec<Value> = request["config"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| !c.as_str().is_some_and(|c| c.starts_with("parallelism=")))
+        .collect();
+    config.push(Value::String(format!("parallelism={parallelism}")));
+    request["config"] = Value::Array(config);
+    request["from_savepoint"] = Value::String(savepoint.clone());
+    // The new job's checkpoints go next to the old ones: a folder holds the
+    // checkpoints of one job graph and parallelism.
+    if let Some(dir) = request["checkpoint_dir"].as_str() {
+        let name = Path::new(&savepoint).file_name().and_then(|n| n.to_str()).unwrap_or("sp");
+        request["checkpoint_dir"] = Value::String(format!("{dir}-from-{name}"));
+    }
+    let answer =
+        api.call("POST", "/v1/jobs", Some(("application/json", request.to_string().as_bytes())))?;
+    let id = answer["job"].as_str().context("no job id in the answer")?.to_owned();
+    Ok((id, savepoint))
+}
+
 /// Follows a job until it ends, printing each change of state; fails if
 /// the job did not finish.
 pub fn wait(api: &Api, job: &str, timeout: Duration) -> anyhow::Result<Value> {

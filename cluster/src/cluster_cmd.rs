@@ -110,6 +110,29 @@ pub enum ClusterCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Stops a job with a savepoint (in its checkpoint folder) and prints it.
+    Savepoint {
+        /// The job's id.
+        job: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 600.0, value_name = "SECS")]
+        wait_timeout: f64,
+    },
+    /// Changes a job's parallelism: stop with a savepoint, start again from it.
+    Rescale {
+        /// The job's id.
+        job: String,
+        /// The new parallelism.
+        #[arg(long)]
+        parallelism: u32,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Give up waiting for the savepoint after this many seconds.
+        #[arg(long, default_value_t = 600.0, value_name = "SECS")]
+        wait_timeout: f64,
+    },
     /// Lists a cluster's workers and their slots.
     Workers {
         #[command(flatten)]
@@ -265,6 +288,30 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
                 println!("{status}")
             } else {
                 client::print_job(&status)
+            }
+            Ok(())
+        }
+        ClusterCommand::Savepoint { job, api, wait_timeout } => {
+            let path = client::savepoint(&api.api()?, &job, secs(wait_timeout, "--wait-timeout")?)?;
+            if api.json {
+                println!("{}", serde_json::json!({ "job": job, "savepoint": path }));
+            } else {
+                println!("{path}");
+            }
+            Ok(())
+        }
+        ClusterCommand::Rescale { job, parallelism, api, wait_timeout } => {
+            let (new, path) = client::rescale(
+                &api.api()?,
+                &job,
+                parallelism,
+                secs(wait_timeout, "--wait-timeout")?,
+            )?;
+            if api.json {
+                println!("{}", serde_json::json!({ "job": new, "savepoint": path }));
+            } else {
+                eprintln!("{job} stopped with savepoint {path}; started again as {new}");
+                println!("{new}");
             }
             Ok(())
         }

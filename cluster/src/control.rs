@@ -113,6 +113,13 @@ pub enum ToWorker {
         /// The checkpoint.
         id: u64,
     },
+    /// A savepoint completed: publish what it sealed and stop.
+    Halt {
+        /// The job.
+        job: String,
+        /// The attempt.
+        attempt: u32,
+    },
     /// Stop the job's subtasks.
     Cancel {
         /// The job.
@@ -145,6 +152,8 @@ pub struct Deployment {
     pub checkpoint_dir: Option<std::path::PathBuf>,
     /// The checkpoint the attempt restores from.
     pub restore: Option<u64>,
+    /// Or, before its first checkpoint, the savepoint it starts from.
+    pub from_savepoint: Option<std::path::PathBuf>,
 }
 
 /// What one worker's subtasks of a job did.

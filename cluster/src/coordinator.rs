@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -84,6 +84,8 @@ pub(crate) struct JobEntry {
     pub started: Arc<AtomicBool>,
     /// What the client asked for (kept in the job's record).
     pub request: JobRequest,
+    /// The savepoint the job stopped with.
+    pub savepoint: Arc<Mutex<Option<PathBuf>>>,
 }
 
 /// What the coordinator keeps of a job in `data-dir/jobs/ID.json`, written
@@ -124,6 +126,9 @@ pub struct JobRequest {
     /// transactional sinks.
     #[serde(default)]
     pub checkpoint_dir: Option<PathBuf>,
+    /// Start from this savepoint (at any parallelism).
+    #[serde(default)]
+    pub from_savepoint: Option<PathBuf>,
 }
 
 fn default_delay() -> u64 {
@@ -157,6 +162,10 @@ pub struct JobStatus {
     pub seconds: f64,
     /// Milliseconds from submission to running.
     pub start_ms: Option<u64>,
+    /// The savepoint it stopped with.
+    pub savepoint: Option<PathBuf>,
+    /// What was asked for (plugin hash, config, restarts, folders).
+    pub request: JobRequest,
 }
 
 /// A worker as clients see it.
@@ -353,6 +362,7 @@ impl Coordinator {
             checkpoints: None,
             started: Arc::new(AtomicBool::new(false)),
             request,
+            savepoint: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -458,15 +468,21 @@ impl Coordinator {
         j.checkpoints = None;
         j.started = Arc::new(AtomicBool::new(false));
         let mut restore = None;
+        let mut from_savepoint = None;
         if let Some(dir) = &j.checkpoint_dir {
-            match CheckpointCoordinator::start(&j.graph, &j.job_config, dir) {
+            let savepoints = Some(dir.join("savepoints"));
+            let from = j.request.from_savepoint.as_deref();
+            match CheckpointCoordinator::start(&j.graph, &j.job_config, dir, savepoints, from) {
                 Ok(c) => {
                     restore = c.restore_id();
+                    from_savepoint =
+                        if restore.is_none() { from.map(Path::to_path_buf) } else { None };
                     let c = Arc::new(c);
                     j.checkpoints = Some(c.clone());
                     tokio::spawn(relay_checkpoints(
                         c,
                         j.started.clone(),
+                        j.savepoint.clone(),
                         involved.clone(),
                         workers
                             .iter()
@@ -491,6 +507,7 @@ impl Coordinator {
             call_timeout_ms: j.call_timeout_ms,
             checkpoint_dir: j.checkpoint_dir.clone(),
             restore,
+            from_savepoint,
         };
         j.placement = placement;
         j.report = PartReport::default();
@@ -587,6 +604,22 @@ impl Coordinator {
             .collect()
     }
 
+    /// Stops a running job with a savepoint (into its checkpoint folder's
+    /// `savepoints/`); the job then finishes and its status names the savepoint.
+    pub fn stop_with_savepoint(&self, id: &str) -> anyhow::Result<()> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let j = jobs.get(id).ok_or_else(|| anyhow::anyhow!("no job {id}"))?;
+        if j.checkpoint_dir.is_none() {
+            anyhow::bail!(
+                "job {id} has no checkpoint folder: deploy it with --checkpoint-dir to take savepoints"
+            );
+        }
+        match (&j.lifecycle.state, &j.checkpoints) {
+            (JobState::Running { .. }, Some(c)) if c.stop_with_savepoint() => Ok(()),
+            (s, _) => anyhow::bail!("job {id} is {}, not running", s.name()),
+        }
+    }
+
     /// Cancels a job; false if there is no such job.
     pub fn cancel(&self, id: &str) -> bool {
         if !self.jobs.lock().unwrap_or_else(|p| p.into_inner()).contains_key(id) {
@@ -610,6 +643,8 @@ fn status(j: &JobEntry, workers: &BTreeMap<u32, WorkerEntry>) -> JobStatus {
         late_records: j.report.late_records,
         seconds: j.ended.unwrap_or_else(Instant::now).duration_since(j.submitted).as_secs_f64(),
         start_ms: j.running_since.map(|r| r.duration_since(j.submitted).as_millis() as u64),
+        savepoint: j.savepoint.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        request: j.request.clone(),
     }
 }
 
@@ -665,9 +700,11 @@ async fn serve(options: CoordinatorOptions) -> anyhow::Result<()> {
 
 /// Tells an attempt's workers of new barriers and completed checkpoints
 /// until the attempt's checkpoint coordinator is dropped.
+#[allow(clippy::too_many_arguments)]
 async fn relay_checkpoints(
     c: Arc<CheckpointCoordinator>,
     started: Arc<AtomicBool>,
+    savepoint: Arc<Mutex<Option<PathBuf>>>,
     _workers: BTreeSet<u32>,
     txs: Vec<mpsc::UnboundedSender<ToWorker>>,
     job: String,
@@ -700,6 +737,16 @@ async fn relay_checkpoints(
             completed = done;
             for tx in &txs {
                 let _ = tx.send(ToWorker::Complete { job: job.clone(), attempt, id: done });
+            }
+        }
+        // After the savepoint's completion: stop.
+        if let Some(path) = c.savepoint() {
+            let mut sp = savepoint.lock().unwrap_or_else(|p| p.into_inner());
+            if sp.is_none() {
+                *sp = Some(path);
+                for tx in &txs {
+                    let _ = tx.send(ToWorker::Halt { job: job.clone(), attempt });
+                }
             }
         }
     }

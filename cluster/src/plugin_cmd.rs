@@ -277,7 +277,9 @@ pub fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
         .canonicalize()
         .with_context(|| format!("cannot open {}", parent.display()))?
         .join(out.file_name().with_context(|| format!("bad output path {}", out.display()))?);
-    let staging = dir.join("build").join(format!(".{}-staging", manifest.lang));
+    // Intermediate files go to a temporary folder, not into the project.
+    let staging =
+        std::env::temp_dir().join(format!("flinkw-build-{}-{}", manifest.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
@@ -373,7 +375,9 @@ fn build_python(dir: &Path, staging: &Path, out: &Path) -> anyhow::Result<()> {
         bail!("{} has no app.py (the module with the job)", dir.display());
     }
     let mut cmd = Command::new(tool);
+    // No __pycache__ folders in the project or the SDK.
     cmd.current_dir(staging)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .arg("-d")
         .arg(root.join("wit"))
         .args(["-w", "job", "componentize", "app", "-p"])

@@ -7,6 +7,7 @@
 //! | `GET` | `/v1/jobs` | every job |
 //! | `GET` | `/v1/jobs/{id}` | one job |
 //! | `POST` | `/v1/jobs/{id}/cancel` | cancel a job |
+//! | `POST` | `/v1/jobs/{id}/savepoint` | stop a job with a savepoint |
 //! | `GET` | `/v1/workers` | every worker |
 //! | `GET` | `/metrics` | Prometheus text |
 //! | `GET` | `/healthz` | `ok`, without a token |
@@ -39,6 +40,7 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/jobs", post(submit).get(list))
         .route("/v1/jobs/{id}", get(show))
         .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/jobs/{id}/savepoint", post(savepoint))
         .route("/v1/workers", get(workers))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(c.clone(), auth))
@@ -101,6 +103,13 @@ async fn cancel(State(c): State<Arc<Coordinator>>, Path(id): Path<String>) -> Re
         Json(c.job_status(&id)).into_response()
     } else {
         error(StatusCode::NOT_FOUND, format!("no job {id}"))
+    }
+}
+
+async fn savepoint(State(c): State<Arc<Coordinator>>, Path(id): Path<String>) -> Response {
+    match c.stop_with_savepoint(&id) {
+        Ok(()) => Json(c.job_status(&id)).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
     }
 }
 

@@ -213,6 +213,11 @@ impl Worker {
                     link.complete(id);
                 }
             }
+            ToWorker::Halt { job, attempt } => {
+                if let Some(link) = self.link(&job, attempt) {
+                    link.halt();
+                }
+            }
             ToWorker::Cancel { job } => {
                 let part = self.parts.lock().unwrap_or_else(|p| p.into_inner()).remove(&job);
                 match part {
@@ -292,6 +297,7 @@ impl Worker {
             let options = RunOptions {
                 checkpoint_dir: d2.checkpoint_dir.clone(),
                 checkpoints_coordinated_elsewhere: d2.checkpoint_dir.as_ref().map(|_| d2.restore),
+                from_savepoint: d2.from_savepoint.clone(),
                 ..RunOptions::default()
             };
             Ok(prepare_job(&plugin, &config, options, Some(&local))?)

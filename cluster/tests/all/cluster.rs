@@ -714,3 +714,79 @@ fn a_cut_off_worker_is_failed_over_and_rejoins_when_healed() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(part_lines(&out), expected);
 }
+
+#[test]
+fn rescale_stops_with_a_savepoint_and_resumes_at_the_new_parallelism() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, 2);
+    let out = dir.path().join("cluster");
+    let local = dir.path().join("local");
+    let settings = |out: &Path| {
+        [
+            "count=400000".to_owned(),
+            "parallelism=2".to_owned(),
+            "checkpoint.interval-ms=300".to_owned(),
+            format!("output={}", out.display()),
+        ]
+    };
+    let mut args = vec!["run".to_owned(), artifacts::NEXMARK_WINDOWS.to_owned()];
+    for s in settings(&local) {
+        args.extend(["--set".to_owned(), s]);
+    }
+    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    let expected = part_lines(&local);
+
+    let checkpoints = dir.path().join("checkpoints");
+    let mut args = vec![
+        "deploy".to_owned(),
+        artifacts::NEXMARK_WINDOWS.to_owned(),
+        "--checkpoint-dir".to_owned(),
+        checkpoints.display().to_string(),
+        "--set".to_owned(),
+        "rate=80000".to_owned(),
+    ];
+    for s in settings(&out) {
+        args.extend(["--set".to_owned(), s]);
+    }
+    let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run.ok(), "{}", run.stderr);
+    let job = run.stdout.trim().to_owned();
+    let status = |id: &str| -> serde_json::Value {
+        let run = cluster.cli(&["status", id, "--json"]);
+        assert!(run.ok(), "{}", run.stderr);
+        serde_json::from_str(&run.stdout).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while status(&job)["state"]["state"] != "running" {
+        assert!(Instant::now() < deadline, "the job did not start:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let run = cluster.cli(&["rescale", &job, "--parallelism", "3", "--json"]);
+    assert!(run.ok(), "{}\n{}", run.stderr, cluster.logs());
+    let answer: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let new = answer["job"].as_str().unwrap().to_owned();
+    assert!(answer["savepoint"].as_str().unwrap().contains("savepoints"), "{answer}");
+    assert_eq!(status(&job)["state"]["state"], "finished");
+    let last = loop {
+        let s = status(&new);
+        let state = s["state"]["state"].as_str().unwrap().to_owned();
+        if state == "finished" || state == "failed" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the new job did not end: {s}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
+    assert_eq!(last["placement"][0].as_array().unwrap().len(), 3, "{last}");
+    // The two jobs together wrote every result exactly once.
+    assert_eq!(part_lines(&out), expected);
+
+    // A job without a checkpoint folder cannot take a savepoint.
+    let input = format!("input={}", flinkw_tests::example("data/words.txt").display());
+    let run = cluster.cli(&["deploy", artifacts::WORDCOUNT, "--set", &input]);
+    let plain = run.stdout.trim().to_owned();
+    let run = cluster.cli(&["savepoint", &plain]);
+    assert_fails_with(&run, &["--checkpoint-dir"]);
+}

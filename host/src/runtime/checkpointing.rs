@@ -181,6 +181,11 @@ impl CheckpointLink {
         self.ck.completed.fetch_max(id, Ordering::SeqCst);
     }
 
+    /// A savepoint completed: subtasks publish what it sealed and stop.
+    pub fn halt(&self) {
+        self.ck.halt.store(true, Ordering::SeqCst);
+    }
+
     /// Source subtasks here that read all their input so far.
     pub fn sources_finished(&self) -> usize {
         self.ck.sources_finished.load(Ordering::SeqCst)
@@ -200,15 +205,20 @@ pub struct CheckpointCoordinator {
     finished: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     restore: Option<u64>,
+    stop: Option<&'static AtomicBool>,
 }
 
 impl CheckpointCoordinator {
     /// Starts coordinating checkpoints into `dir` for a job of `graph`;
-    /// the job restores from the newest complete checkpoint there.
+    /// the job restores from the newest complete checkpoint there, else
+    /// from `from_savepoint`. With `savepoint_dir`,
+    /// [`CheckpointCoordinator::stop_with_savepoint`] takes a savepoint there.
     pub fn start(
         graph: &JobGraph,
         config: &JobConfig,
         dir: &std::path::Path,
+        savepoint_dir: Option<std::path::PathBuf>,
+        from_savepoint: Option<&std::path::Path>,
     ) -> Result<CheckpointCoordinator, super::JobError> {
         let physical = super::physical_plan(graph, config.parallelism)?;
         let storage = CheckpointStorage::open(dir)?;
@@ -218,16 +228,49 @@ impl CheckpointCoordinator {
         for s in &skipped {
             tracing::warn!(problem = %s, "skipping a damaged checkpoint");
         }
-        let restore = latest.map(|m| RestorePoint { folder: storage.folder(m.id), metadata: m });
+        let mut restore =
+            latest.map(|m| RestorePoint { folder: storage.folder(m.id), metadata: m });
         let restore_id = restore.as_ref().map(|p| p.metadata.id);
+        if let (None, Some(path)) = (&restore, from_savepoint) {
+            let point = RestorePoint::open(path)?;
+            if point.metadata.shape != shape {
+                return Err(CheckpointError::Mismatch {
+                    id: point.metadata.id,
+                    dir: path.display().to_string(),
+                    found: point.metadata.shape,
+                    expected: shape,
+                }
+                .into());
+            }
+            restore = Some(point);
+        }
+        // One flag per coordinator that may stop with a savepoint; the
+        // checkpoint loop reads it for the job's whole life.
+        let stop: Option<&'static AtomicBool> =
+            savepoint_dir.as_ref().map(|_| &*Box::leak(Box::new(AtomicBool::new(false))));
+        let savepoint = savepoint_dir.zip(stop);
         let (ck, args) =
-            setup(graph, &physical, config, storage, restore, (fingerprint, shape), None)?;
+            setup(graph, &physical, config, storage, restore, (fingerprint, shape), savepoint)?;
         let finished = args.finished.clone();
         let thread = std::thread::Builder::new()
             .name("flinkw-checkpoints".into())
             .spawn(move || coordinate(args))
             .map_err(|e| super::JobError::Internal(format!("cannot start a thread: {e}")))?;
-        Ok(CheckpointCoordinator { ck, finished, thread: Some(thread), restore: restore_id })
+        Ok(CheckpointCoordinator { ck, finished, thread: Some(thread), restore: restore_id, stop })
+    }
+
+    /// Takes a savepoint, after which the job stops; false if the
+    /// coordinator was started without a savepoint folder.
+    pub fn stop_with_savepoint(&self) -> bool {
+        self.stop.inspect(|s| s.store(true, Ordering::SeqCst)).is_some()
+    }
+
+    /// The savepoint taken, once it is complete (the job then halts).
+    pub fn savepoint(&self) -> Option<std::path::PathBuf> {
+        if !self.ck.halt.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.ck.savepoint.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The checkpoint the job restores from.
