@@ -125,6 +125,17 @@ impl Broker {
         let _ = child.wait();
     }
 
+    /// Freezes the broker for `how_long` (SIGSTOP, then SIGCONT): clients
+    /// see it stop answering, as in a network partition, and nothing it
+    /// acknowledged is lost.
+    pub fn pause(&mut self, how_long: Duration) {
+        let Some(child) = &self.child else { return };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-STOP", &pid]).status();
+        std::thread::sleep(how_long);
+        let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    }
+
     /// Starts the stopped broker again on the same port and data.
     pub fn restart(&mut self) {
         self.stop();
@@ -203,52 +214,74 @@ impl Broker {
     /// partition's position reaches its end; panics after `timeout` (e.g.
     /// when an open transaction holds readers back).
     pub fn read_committed(&self, topic: &str, timeout: Duration) -> Vec<Record> {
-        let consumer: BaseConsumer = self
-            .config()
-            .set("group.id", format!("flinkw-test-reader-{}", rand_seed()))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .create()
-            .expect("consumer");
         let n = self.partitions(topic);
-        let mut ends = Vec::new();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..n {
-            let (_, high) =
-                consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
-            ends.push(high);
-            tpl.add_partition_offset(topic, p, Offset::Beginning).expect("offset");
-        }
-        consumer.assign(&tpl).expect("assign");
+        let probe: BaseConsumer = self.config().create().expect("consumer");
+        let ends: Vec<i64> = (0..n)
+            .map(|p| {
+                let (_, high) =
+                    probe.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+                high
+            })
+            .collect();
+        // Where each partition goes on: the offset after the last record or
+        // transaction marker passed.
+        let mut next: Vec<i64> = vec![0; n as usize];
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
-        loop {
-            let reached = consumer.position().ok().is_some_and(|pos| {
-                (0..n).all(|p| {
-                    let at = pos.find_partition(topic, p).map(|e| e.offset());
-                    ends[p as usize] == 0
-                        || matches!(at, Some(Offset::Offset(o)) if o >= ends[p as usize])
-                })
-            });
-            if reached {
-                break;
-            }
+        // A consumer that makes no progress for a while is replaced (seen
+        // with noida-db: fetched records that never reach `poll`).
+        while (0..n as usize).any(|p| next[p] < ends[p]) {
             assert!(
                 Instant::now() < deadline,
-                "reading {topic} read_committed did not reach the end offsets {ends:?} in {timeout:?} \
-                 (read {} records; a transaction left open holds readers back)",
+                "reading {topic} read_committed did not reach the end offsets {ends:?} in \
+                 {timeout:?} (at {next:?}, {} records; a transaction left open holds readers \
+                 back)",
                 out.len()
             );
-            match consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => out.push(Record {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().unwrap_or_default().to_vec(),
-                    timestamp: m.timestamp().to_millis(),
-                }),
-                Some(Err(e)) => eprintln!("test reader: {e}"),
-                None => {}
+            let consumer: BaseConsumer = self
+                .config()
+                .set("group.id", format!("flinkw-test-reader-{}", rand_seed()))
+                .set("enable.auto.commit", "false")
+                .set("isolation.level", "read_committed")
+                .create()
+                .expect("consumer");
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..n {
+                tpl.add_partition_offset(topic, p, Offset::Offset(next[p as usize]))
+                    .expect("offset");
+            }
+            consumer.incremental_assign(&tpl).expect("assign");
+            let mut progress = Instant::now();
+            while progress.elapsed() < Duration::from_secs(3) && Instant::now() < deadline {
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        next[m.partition() as usize] = m.offset() + 1;
+                        progress = Instant::now();
+                        out.push(Record {
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            key: m.key().map(<[u8]>::to_vec),
+                            value: m.payload().unwrap_or_default().to_vec(),
+                            timestamp: m.timestamp().to_millis(),
+                        });
+                    }
+                    Some(Err(e)) => eprintln!("test reader: {e}"),
+                    None => {}
+                }
+                if let Ok(pos) = consumer.position() {
+                    for p in 0..n {
+                        if let Some(Offset::Offset(o)) =
+                            pos.find_partition(topic, p).map(|e| e.offset())
+                            && o > next[p as usize]
+                        {
+                            next[p as usize] = o;
+                            progress = Instant::now();
+                        }
+                    }
+                }
+                if (0..n as usize).all(|p| next[p] >= ends[p]) {
+                    break;
+                }
             }
         }
         out.sort();

@@ -14,19 +14,26 @@ use flinkw_tests::kafka::{Broker, Row, free_port};
 use crate::{assert_fails_with, flinkw};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flinkw");
-/// Event time of the first input record.
-const BASE_TS: i64 = 1_700_000_000_000;
+/// Event time of the first input record: a minute ago, on a whole second
+/// (brokers delete records older than their retention time, 7 days by
+/// default, so test records must be recent).
+fn base_ts() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let ms = now.as_millis() as i64 - 60_000;
+    ms - ms % WINDOW_MS
+}
 /// Window size of the job, ms.
 const WINDOW_MS: i64 = 1_000;
 
 /// One input record: key, value, timestamp; partition `i % partitions`.
 fn input(n: usize) -> Vec<(String, i64, i64)> {
+    let base = base_ts();
     (0..n)
         .map(|i| {
             let key = format!("user-{}", (i * 7919) % 23);
             let value = ((i * 31) % 100) as i64;
             // 400 records per second of event time, in order per partition.
-            (key, value, BASE_TS + (i as i64) * 5 / 2)
+            (key, value, base + (i as i64) * 5 / 2)
         })
         .collect()
 }
@@ -87,6 +94,9 @@ fn assert_exactly(got: &[String], expected: &[String], what: &str) {
         *counts.entry(g).or_default() -= 1;
     }
     let lost: i64 = counts.values().filter(|c| **c > 0).sum();
+    let sample: Vec<&&str> =
+        counts.iter().filter(|(_, c)| **c != 0).map(|(k, _)| k).take(8).collect();
+    eprintln!("differences: {sample:?}");
     let duplicated: i64 = -counts.values().filter(|c| **c < 0).sum::<i64>();
     assert!(
         lost == 0 && duplicated == 0,
@@ -158,7 +168,7 @@ fn strs(args: &[String]) -> Vec<&str> {
 
 #[test]
 fn kafka_windows_are_exactly_once_across_kill_9() {
-    let (broker, expected) = setup(24_000);
+    let (broker, expected) = setup(200_000);
     assert!(expected.len() > 1_000, "{} windows", expected.len());
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
@@ -191,15 +201,21 @@ fn kafka_windows_are_exactly_once_across_kill_9() {
     }
     let last = flinkw(&strs(&args), dir.path());
     assert!(last.ok(), "{}", last.stderr);
+    eprintln!("{kills} kills; the last run: {}", last.stderr);
     assert!(kills >= 10, "the job was killed only {kills} times");
     assert!(last.stderr.contains("restored from checkpoint"), "{}", last.stderr);
     let got = committed(&broker, "sums");
     assert_exactly(&got, &expected, &format!("after {kills} kills"));
 }
 
+/// The broker stops answering for a while mid-job. (noida-db cannot be
+/// restarted here without losing data: on SIGTERM it saves its state and
+/// goes on acknowledging writes until it exits, so acknowledged records of
+/// the last moments are gone after a restart, which the producer then
+/// reports as a sequence desynchronization. A freeze keeps everything.)
 #[test]
-fn kafka_job_recovers_from_a_broker_restart() {
-    let (mut broker, expected) = setup(16_000);
+fn kafka_job_recovers_from_an_unavailable_broker() {
+    let (mut broker, expected) = setup(200_000);
     let dir = tempfile::tempdir().unwrap();
     let checkpoints = dir.path().join("checkpoints").display().to_string();
     let args = job_args(
@@ -214,9 +230,7 @@ fn kafka_job_recovers_from_a_broker_restart() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    broker.stop();
-    std::thread::sleep(Duration::from_millis(1_500));
-    broker.restart();
+    broker.pause(Duration::from_secs(3));
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -224,14 +238,17 @@ fn kafka_job_recovers_from_a_broker_restart() {
         }
         if Instant::now() > deadline {
             child.kill().unwrap();
-            panic!("the job did not finish within 60 s of the broker's restart");
+            panic!("the job did not finish within 60 s after the broker came back");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
     assert!(status.success(), "{stderr}");
+    // Depending on the moment, the clients reconnect by themselves or a
+    // transaction fails and the job restarts from its last checkpoint.
+    eprintln!("restarts: {}", stderr.matches("restarting in").count());
     let got = committed(&broker, "sums");
-    assert_exactly(&got, &expected, "after a broker restart");
+    assert_exactly(&got, &expected, &format!("after the broker was unavailable ({stderr})"));
 }
 
 fn bad_args(servers: &str, extra: &[&str]) -> Vec<String> {
@@ -278,9 +295,10 @@ fn kafka_oversized_output_fails_or_goes_to_a_dead_letter_topic() {
     broker.create_topic("sums", 1);
     broker.create_topic("too-big", 1);
     let long_key = "k".repeat(80);
+    let base = base_ts();
     let rows: Vec<Row<'_>> = vec![
-        (0, Some(b"short"), b"1", Some(BASE_TS)),
-        (0, Some(long_key.as_bytes()), b"2", Some(BASE_TS + 1)),
+        (0, Some(b"short"), b"1", Some(base)),
+        (0, Some(long_key.as_bytes()), b"2", Some(base + 1)),
     ];
     broker.produce("events", &rows);
     let dir = tempfile::tempdir().unwrap();
@@ -297,7 +315,8 @@ fn kafka_oversized_output_fails_or_goes_to_a_dead_letter_topic() {
     assert!(run.ok(), "{}", run.stderr);
     let out = broker.read_committed("sums", Duration::from_secs(10));
     let texts: Vec<String> = out.iter().map(|r| r.text()).collect();
-    assert_eq!(texts, vec![format!("short,{},1,1", BASE_TS - BASE_TS % WINDOW_MS)]);
+    let want = vec![format!("short,{base},1,1")];
+    assert_eq!(texts, want, "{}", run.stderr);
     let notes = broker.read_committed("too-big", Duration::from_secs(10));
     assert_eq!(notes.len(), 1, "{notes:?}");
     let note = notes[0].text();
@@ -325,4 +344,72 @@ fn kafka_wrong_sasl_mechanism_is_reported() {
     ];
     let run = flinkw(&strs(&bad_args(&broker.servers(), &sasl)), dir.path());
     assert_fails_with(&run, &["cannot reach the Kafka brokers at", &broker.servers(), "SASL"]);
+}
+
+/// Kafka -> Kafka stateless throughput (the `copy` pipeline), for
+/// docs/benchmarks.md; run by `bench/kafka.sh`. Prints one line per
+/// delivery guarantee; asserts only that every record arrived.
+#[test]
+#[ignore = "a benchmark: bench/kafka.sh runs it"]
+fn kafka_copy_throughput() {
+    let count: usize =
+        std::env::var("KB_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let broker = Broker::start();
+    broker.create_topic("events", 4);
+    let base = base_ts();
+    let values: Vec<String> =
+        (0..count).map(|i| format!("{{\"id\":{i},\"payload\":\"{:040}\"}}", i)).collect();
+    let rows: Vec<Row<'_>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as i32 % 4, None, v.as_bytes(), Some(base)))
+        .collect();
+    let started = Instant::now();
+    broker.produce("events", &rows);
+    let bytes: usize = values.iter().map(String::len).sum();
+    println!(
+        "kafka-bench produce {count} records ({:.1} MB) with the test producer: {:.2} s",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (i, delivery) in ["at-least-once", "exactly-once"].iter().enumerate() {
+        let out = format!("out-{i}");
+        broker.create_topic(&out, 4);
+        let checkpoints = dir.path().join(format!("ck-{i}")).display().to_string();
+        let mut args: Vec<String> = vec!["run".into(), artifacts::KAFKA_WINDOWED.into()];
+        for s in [
+            format!("brokers={}", broker.servers()),
+            "input=events".into(),
+            format!("output={out}"),
+            "pipeline=copy".into(),
+            "bounded=true".into(),
+            format!("delivery={delivery}"),
+            "parallelism=2".into(),
+            "checkpoint.interval-ms=1000".into(),
+        ] {
+            args.push("--set".into());
+            args.push(s);
+        }
+        args.push("--checkpoint-dir".into());
+        args.push(checkpoints);
+        let started = Instant::now();
+        let run = flinkw(&strs(&args), dir.path());
+        let secs = started.elapsed().as_secs_f64();
+        assert!(run.ok(), "{}", run.stderr);
+        let job = run
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("job kafka-windowed finished in "))
+            .and_then(|l| l.trim_end_matches(" s").parse::<f64>().ok())
+            .unwrap_or(secs);
+        let got = broker.read_committed(&out, Duration::from_secs(120)).len();
+        assert_eq!(got, count, "{delivery}: records in the output");
+        println!(
+            "kafka-bench copy {delivery}: {count} records in {job:.2} s (job) / {secs:.2} s \
+             (process) = {:.0} records/s, {:.1} MB/s",
+            count as f64 / job,
+            bytes as f64 / 1e6 / job
+        );
+    }
 }

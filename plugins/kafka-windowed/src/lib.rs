@@ -18,7 +18,9 @@
 //! `kafka.sasl.mechanism`), `connect-attempts` and `request-timeout-ms`
 //! (how hard both connectors try to reach the brokers), `max-record-bytes`
 //! and `oversized` = `fail` | `skip` | `dead-letter:<topic>` (the sink's
-//! limit on a record's size, and what happens to larger ones).
+//! limit on a record's size, and what happens to larger ones),
+//! `pipeline` = `windows` (default) | `copy` (stateless: each value as it
+//! is, for throughput benchmarks).
 
 use std::time::Duration;
 
@@ -101,6 +103,11 @@ fn job(env: &mut Env) -> Result<(), Error> {
             )));
         }
     };
+    let pipeline = config.get("pipeline").unwrap_or("windows").to_owned();
+    if pipeline == "copy" {
+        env.source(source).map(|r: KafkaRecord| r.value_str()).name("copy").sink(sink);
+        return Ok(());
+    }
     env.source(source)
         .watermarks(strategy)
         .key_by(|r: &KafkaRecord| r.key_str())

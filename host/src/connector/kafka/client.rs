@@ -69,11 +69,13 @@ impl LastError for Errors {
 }
 
 /// Fetches every topic's partitions, retrying with exponential backoff;
-/// fails naming the brokers after `conn.attempts` attempts.
+/// fails naming the brokers after `conn.attempts` attempts. `serve` hands
+/// the client's queued events (errors) to its context between attempts.
 pub fn all_topics<C: ClientContext + LastError>(
     connector: &str,
     client: &Client<C>,
     conn: &Connection,
+    serve: &dyn Fn(),
 ) -> Result<Topics, ConnectorError> {
     let started = Instant::now();
     let mut wait = conn.backoff;
@@ -105,11 +107,13 @@ pub fn all_topics<C: ClientContext + LastError>(
                 );
             }
         }
+        serve();
         if attempt < conn.attempts {
             std::thread::sleep(wait);
             wait *= 2;
         }
     }
+    serve();
     let cause = match client.context().last_error() {
         Some(e) => format!("{last}; the client's last error: {e}"),
         None => last,

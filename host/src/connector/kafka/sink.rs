@@ -171,7 +171,8 @@ impl KafkaSinkSpec {
         let id = self.transactional_id(subtask);
         let transactional = self.delivery == Delivery::ExactlyOnce;
         let producer = self.producer(transactional.then_some(id.as_str()))?;
-        let topics = all_topics(NAME, producer.client(), &self.conn)?;
+        let serve = || producer.poll(Duration::ZERO);
+        let topics = all_topics(NAME, producer.client(), &self.conn, &serve)?;
         let mut wanted = vec![self.topic.clone()];
         if let Oversized::DeadLetter(t) = &self.oversized {
             wanted.push(t.clone());

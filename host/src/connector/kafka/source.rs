@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use flinkw_batch::{BatchBuilder, NO_TIMESTAMP};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -167,12 +167,19 @@ impl KafkaSourceSpec {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", if self.bounded { "true" } else { "false" })
             .set("isolation.level", &self.isolation)
+            // An offset out of range must not silently jump (the default is
+            // `latest`): it fails the job, naming the partition.
+            .set("auto.offset.reset", "error")
             .set("group.id", self.group.as_deref().unwrap_or("flinkw-source"))
             .set("client.id", format!("flinkw-source-{index}").as_str());
         let consumer: BaseConsumer<Errors> = config
             .create_with_context(Errors::default())
             .map_err(|e| remote(NAME, e.to_string()))?;
-        let topics = all_topics(NAME, consumer.client(), &self.conn)?;
+        // Not assigned yet: a poll only serves events (errors).
+        let serve = || {
+            let _ = consumer.poll(Duration::ZERO);
+        };
+        let topics = all_topics(NAME, consumer.client(), &self.conn, &serve)?;
         if let TopicSelection::Names(names) = &self.topics {
             require_topics(NAME, &self.conn, &topics, names)?;
         }
@@ -351,7 +358,7 @@ impl KafkaReader {
     /// Looks for partitions created since the last look.
     fn discover(&mut self) -> Result<(), ConnectorError> {
         self.last_discovery = Instant::now();
-        let topics = match all_topics(NAME, self.consumer.client(), &self.spec.conn) {
+        let topics = match all_topics(NAME, self.consumer.client(), &self.spec.conn, &|| {}) {
             Ok(t) => t,
             Err(e) => {
                 // The next look may succeed; reading goes on meanwhile.
@@ -425,6 +432,22 @@ impl SourceReader for KafkaReader {
                         break;
                     }
                     continue;
+                }
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                    let at: Vec<String> = self
+                        .parts
+                        .iter()
+                        .map(|((t, p), part)| format!("{t}/{p}@{}", part.next))
+                        .collect();
+                    return Err(remote(
+                        NAME,
+                        format!(
+                            "an offset to read is out of range at {} (positions {}): records \
+                             were deleted (retention) or the topic was recreated",
+                            self.spec.conn.servers,
+                            at.join(", ")
+                        ),
+                    ));
                 }
                 Some(Err(e)) => {
                     // The client reconnects by itself; say what happens.
