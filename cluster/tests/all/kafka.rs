@@ -189,7 +189,7 @@ fn kafka_windows_are_exactly_once_across_kill_9() {
         dir.path(),
     );
     assert!(plan.ok(), "{}", plan.stderr);
-    let mut seed = 0x6b61_666b_61u64;
+    let mut seed = 0x006b_6166_6b61_u64;
     let mut kills = 0;
     while kills < 12 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
