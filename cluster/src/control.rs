@@ -54,6 +54,15 @@ pub enum ToCoordinator {
         /// The answer.
         ack: flinkw_host::runtime::Ack,
     },
+    /// Records so far of a running part (sent with each heartbeat).
+    Progress {
+        /// The job.
+        job: String,
+        /// The attempt.
+        attempt: u32,
+        /// Per node: name, records in, records out.
+        nodes: Vec<(String, u64, u64)>,
+    },
     /// More source subtasks here read all their input.
     SourcesFinished {
         /// The job.

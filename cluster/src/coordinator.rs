@@ -86,6 +86,8 @@ pub(crate) struct JobEntry {
     pub request: JobRequest,
     /// The savepoint the job stopped with.
     pub savepoint: Arc<Mutex<Option<PathBuf>>>,
+    /// Per worker of the attempt: per node, records in and out so far.
+    pub live: BTreeMap<u32, Vec<(String, u64, u64)>>,
 }
 
 /// What the coordinator keeps of a job in `data-dir/jobs/ID.json`, written
@@ -154,7 +156,8 @@ pub struct JobStatus {
     pub attempt: u32,
     /// Worker names per task: `placement[task][subtask]`.
     pub placement: Vec<Vec<String>>,
-    /// Per node: name, records in, records out (summed when parts finish).
+    /// Per node: name, records in, records out so far (the current
+    /// attempt's, over its workers; updated with every heartbeat).
     pub nodes: Vec<(String, u64, u64)>,
     /// Records dropped as late.
     pub late_records: u64,
@@ -363,6 +366,7 @@ impl Coordinator {
             started: Arc::new(AtomicBool::new(false)),
             request,
             savepoint: Arc::new(Mutex::new(None)),
+            live: BTreeMap::new(),
         })
     }
 
@@ -511,6 +515,7 @@ impl Coordinator {
         };
         j.placement = placement;
         j.report = PartReport::default();
+        j.live.clear();
         for w in &involved {
             let _ = workers[w].tx.send(ToWorker::Deploy(deployment.clone()));
         }
@@ -526,6 +531,7 @@ impl Coordinator {
                     && j.lifecycle.attempt == attempt
                 {
                     j.report.add(&report);
+                    j.live.insert(worker, report.nodes.clone());
                 }
                 (job, attempt, Event::Finished(worker))
             }
@@ -536,6 +542,13 @@ impl Coordinator {
             ToCoordinator::Ack { job, attempt, ack } => {
                 if let Some(c) = self.checkpoints_of(&job, attempt) {
                     c.ack(ack);
+                }
+                return;
+            }
+            ToCoordinator::Progress { job, attempt, nodes } => {
+                let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(j) = jobs.get_mut(&job).filter(|j| j.lifecycle.attempt == attempt) {
+                    j.live.insert(worker, nodes);
                 }
                 return;
             }
@@ -630,6 +643,15 @@ impl Coordinator {
     }
 }
 
+/// The per-node counts of every worker, summed.
+fn live_nodes(live: &BTreeMap<u32, Vec<(String, u64, u64)>>) -> Vec<(String, u64, u64)> {
+    let mut sum = PartReport::default();
+    for nodes in live.values() {
+        sum.add(&PartReport { nodes: nodes.clone(), ..PartReport::default() });
+    }
+    sum.nodes
+}
+
 fn status(j: &JobEntry, workers: &BTreeMap<u32, WorkerEntry>) -> JobStatus {
     let name =
         |w: &u32| workers.get(w).map_or_else(|| format!("worker {w} (lost)"), |e| e.name.clone());
@@ -639,7 +661,7 @@ fn status(j: &JobEntry, workers: &BTreeMap<u32, WorkerEntry>) -> JobStatus {
         state: j.lifecycle.state.clone(),
         attempt: j.lifecycle.attempt,
         placement: j.placement.iter().map(|t| t.iter().map(name).collect()).collect(),
-        nodes: j.report.nodes.clone(),
+        nodes: live_nodes(&j.live),
         late_records: j.report.late_records,
         seconds: j.ended.unwrap_or_else(Instant::now).duration_since(j.submitted).as_secs_f64(),
         start_ms: j.running_since.map(|r| r.duration_since(j.submitted).as_millis() as u64),

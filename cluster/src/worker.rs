@@ -20,7 +20,7 @@ use flinkw_host::engine::Engine;
 use flinkw_host::limits::Limits;
 use flinkw_host::plugin::Plugin;
 use flinkw_host::runtime::{
-    Canceller, CheckpointLink, JobError, PreparedJob, RunOptions, prepare_job,
+    Canceller, CheckpointLink, JobError, LiveCounts, PreparedJob, RunOptions, prepare_job,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -80,6 +80,7 @@ struct Worker {
     parts: Mutex<HashMap<String, (u32, Part, Deployment)>>,
     engines: Mutex<BTreeMap<(usize, u64), Engine>>,
     links: Mutex<HashMap<(String, u32), Arc<CheckpointLink>>>,
+    live: Mutex<HashMap<(String, u32), LiveCounts>>,
     id: u32,
 }
 
@@ -128,6 +129,7 @@ async fn session(
         parts: Mutex::new(HashMap::new()),
         engines: Mutex::new(BTreeMap::new()),
         links: Mutex::new(HashMap::new()),
+        live: Mutex::new(HashMap::new()),
         id,
     });
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -141,7 +143,14 @@ async fn session(
                 Err(e) => break e.to_string(),
             },
             Some(event) = outbox.recv() => write_frame(&mut send, &event).await,
-            _ = heartbeat.tick() => write_frame(&mut send, &ToCoordinator::Heartbeat).await,
+            _ = heartbeat.tick() => {
+                for m in worker.progress() {
+                    if let Err(e) = write_frame(&mut send, &m).await {
+                        return Ok(e.to_string());
+                    }
+                }
+                write_frame(&mut send, &ToCoordinator::Heartbeat).await
+            }
         };
         if let Err(e) = written {
             break e.to_string();
@@ -273,6 +282,18 @@ impl Worker {
         }
     }
 
+    /// The records so far of every running part.
+    fn progress(&self) -> Vec<ToCoordinator> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.iter()
+            .map(|((job, attempt), c)| ToCoordinator::Progress {
+                job: job.clone(),
+                attempt: *attempt,
+                nodes: c.read(),
+            })
+            .collect()
+    }
+
     fn cancel_all(&self) {
         for (_, part, _) in self.parts.lock().unwrap_or_else(|p| p.into_inner()).values() {
             if let Part::Running(c) = part {
@@ -384,6 +405,10 @@ impl Worker {
             return;
         }
         parts.insert(job.to_owned(), (a, Part::Running(prepared.canceller()), d.clone()));
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((job.to_owned(), attempt), prepared.live_counts());
         drop(parts);
         let worker = self.clone();
         let job = job.to_owned();
@@ -408,6 +433,11 @@ impl Worker {
                 }
                 worker
                     .links
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&(job.clone(), attempt));
+                worker
+                    .live
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&(job.clone(), attempt));

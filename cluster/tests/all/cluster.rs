@@ -104,6 +104,10 @@ impl Cluster {
     fn cli(&self, args: &[&str]) -> flinkw_tests::Run {
         let mut all = args.to_vec();
         all.extend(["--coordinator", &self.rest, "--token", TOKEN]);
+        if args.contains(&"--wait") {
+            // Every wait is bounded: a stuck job fails the test with its state.
+            all.extend(["--wait-timeout", "120"]);
+        }
         flinkw(&all, &self.dir)
     }
 
@@ -253,7 +257,7 @@ fn a_job_on_three_workers_gives_the_embedded_output() {
         vec!["deploy".to_owned(), artifacts::WINDOWED_COUNT.to_owned(), "--wait".to_owned()];
     args.extend(config(&again));
     let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(run.ok(), "{}", run.stderr);
+    assert!(run.ok(), "{}\n{}", run.stderr, cluster.logs());
     assert_eq!(sorted_file(&again), expected);
     let after: Vec<usize> =
         (1..=3).map(|i| files_in(&dir.path().join(format!("w{i}-cache/compiled")))).collect();
@@ -602,13 +606,21 @@ fn a_slow_consumer_slows_its_producers_and_memory_stays_bounded() {
     // processes) into a consumer far slower than the source.
     let pids: Vec<u32> = cluster.workers.iter().map(Child::id).collect();
     let mut peak = 0;
+    let mut seen_running = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
+    let sink_in = |s: &serde_json::Value| -> u64 {
+        let nodes = s["nodes"].as_array().unwrap();
+        nodes.iter().filter(|n| n[0] == "blackhole").map(|n| n[1].as_u64().unwrap()).sum()
+    };
     let last = loop {
         peak = pids.iter().map(|p| rss(*p)).max().unwrap().max(peak);
         let run = cluster.cli(&["status", &job, "--json"]);
         assert!(run.ok(), "{}", run.stderr);
         let s: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
         let state = s["state"]["state"].as_str().unwrap().to_owned();
+        if state == "running" {
+            seen_running.push(sink_in(&s));
+        }
         if state == "finished" || state == "failed" {
             break s;
         }
@@ -616,14 +628,12 @@ fn a_slow_consumer_slows_its_producers_and_memory_stays_bounded() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
-    let sink_in: u64 = last["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n[0] == "blackhole")
-        .map(|n| n[1].as_u64().unwrap())
-        .sum();
-    assert_eq!(sink_in, count, "{last}");
+    assert_eq!(sink_in(&last), count, "{last}");
+    // Counts arrive with the heartbeats while the job runs.
+    assert!(
+        seen_running.iter().any(|n| *n > 0 && *n < count),
+        "no progress seen while running: {seen_running:?}"
+    );
     assert!(peak > 0);
     assert!(peak < 200 << 20, "a worker grew to {} MiB", peak >> 20);
 }

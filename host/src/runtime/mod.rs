@@ -188,7 +188,7 @@ pub(crate) struct Shared {
     pub plugin: Plugin,
     pub sources: BTreeMap<u32, SourceSpec>,
     pub sinks: BTreeMap<u32, SinkSpec>,
-    pub metrics: BTreeMap<u32, NodeMetrics>,
+    pub metrics: Arc<BTreeMap<u32, NodeMetrics>>,
     pub cancelled: Arc<AtomicBool>,
     pub late_records: AtomicU64,
     /// The backend each subtask opens (RocksDB: in this run's directory).
@@ -348,6 +348,28 @@ impl InputSender {
     /// Delivers a message, blocking while the subtask's input is full.
     pub fn send(&self, message: Message) -> Result<(), Disconnected> {
         self.0.send(message).map_err(|_| Disconnected)
+    }
+}
+
+/// Reads a running job's per-node record counts in this process.
+#[derive(Clone)]
+pub struct LiveCounts {
+    names: Vec<(u32, String)>,
+    metrics: Arc<BTreeMap<u32, NodeMetrics>>,
+}
+
+impl LiveCounts {
+    /// Per node, in graph order: name, records in, records out so far.
+    pub fn read(&self) -> Vec<(String, u64, u64)> {
+        self.names
+            .iter()
+            .map(|(id, name)| {
+                let m = &self.metrics[id];
+                let (i, o) =
+                    (m.records_in.load(Ordering::Relaxed), m.records_out.load(Ordering::Relaxed));
+                (name.clone(), i, o)
+            })
+            .collect()
     }
 }
 
@@ -517,7 +539,7 @@ pub fn prepare_job(
     let restored_from =
         checkpoints.as_ref().and_then(|c| c.restore.as_ref().map(|p| p.metadata.id));
     tracing::info!(job = %graph.name, tasks = physical.tasks.len(), "starting job");
-    let metrics = graph.nodes.iter().map(|n| (n.id, NodeMetrics::default())).collect();
+    let metrics = Arc::new(graph.nodes.iter().map(|n| (n.id, NodeMetrics::default())).collect());
     let shared = Arc::new(Shared {
         graph,
         config: config.clone(),
@@ -583,6 +605,14 @@ impl PreparedJob {
     /// [`RunOptions::checkpoints_coordinated_elsewhere`]); taken once.
     pub fn checkpoint_link(&mut self) -> Option<CheckpointLink> {
         self.link.take()
+    }
+
+    /// Live counts of this process's subtasks, readable while the job runs.
+    pub fn live_counts(&self) -> LiveCounts {
+        LiveCounts {
+            names: self.shared.graph.nodes.iter().map(|n| (n.id, n.name.clone())).collect(),
+            metrics: self.shared.metrics.clone(),
+        }
     }
 
     /// A handle that cancels the job once it runs.
