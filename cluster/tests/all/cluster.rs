@@ -334,75 +334,127 @@ fn part_lines(dir: &Path) -> Vec<String> {
     lines
 }
 
+/// Settings of the W2 job (1 s windows per auction over `count` generated
+/// bids, parallelism 2) writing part files exactly once into `out`.
+fn w2_settings(count: u64, out: &Path) -> Vec<String> {
+    vec![
+        format!("count={count}"),
+        "parallelism=2".to_owned(),
+        "checkpoint.interval-ms=200".to_owned(),
+        format!("output={}", out.display()),
+    ]
+}
+
+/// The W2 job's output from one embedded run: the reference.
+fn embedded_w2(dir: &Path, count: u64) -> Vec<String> {
+    let out = dir.join("local");
+    let mut args = vec!["run".to_owned(), artifacts::NEXMARK_WINDOWS.to_owned()];
+    for s in w2_settings(count, &out) {
+        args.extend(["--set".to_owned(), s]);
+    }
+    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir);
+    assert!(run.ok(), "{}", run.stderr);
+    let lines = part_lines(&out);
+    assert!(lines.len() > 1000, "too little output to compare: {}", lines.len());
+    lines
+}
+
+impl Cluster {
+    /// Deploys the W2 job with its sources held to 80,000 bids/s (so it
+    /// runs long enough to be disturbed), plus `extra` deploy arguments;
+    /// returns the job's id.
+    fn deploy_w2(&self, count: u64, out: &Path, extra: &[&str]) -> String {
+        let mut args = vec!["deploy", artifacts::NEXMARK_WINDOWS, "--set", "rate=80000"];
+        args.extend(extra);
+        let settings = w2_settings(count, out);
+        for s in &settings {
+            args.extend(["--set", s.as_str()]);
+        }
+        let run = self.cli(&args);
+        assert!(run.ok(), "{}", run.stderr);
+        run.stdout.trim().to_owned()
+    }
+
+    /// A job's status, or none while the API does not answer.
+    fn status(&self, job: &str) -> Option<serde_json::Value> {
+        let run = self.cli(&["status", job, "--json"]);
+        run.ok().then(|| serde_json::from_str(&run.stdout).unwrap())
+    }
+
+    /// Waits (until `deadline`) for the job to be in one of `states`.
+    fn await_state(&self, job: &str, states: &[&str], deadline: Instant) -> serde_json::Value {
+        loop {
+            if let Some(s) = self.status(job)
+                && states.iter().any(|w| s["state"]["state"] == *w)
+            {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "job {job} not {states:?}:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the job to end and checks it finished after a restart.
+    fn await_recovered_end(&self, job: &str, deadline: Instant) -> serde_json::Value {
+        let last = self.await_state(job, &["finished", "failed", "cancelled"], deadline);
+        assert_eq!(last["state"]["state"], "finished", "{last}\n{}", self.logs());
+        assert!(last["attempt"].as_u64().unwrap() >= 1, "{last}");
+        last
+    }
+
+    /// Kills worker `name` (`wN`) with SIGKILL.
+    fn kill_worker(&mut self, name: &str) {
+        let index: usize = name.trim_start_matches('w').parse::<usize>().unwrap() - 1;
+        self.workers[index].kill().unwrap();
+        self.workers[index].wait().unwrap();
+    }
+
+    /// Starts one more worker with a fresh certificate from the cluster's CA.
+    fn add_worker(&mut self) {
+        let name = format!("w{}", self.workers.len() + 1);
+        let ca = self.dir.join("cluster-ca");
+        let certs = self.dir.join(&name);
+        let args = [
+            "cert",
+            "node",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--name",
+            &name,
+            "--out",
+            certs.to_str().unwrap(),
+        ];
+        let run = flinkw(&args, &self.dir);
+        assert!(run.ok(), "{}", run.stderr);
+        let fresh = self.worker(&name, &name, 1);
+        self.workers.push(fresh);
+    }
+}
+
+/// The worker running subtask `subtask` of the job's first task.
+fn worker_of(status: &serde_json::Value, subtask: usize) -> String {
+    status["placement"][0][subtask].as_str().unwrap().to_owned()
+}
+
 #[test]
 fn a_killed_worker_makes_the_job_restart_on_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path(), 3, 1);
-    let settings = |out: &Path| {
-        ["count=300000".to_owned(), "parallelism=2".to_owned(), format!("output={}", out.display())]
-    };
-    let local = dir.path().join("local");
-    let mut args = vec!["run".to_owned(), artifacts::NEXMARK_WINDOWS.to_owned()];
-    for s in settings(&local) {
-        args.extend(["--set".to_owned(), s]);
-    }
-    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
-    assert!(run.ok(), "{}", run.stderr);
-    let expected = part_lines(&local);
-    assert!(expected.len() > 1000, "{}", expected.len());
-
+    let expected = embedded_w2(dir.path(), 300_000);
     let out = dir.path().join("cluster");
-    let mut args = vec![
-        "deploy".to_owned(),
-        artifacts::NEXMARK_WINDOWS.to_owned(),
-        "--restarts".to_owned(),
-        "3".to_owned(),
-        "--restart-delay".to_owned(),
-        "200".to_owned(),
-        "--set".to_owned(),
-        "rate=100000".to_owned(),
-    ];
-    for s in settings(&out) {
-        args.extend(["--set".to_owned(), s]);
-    }
-    let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(run.ok(), "{}", run.stderr);
-    let job = run.stdout.trim().to_owned();
-    let status = |c: &Cluster| -> serde_json::Value {
-        let run = c.cli(&["status", &job, "--json"]);
-        assert!(run.ok(), "{}", run.stderr);
-        serde_json::from_str(&run.stdout).unwrap()
-    };
-    // Once it runs, kill -9 a worker that has some of its subtasks.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let victim = loop {
-        let s = status(&cluster);
-        if s["state"]["state"] == "running" {
-            break s["placement"][0][1].as_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "the job did not start: {s}\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::thread::sleep(Duration::from_millis(700));
-    let index: usize = victim.trim_start_matches('w').parse::<usize>().unwrap() - 1;
-    cluster.workers[index].kill().unwrap();
-    cluster.workers[index].wait().unwrap();
-
+    let job = cluster.deploy_w2(300_000, &out, &["--restarts", "3", "--restart-delay", "200"]);
     let deadline = Instant::now() + Duration::from_secs(90);
-    let last = loop {
-        let s = status(&cluster);
-        let state = s["state"]["state"].as_str().unwrap().to_owned();
-        if state == "finished" || state == "failed" {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the job did not end: {s}\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
-    assert!(last["attempt"].as_u64().unwrap() >= 1, "{last}");
+    // Once it runs, kill -9 a worker that has some of its subtasks.
+    let running = cluster.await_state(&job, &["running"], deadline);
+    let victim = worker_of(&running, 1);
+    std::thread::sleep(Duration::from_millis(700));
+    cluster.kill_worker(&victim);
+    let last = cluster.await_recovered_end(&job, deadline);
     let placed: Vec<&str> =
         last["placement"][0].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
     assert!(!placed.contains(&victim.as_str()), "{placed:?} still uses {victim}");
+    // Without checkpoints the new attempt starts over; the part files of
+    // the killed attempt were never published.
     assert_eq!(part_lines(&out), expected);
 }
 
@@ -410,101 +462,39 @@ fn a_killed_worker_makes_the_job_restart_on_the_others() {
 fn exactly_once_through_repeated_worker_kills() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path(), 3, 1);
-    let settings = |out: &Path| {
-        [
-            "count=500000".to_owned(),
-            "parallelism=2".to_owned(),
-            "checkpoint.interval-ms=200".to_owned(),
-            format!("output={}", out.display()),
-        ]
-    };
-    let local = dir.path().join("local");
-    let mut args = vec!["run".to_owned(), artifacts::NEXMARK_WINDOWS.to_owned()];
-    for s in settings(&local) {
-        args.extend(["--set".to_owned(), s]);
-    }
-    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
-    assert!(run.ok(), "{}", run.stderr);
-    let expected = part_lines(&local);
-
+    let expected = embedded_w2(dir.path(), 500_000);
     let out = dir.path().join("cluster");
     let checkpoints = dir.path().join("checkpoints");
-    let mut args = vec![
-        "deploy".to_owned(),
-        artifacts::NEXMARK_WINDOWS.to_owned(),
-        "--restarts".to_owned(),
-        "10".to_owned(),
-        "--restart-delay".to_owned(),
-        "100".to_owned(),
-        "--checkpoint-dir".to_owned(),
-        checkpoints.display().to_string(),
-        "--set".to_owned(),
-        "rate=80000".to_owned(),
+    let extra = [
+        "--restarts",
+        "10",
+        "--restart-delay",
+        "100",
+        "--checkpoint-dir",
+        checkpoints.to_str().unwrap(),
     ];
-    for s in settings(&out) {
-        args.extend(["--set".to_owned(), s]);
-    }
-    let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(run.ok(), "{}", run.stderr);
-    let job = run.stdout.trim().to_owned();
-    let status = |c: &Cluster| -> serde_json::Value {
-        let run = c.cli(&["status", &job, "--json"]);
-        assert!(run.ok(), "{}", run.stderr);
-        serde_json::from_str(&run.stdout).unwrap()
-    };
-    // Three times: once the job runs and has checkpointed, kill -9 one of
-    // its workers and start a fresh one in its place.
-    let mut killed = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while killed < 3 {
-        let s = status(&cluster);
-        let state = s["state"]["state"].as_str().unwrap().to_owned();
-        assert!(state != "failed" && state != "finished" || killed > 0, "{s}\n{}", cluster.logs());
-        if state == "finished" {
+    let job = cluster.deploy_w2(500_000, &out, &extra);
+    // Three times: once an attempt runs and has checkpointed, kill -9 one
+    // of its workers and start a fresh one in its place. (Alone this takes
+    // ~20 s; the bound leaves room for a loaded CI machine.)
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for killed in 0..3u64 {
+        let s = loop {
+            let s = cluster.await_state(&job, &["running", "finished"], deadline);
+            if s["state"]["state"] == "finished" || s["attempt"].as_u64().unwrap() == killed {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if s["state"]["state"] == "finished" {
+            assert!(killed > 0, "the job ended before the first kill: {s}");
             break;
         }
-        assert!(Instant::now() < deadline, "the job is stuck: {s}\n{}", cluster.logs());
-        if state != "running" || s["attempt"].as_u64().unwrap() != killed {
-            std::thread::sleep(Duration::from_millis(20));
-            continue;
-        }
         std::thread::sleep(Duration::from_millis(900));
-        let victim = s["placement"][0][(killed % 2) as usize].as_str().unwrap().to_owned();
-        let index: usize = victim.trim_start_matches('w').parse::<usize>().unwrap() - 1;
-        cluster.workers[index].kill().unwrap();
-        cluster.workers[index].wait().unwrap();
-        killed += 1;
-        let name = format!("w{}", cluster.workers.len() + 1);
-        let ca = dir.path().join("cluster-ca");
-        let certs = dir.path().join(&name);
-        let run = flinkw(
-            &[
-                "cert",
-                "node",
-                "--ca",
-                ca.to_str().unwrap(),
-                "--name",
-                &name,
-                "--out",
-                certs.to_str().unwrap(),
-            ],
-            dir.path(),
-        );
-        assert!(run.ok(), "{}", run.stderr);
-        let fresh = cluster.worker(&name, &name, 1);
-        cluster.workers.push(fresh);
+        cluster.kill_worker(&worker_of(&s, (killed % 2) as usize));
+        cluster.add_worker();
     }
-    let last = loop {
-        let s = status(&cluster);
-        let state = s["state"]["state"].as_str().unwrap().to_owned();
-        if state == "finished" || state == "failed" {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the job did not end: {s}\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
-    assert!(last["attempt"].as_u64().unwrap() >= 1, "{last}");
+    cluster.await_recovered_end(&job, deadline);
     let got = part_lines(&out);
     // Nothing lost, nothing twice.
     assert_eq!(got.len(), expected.len(), "lines: {} vs {}", got.len(), expected.len());
@@ -515,62 +505,16 @@ fn exactly_once_through_repeated_worker_kills() {
 fn a_restarted_coordinator_resumes_its_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path(), 2, 1);
-    let settings = |out: &Path| {
-        [
-            "count=400000".to_owned(),
-            "parallelism=2".to_owned(),
-            "checkpoint.interval-ms=200".to_owned(),
-            format!("output={}", out.display()),
-        ]
-    };
-    let local = dir.path().join("local");
-    let mut args = vec!["run".to_owned(), artifacts::NEXMARK_WINDOWS.to_owned()];
-    for s in settings(&local) {
-        args.extend(["--set".to_owned(), s]);
-    }
-    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
-    assert!(run.ok(), "{}", run.stderr);
-    let expected = part_lines(&local);
-
+    let expected = embedded_w2(dir.path(), 400_000);
     let out = dir.path().join("cluster");
     let checkpoints = dir.path().join("checkpoints");
-    let mut args = vec![
-        "deploy".to_owned(),
-        artifacts::NEXMARK_WINDOWS.to_owned(),
-        "--checkpoint-dir".to_owned(),
-        checkpoints.display().to_string(),
-        "--set".to_owned(),
-        "rate=80000".to_owned(),
-    ];
-    for s in settings(&out) {
-        args.extend(["--set".to_owned(), s]);
-    }
-    let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(run.ok(), "{}", run.stderr);
-    let job = run.stdout.trim().to_owned();
-    let state = |c: &Cluster| -> Option<serde_json::Value> {
-        let run = c.cli(&["status", &job, "--json"]);
-        run.ok().then(|| serde_json::from_str(&run.stdout).unwrap())
-    };
+    let job =
+        cluster.deploy_w2(400_000, &out, &["--checkpoint-dir", checkpoints.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(90);
-    while state(&cluster).is_none_or(|s| s["state"]["state"] != "running") {
-        assert!(Instant::now() < deadline, "the job did not start:\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cluster.await_state(&job, &["running"], deadline);
     std::thread::sleep(Duration::from_millis(1500));
     cluster.restart_coordinator();
-    let last = loop {
-        if let Some(s) = state(&cluster) {
-            let st = s["state"]["state"].as_str().unwrap().to_owned();
-            if st == "finished" || st == "failed" {
-                break s;
-            }
-        }
-        assert!(Instant::now() < deadline, "the job did not end:\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
-    assert!(last["attempt"].as_u64().unwrap() >= 1, "{last}");
+    cluster.await_recovered_end(&job, deadline);
     assert!(cluster.logs().contains(&format!("resuming job {job}")), "{}", cluster.logs());
     assert_eq!(part_lines(&out), expected);
 }
@@ -647,72 +591,25 @@ fn signal(child: &Child, sig: &str) {
 fn a_cut_off_worker_is_failed_over_and_rejoins_when_healed() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path(), 3, 1);
-    let settings = |out: &Path| {
-        [
-            "count=300000".to_owned(),
-            "parallelism=2".to_owned(),
-            "checkpoint.interval-ms=200".to_owned(),
-            format!("output={}", out.display()),
-        ]
-    };
-    let local = dir.path().join("local");
-    let mut args = vec!["run".to_owned(), artifacts::NEXMARK_WINDOWS.to_owned()];
-    for s in settings(&local) {
-        args.extend(["--set".to_owned(), s]);
-    }
-    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
-    assert!(run.ok(), "{}", run.stderr);
-    let expected = part_lines(&local);
-
+    let expected = embedded_w2(dir.path(), 300_000);
     let out = dir.path().join("cluster");
     let checkpoints = dir.path().join("checkpoints");
-    let mut args = vec![
-        "deploy".to_owned(),
-        artifacts::NEXMARK_WINDOWS.to_owned(),
-        "--restarts".to_owned(),
-        "3".to_owned(),
-        "--restart-delay".to_owned(),
-        "100".to_owned(),
-        "--checkpoint-dir".to_owned(),
-        checkpoints.display().to_string(),
-        "--set".to_owned(),
-        "rate=80000".to_owned(),
+    let extra = [
+        "--restarts",
+        "3",
+        "--restart-delay",
+        "100",
+        "--checkpoint-dir",
+        checkpoints.to_str().unwrap(),
     ];
-    for s in settings(&out) {
-        args.extend(["--set".to_owned(), s]);
-    }
-    let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(run.ok(), "{}", run.stderr);
-    let job = run.stdout.trim().to_owned();
-    let status = |c: &Cluster| -> serde_json::Value {
-        let run = c.cli(&["status", &job, "--json"]);
-        assert!(run.ok(), "{}", run.stderr);
-        serde_json::from_str(&run.stdout).unwrap()
-    };
+    let job = cluster.deploy_w2(300_000, &out, &extra);
     let deadline = Instant::now() + Duration::from_secs(90);
-    let victim = loop {
-        let s = status(&cluster);
-        if s["state"]["state"] == "running" {
-            break s["placement"][0][0].as_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "the job did not start: {s}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let victim = worker_of(&cluster.await_state(&job, &["running"], deadline), 0);
     std::thread::sleep(Duration::from_millis(1000));
     // Cut the worker off: it sends and answers nothing (SIGSTOP).
     let index: usize = victim.trim_start_matches('w').parse::<usize>().unwrap() - 1;
     signal(&cluster.workers[index], "-STOP");
-    let last = loop {
-        let s = status(&cluster);
-        let state = s["state"]["state"].as_str().unwrap().to_owned();
-        if state == "finished" || state == "failed" {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the job did not end: {s}\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
-    assert!(last["attempt"].as_u64().unwrap() >= 1, "{last}");
+    cluster.await_recovered_end(&job, deadline);
     assert_eq!(part_lines(&out), expected);
     let workers = cluster.cli(&["workers", "--json"]);
     assert!(!workers.stdout.contains(&format!("\"{victim}\"")), "{}", workers.stdout);
@@ -729,65 +626,21 @@ fn a_cut_off_worker_is_failed_over_and_rejoins_when_healed() {
 fn rescale_stops_with_a_savepoint_and_resumes_at_the_new_parallelism() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path(), 3, 2);
+    let expected = embedded_w2(dir.path(), 400_000);
     let out = dir.path().join("cluster");
-    let local = dir.path().join("local");
-    let settings = |out: &Path| {
-        [
-            "count=400000".to_owned(),
-            "parallelism=2".to_owned(),
-            "checkpoint.interval-ms=300".to_owned(),
-            format!("output={}", out.display()),
-        ]
-    };
-    let mut args = vec!["run".to_owned(), artifacts::NEXMARK_WINDOWS.to_owned()];
-    for s in settings(&local) {
-        args.extend(["--set".to_owned(), s]);
-    }
-    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
-    assert!(run.ok(), "{}", run.stderr);
-    let expected = part_lines(&local);
-
     let checkpoints = dir.path().join("checkpoints");
-    let mut args = vec![
-        "deploy".to_owned(),
-        artifacts::NEXMARK_WINDOWS.to_owned(),
-        "--checkpoint-dir".to_owned(),
-        checkpoints.display().to_string(),
-        "--set".to_owned(),
-        "rate=80000".to_owned(),
-    ];
-    for s in settings(&out) {
-        args.extend(["--set".to_owned(), s]);
-    }
-    let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(run.ok(), "{}", run.stderr);
-    let job = run.stdout.trim().to_owned();
-    let status = |id: &str| -> serde_json::Value {
-        let run = cluster.cli(&["status", id, "--json"]);
-        assert!(run.ok(), "{}", run.stderr);
-        serde_json::from_str(&run.stdout).unwrap()
-    };
+    let job =
+        cluster.deploy_w2(400_000, &out, &["--checkpoint-dir", checkpoints.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(90);
-    while status(&job)["state"]["state"] != "running" {
-        assert!(Instant::now() < deadline, "the job did not start:\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cluster.await_state(&job, &["running"], deadline);
     std::thread::sleep(Duration::from_millis(1500));
     let run = cluster.cli(&["rescale", &job, "--parallelism", "3", "--json"]);
     assert!(run.ok(), "{}\n{}", run.stderr, cluster.logs());
     let answer: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let new = answer["job"].as_str().unwrap().to_owned();
     assert!(answer["savepoint"].as_str().unwrap().contains("savepoints"), "{answer}");
-    assert_eq!(status(&job)["state"]["state"], "finished");
-    let last = loop {
-        let s = status(&new);
-        let state = s["state"]["state"].as_str().unwrap().to_owned();
-        if state == "finished" || state == "failed" {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the new job did not end: {s}\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    assert_eq!(cluster.status(&job).unwrap()["state"]["state"], "finished");
+    let last = cluster.await_state(&new, &["finished", "failed"], deadline);
     assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
     assert_eq!(last["placement"][0].as_array().unwrap().len(), 3, "{last}");
     // The two jobs together wrote every result exactly once.
