@@ -487,7 +487,6 @@ impl Coordinator {
                         c,
                         j.started.clone(),
                         j.savepoint.clone(),
-                        involved.clone(),
                         workers
                             .iter()
                             .filter(|(id, _)| involved.contains(id))
@@ -722,12 +721,10 @@ async fn serve(options: CoordinatorOptions) -> anyhow::Result<()> {
 
 /// Tells an attempt's workers of new barriers and completed checkpoints
 /// until the attempt's checkpoint coordinator is dropped.
-#[allow(clippy::too_many_arguments)]
 async fn relay_checkpoints(
     c: Arc<CheckpointCoordinator>,
     started: Arc<AtomicBool>,
     savepoint: Arc<Mutex<Option<PathBuf>>>,
-    _workers: BTreeSet<u32>,
     txs: Vec<mpsc::UnboundedSender<ToWorker>>,
     job: String,
     attempt: u32,
