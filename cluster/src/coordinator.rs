@@ -455,16 +455,13 @@ impl Coordinator {
                 free: w.slots.saturating_sub(used.get(id).copied().unwrap_or(0)),
             })
             .collect();
-        let placement = match place(&j.needs, &offers) {
-            Ok(p) => p,
+        let (slots, placement) = match place(&j.needs, &offers) {
+            Ok(p) => (p.slots, p.tasks),
             Err(e) => return Event::NoSlots { reason: e.to_string() },
         };
-        let needed = j.needs.iter().map(|t| t.parallelism).max().unwrap_or(0) as usize;
-        // Slot i is where subtask i of the widest task went.
-        let widest = j.needs.iter().position(|t| t.parallelism as usize == needed).unwrap_or(0);
         j.slots.clear();
-        for w in placement.get(widest).into_iter().flatten() {
-            *j.slots.entry(*w).or_default() += 1;
+        for w in slots {
+            *j.slots.entry(w).or_default() += 1;
         }
         let involved: BTreeSet<u32> = placement.iter().flatten().copied().collect();
         // A fresh checkpoint coordinator per attempt, restoring from the

@@ -38,8 +38,18 @@ pub struct NotEnoughSlots {
     pub workers: usize,
 }
 
-/// Places every subtask: `result[task][subtask]` is a worker id.
-pub fn place(tasks: &[TaskNeeds], offers: &[Offer]) -> Result<Vec<Vec<u32>>, NotEnoughSlots> {
+/// Where a job's subtasks go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The worker of each slot the job takes (slot `i` holds subtask `i`
+    /// of every task wide enough).
+    pub slots: Vec<u32>,
+    /// `tasks[task][subtask]` is a worker id.
+    pub tasks: Vec<Vec<u32>>,
+}
+
+/// Places every subtask.
+pub fn place(tasks: &[TaskNeeds], offers: &[Offer]) -> Result<Placement, NotEnoughSlots> {
     let needed = tasks.iter().map(|t| t.parallelism).max().unwrap_or(0);
     let free: u32 = offers.iter().map(|o| o.free).sum();
     if needed > free || (needed > 0 && offers.is_empty()) {
@@ -58,14 +68,15 @@ pub fn place(tasks: &[TaskNeeds], offers: &[Offer]) -> Result<Vec<Vec<u32>>, Not
         }
         turn += 1;
     }
-    Ok(tasks
+    let tasks = tasks
         .iter()
         .map(|t| {
             (0..t.parallelism as usize)
                 .map(|i| if t.single_process { slots[0] } else { slots[i] })
                 .collect()
         })
-        .collect())
+        .collect();
+    Ok(Placement { slots, tasks })
 }
 
 #[cfg(test)]
@@ -80,6 +91,8 @@ mod tests {
     fn slices_spread_over_workers_and_forward_edges_stay_together() {
         let offers = [Offer { worker: 7, free: 2 }, Offer { worker: 3, free: 2 }];
         let placed = place(&[task(4), task(4), task(2)], &offers).unwrap();
+        assert_eq!(placed.slots, vec![3, 7, 3, 7]);
+        let placed = placed.tasks;
         assert_eq!(placed[0], vec![3, 7, 3, 7]);
         // Subtask i of every task shares slot i.
         assert_eq!(placed[1], placed[0]);
@@ -89,7 +102,7 @@ mod tests {
     #[test]
     fn uneven_offers_fill_what_is_free() {
         let offers = [Offer { worker: 1, free: 3 }, Offer { worker: 2, free: 1 }];
-        assert_eq!(place(&[task(4)], &offers).unwrap()[0], vec![1, 2, 1, 1]);
+        assert_eq!(place(&[task(4)], &offers).unwrap().tasks[0], vec![1, 2, 1, 1]);
     }
 
     #[test]
@@ -97,8 +110,14 @@ mod tests {
         let offers = [Offer { worker: 1, free: 2 }, Offer { worker: 2, free: 2 }];
         let sink = TaskNeeds { parallelism: 3, single_process: true };
         let placed = place(&[task(3), sink], &offers).unwrap();
-        assert_eq!(placed[0], vec![1, 2, 1]);
-        assert_eq!(placed[1], vec![1, 1, 1]);
+        assert_eq!(placed.tasks[0], vec![1, 2, 1]);
+        assert_eq!(placed.tasks[1], vec![1, 1, 1]);
+        // The slots taken do not depend on which task is widest.
+        assert_eq!(placed.slots, vec![1, 2, 1]);
+        let wide_sink = TaskNeeds { parallelism: 4, single_process: true };
+        let placed = place(&[task(2), wide_sink], &offers).unwrap();
+        assert_eq!(placed.tasks[1], vec![1, 1, 1, 1]);
+        assert_eq!(placed.slots, vec![1, 2, 1, 2]);
     }
 
     #[test]
