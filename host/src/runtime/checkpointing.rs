@@ -107,6 +107,37 @@ pub(crate) struct CoordinatorArgs {
     pub savepoint: Option<(std::path::PathBuf, &'static AtomicBool)>,
 }
 
+/// The newest complete checkpoint of a job with `fingerprint` in
+/// `storage`, and the problems of newer ones it skipped (logged).
+pub(crate) fn latest_point(
+    storage: &CheckpointStorage,
+    fingerprint: &str,
+) -> Result<(Option<RestorePoint>, Vec<String>), CheckpointError> {
+    let (latest, skipped) = storage.latest(fingerprint)?;
+    for s in &skipped {
+        tracing::warn!(problem = %s, "skipping a damaged checkpoint");
+    }
+    let point = latest.map(|m| RestorePoint { folder: storage.folder(m.id), metadata: m });
+    Ok((point, skipped.iter().map(ToString::to_string).collect()))
+}
+
+/// Opens a savepoint for a job of `shape`, refusing one of another job.
+pub(crate) fn open_savepoint(
+    path: &std::path::Path,
+    shape: &str,
+) -> Result<RestorePoint, CheckpointError> {
+    let point = RestorePoint::open(path)?;
+    if point.metadata.shape != shape {
+        return Err(CheckpointError::Mismatch {
+            id: point.metadata.id,
+            dir: path.display().to_string(),
+            found: point.metadata.shape,
+            expected: shape.to_owned(),
+        });
+    }
+    Ok(point)
+}
+
 /// Builds a job's checkpointing state and the settings of its coordinator.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn setup(
@@ -224,25 +255,10 @@ impl CheckpointCoordinator {
         let storage = CheckpointStorage::open(dir)?;
         let fingerprint = fingerprint(graph, &physical, config);
         let shape = shape(graph, &physical, config);
-        let (latest, skipped) = storage.latest(&fingerprint)?;
-        for s in &skipped {
-            tracing::warn!(problem = %s, "skipping a damaged checkpoint");
-        }
-        let mut restore =
-            latest.map(|m| RestorePoint { folder: storage.folder(m.id), metadata: m });
+        let (mut restore, _) = latest_point(&storage, &fingerprint)?;
         let restore_id = restore.as_ref().map(|p| p.metadata.id);
         if let (None, Some(path)) = (&restore, from_savepoint) {
-            let point = RestorePoint::open(path)?;
-            if point.metadata.shape != shape {
-                return Err(CheckpointError::Mismatch {
-                    id: point.metadata.id,
-                    dir: path.display().to_string(),
-                    found: point.metadata.shape,
-                    expected: shape,
-                }
-                .into());
-            }
-            restore = Some(point);
+            restore = Some(open_savepoint(path, &shape)?);
         }
         // One flag per coordinator that may stop with a savepoint; the
         // checkpoint loop reads it for the job's whole life.

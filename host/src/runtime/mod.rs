@@ -482,38 +482,17 @@ pub fn prepare_job(
             let storage = crate::checkpoint::CheckpointStorage::open(dir)?;
             let fingerprint = checkpointing::fingerprint(&graph, &physical, config);
             let shape = checkpointing::shape(&graph, &physical, config);
-            let restore = match &options.from_savepoint {
-                Some(path) => {
-                    let point = crate::checkpoint::RestorePoint::open(path)?;
-                    if point.metadata.shape != shape {
-                        return Err(crate::checkpoint::CheckpointError::Mismatch {
-                            id: point.metadata.id,
-                            dir: path.display().to_string(),
-                            found: point.metadata.shape,
-                            expected: shape,
-                        }
-                        .into());
-                    }
-                    Some(point)
-                }
-                None if options.checkpoints_coordinated_elsewhere.is_some() => {
-                    match options.checkpoints_coordinated_elsewhere.flatten() {
-                        Some(id) => {
-                            Some(crate::checkpoint::RestorePoint::open(&storage.folder(id))?)
-                        }
-                        None => None,
-                    }
-                }
-                None => {
-                    let (latest, skipped) = storage.latest(&fingerprint)?;
-                    for s in &skipped {
-                        tracing::warn!(problem = %s, "skipping a damaged checkpoint");
-                    }
-                    skipped_checkpoints = skipped.iter().map(ToString::to_string).collect();
-                    latest.map(|m| crate::checkpoint::RestorePoint {
-                        folder: storage.folder(m.id),
-                        metadata: m,
-                    })
+            let restore = match (&options.from_savepoint, options.checkpoints_coordinated_elsewhere)
+            {
+                (Some(path), _) => Some(checkpointing::open_savepoint(path, &shape)?),
+                // The coordinator elsewhere chose the checkpoint.
+                (None, Some(id)) => id
+                    .map(|id| crate::checkpoint::RestorePoint::open(&storage.folder(id)))
+                    .transpose()?,
+                (None, None) => {
+                    let (latest, skipped) = checkpointing::latest_point(&storage, &fingerprint)?;
+                    skipped_checkpoints = skipped;
+                    latest
                 }
             };
             let (ck, args) = checkpointing::setup(
