@@ -228,17 +228,13 @@ impl Worker {
                 }
             }
             ToWorker::Cancel { job } => {
-                let part = self.parts.lock().unwrap_or_else(|p| p.into_inner()).remove(&job);
-                match part {
-                    Some((_, Part::Running(c), d)) => {
-                        // The run's thread reports when its subtasks stopped.
-                        c.cancel();
-                        self.parts
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(job, (d.attempt, Part::Running(c), d));
-                    }
+                let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+                match parts.get(&job) {
+                    // The run's thread reports when its subtasks stopped.
+                    Some((_, Part::Running(c), _)) => c.cancel(),
                     Some((attempt, Part::Prepared(_), _)) => {
+                        let attempt = *attempt;
+                        parts.remove(&job);
                         self.plane.unregister(&job, attempt);
                         let report = PartReport::default();
                         let _ = self.events.send(ToCoordinator::Finished { job, attempt, report });
@@ -307,7 +303,7 @@ impl Worker {
         let me = self.id;
         let worker = self.clone();
         let d2 = d.clone();
-        let prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<PreparedJob> {
+        let mut prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<PreparedJob> {
             let engine = worker.engine(d2.memory_limit, d2.call_timeout_ms)?;
             let plugin = Plugin::load(&engine, &d2.plugin, &bytes)?;
             let config = JobConfig::parse(&d2.config)?;
@@ -325,7 +321,6 @@ impl Worker {
         })
         .await
         .context("the deploy thread died")??;
-        let mut prepared = prepared;
         if let Some(link) = prepared.checkpoint_link() {
             self.links
                 .lock()
