@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use flinkw_tests::artifacts;
 
-use crate::flinkw;
+use crate::{flinkw, run_and_kill};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flinkw");
 
@@ -47,28 +47,6 @@ fn committed(out: &Path) -> Vec<String> {
     }
     lines.sort();
     lines
-}
-
-/// Starts the job and kills it with SIGKILL after `after`; returns whether
-/// it had already finished by itself.
-fn run_and_kill(args: &[String], cache: &Path, after: Duration) -> bool {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("FLINKW_CACHE_DIR", cache)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while start.elapsed() < after {
-        if child.try_wait().unwrap().is_some() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    false
 }
 
 fn chaos(backend: &[&str]) {

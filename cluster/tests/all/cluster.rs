@@ -404,7 +404,7 @@ impl Cluster {
 
     /// Kills worker `name` (`wN`) with SIGKILL.
     fn kill_worker(&mut self, name: &str) {
-        let index: usize = name.trim_start_matches('w').parse::<usize>().unwrap() - 1;
+        let index = worker_index(name);
         self.workers[index].kill().unwrap();
         self.workers[index].wait().unwrap();
     }
@@ -429,6 +429,11 @@ impl Cluster {
         let fresh = self.worker(&name, &name, 1);
         self.workers.push(fresh);
     }
+}
+
+/// The index in [`Cluster::workers`] of worker `wN`.
+fn worker_index(name: &str) -> usize {
+    name.trim_start_matches('w').parse::<usize>().unwrap() - 1
 }
 
 /// The worker running subtask `subtask` of the job's first task.
@@ -607,7 +612,7 @@ fn a_cut_off_worker_is_failed_over_and_rejoins_when_healed() {
     let victim = worker_of(&cluster.await_state(&job, &["running"], deadline), 0);
     std::thread::sleep(Duration::from_millis(1000));
     // Cut the worker off: it sends and answers nothing (SIGSTOP).
-    let index: usize = victim.trim_start_matches('w').parse::<usize>().unwrap() - 1;
+    let index = worker_index(&victim);
     signal(&cluster.workers[index], "-STOP");
     cluster.await_recovered_end(&job, deadline);
     assert_eq!(part_lines(&out), expected);

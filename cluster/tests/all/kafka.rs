@@ -4,14 +4,13 @@
 //! computes itself from the input.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flinkw_tests::artifacts;
 use flinkw_tests::kafka::{Broker, Row, free_port};
 
-use crate::{assert_fails_with, flinkw};
+use crate::{assert_fails_with, flinkw, run_and_kill};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flinkw");
 /// Event time of the first input record: a minute ago, on a whole second
@@ -138,28 +137,6 @@ fn setup(records: usize) -> (Broker, Vec<String>) {
     let input = input(records);
     produce_input(&broker, "events", &input, 2);
     (broker, expected(&input))
-}
-
-/// Starts the job and kills it with SIGKILL after `after`; returns whether
-/// it had already finished by itself.
-fn run_and_kill(args: &[String], cache: &Path, after: Duration) -> bool {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("FLINKW_CACHE_DIR", cache)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while start.elapsed() < after {
-        if child.try_wait().unwrap().is_some() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    false
 }
 
 fn strs(args: &[String]) -> Vec<&str> {

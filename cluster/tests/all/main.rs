@@ -17,12 +17,36 @@ mod timers;
 mod windows;
 
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use flinkw_tests::Run;
 
 /// Runs `flinkw` with `args`, using a compile cache in `dir`.
 pub fn flinkw(args: &[&str], dir: &Path) -> Run {
     flinkw_tests::run(env!("CARGO_BIN_EXE_flinkw"), args, &dir.join("cache"))
+}
+
+/// Starts `flinkw` with `args` (compile cache `cache`) and kills it with
+/// SIGKILL after `after`; returns whether it had already finished by itself.
+pub fn run_and_kill(args: &[String], cache: &Path, after: Duration) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flinkw"))
+        .args(args)
+        .env("FLINKW_CACHE_DIR", cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while start.elapsed() < after {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    false
 }
 
 /// Asserts the run failed with a message containing every one of `needles`.
