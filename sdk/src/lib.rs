@@ -38,6 +38,7 @@ mod error;
 mod graph;
 mod kafka;
 mod log;
+pub mod nexmark;
 mod state;
 mod stream;
 

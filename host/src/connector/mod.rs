@@ -8,6 +8,7 @@
 mod datagen;
 mod file;
 pub mod kafka;
+pub mod nexmark;
 mod sink;
 
 use std::collections::BTreeMap;
@@ -185,6 +186,8 @@ pub enum SourceSpec {
     Datagen(DatagenSpec),
     /// Records of Kafka topics.
     Kafka(kafka::KafkaSourceSpec),
+    /// Nexmark events.
+    Nexmark(nexmark::NexmarkSpec),
 }
 
 /// Runtime settings that apply to sources.
@@ -204,10 +207,11 @@ impl SourceSpec {
             "datagen" => DatagenSpec::new(&c.options).map(SourceSpec::Datagen),
             "kafka" => kafka::KafkaSourceSpec::new(&c.options, defaults.max_record_bytes)
                 .map(SourceSpec::Kafka),
+            "nexmark" => nexmark::NexmarkSpec::new(&c.options).map(SourceSpec::Nexmark),
             other => Err(ConnectorError::UnknownKind {
                 role: "source",
                 kind: other.to_owned(),
-                known: "file, datagen, kafka",
+                known: "file, datagen, kafka, nexmark",
             }),
         }
     }
@@ -222,6 +226,7 @@ impl SourceSpec {
             SourceSpec::File(f) => f.open(index, parallelism),
             SourceSpec::Datagen(d) => Ok(d.open(index, parallelism)),
             SourceSpec::Kafka(k) => k.open(index, parallelism),
+            SourceSpec::Nexmark(n) => Ok(n.open(index, parallelism)),
         }
     }
 
@@ -229,7 +234,7 @@ impl SourceSpec {
     pub fn stats(&self) -> Option<Arc<SourceStats>> {
         match self {
             SourceSpec::File(f) => Some(f.stats.clone()),
-            SourceSpec::Datagen(_) | SourceSpec::Kafka(_) => None,
+            SourceSpec::Datagen(_) | SourceSpec::Kafka(_) | SourceSpec::Nexmark(_) => None,
         }
     }
 }
