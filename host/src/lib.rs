@@ -3,8 +3,8 @@
 //! Everything that runs inside one flinkw process: the Wasm engine and
 //! plugin loading ([`engine`], [`plugin`]), the job graph a plugin plans
 //! ([`graph`]), key groups ([`keygroup`]), keyed state ([`state`]),
-//! connectors ([`connector`]) and the embedded runtime that runs a job on
-//! local threads ([`runtime`]).
+//! connectors ([`connector`]), object storage by URL ([`objstore`]) and
+//! the embedded runtime that runs a job on local threads ([`runtime`]).
 //!
 //! ```no_run
 //! use flinkw_host::{config::JobConfig, engine::Engine, limits::Limits, plugin::Plugin, runtime};
@@ -24,6 +24,7 @@ pub mod engine;
 pub mod graph;
 pub mod keygroup;
 pub mod limits;
+pub mod objstore;
 pub mod plugin;
 pub mod runtime;
 pub mod state;
