@@ -6,5 +6,5 @@ mod snapshot;
 mod storage;
 
 pub use aligner::{Alignment, BarrierAligner};
-pub use snapshot::{KafkaOffset, SourcePosition, SubtaskSnapshot, TableDump};
+pub use snapshot::{KafkaOffset, ObjectSplit, SourcePosition, SubtaskSnapshot, TableDump};
 pub use storage::{CheckpointError, CheckpointStorage, Metadata, RestorePoint, StateFile};

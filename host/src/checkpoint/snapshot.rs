@@ -32,6 +32,23 @@ pub enum SourcePosition {
         /// One entry per partition the subtask reads.
         partitions: Vec<KafkaOffset>,
     },
+    /// An object-store source: the files this subtask has still to read,
+    /// in order; the first may be partly read.
+    Objects {
+        /// What is left, by file.
+        splits: Vec<ObjectSplit>,
+    },
+}
+
+/// A file of an object-store source and how far it has been read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectSplit {
+    /// The object's path in its store.
+    pub path: String,
+    /// The byte offset of the next line to read.
+    pub offset: u64,
+    /// Lines read before `offset` (a CSV header counts), for messages.
+    pub line: u64,
 }
 
 /// How far a Kafka source subtask had read one partition.

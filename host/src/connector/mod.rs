@@ -9,6 +9,7 @@ mod datagen;
 mod file;
 pub mod kafka;
 pub mod nexmark;
+pub mod object_store;
 mod sink;
 
 use std::collections::BTreeMap;
@@ -188,6 +189,8 @@ pub enum SourceSpec {
     Kafka(kafka::KafkaSourceSpec),
     /// Nexmark events.
     Nexmark(nexmark::NexmarkSpec),
+    /// Files in object storage or a local directory.
+    Objects(object_store::ObjectSourceSpec),
 }
 
 /// Runtime settings that apply to sources.
@@ -208,10 +211,13 @@ impl SourceSpec {
             "kafka" => kafka::KafkaSourceSpec::new(&c.options, defaults.max_record_bytes)
                 .map(SourceSpec::Kafka),
             "nexmark" => nexmark::NexmarkSpec::new(&c.options).map(SourceSpec::Nexmark),
+            "object-store" => {
+                object_store::ObjectSourceSpec::new(&c.options, defaults).map(SourceSpec::Objects)
+            }
             other => Err(ConnectorError::UnknownKind {
                 role: "source",
                 kind: other.to_owned(),
-                known: "file, datagen, kafka, nexmark",
+                known: "file, datagen, kafka, nexmark, object-store",
             }),
         }
     }
@@ -227,6 +233,7 @@ impl SourceSpec {
             SourceSpec::Datagen(d) => Ok(d.open(index, parallelism)),
             SourceSpec::Kafka(k) => k.open(index, parallelism),
             SourceSpec::Nexmark(n) => Ok(n.open(index, parallelism)),
+            SourceSpec::Objects(o) => o.open(index, parallelism),
         }
     }
 
@@ -234,6 +241,7 @@ impl SourceSpec {
     pub fn stats(&self) -> Option<Arc<SourceStats>> {
         match self {
             SourceSpec::File(f) => Some(f.stats.clone()),
+            SourceSpec::Objects(o) => Some(o.stats.clone()),
             SourceSpec::Datagen(_) | SourceSpec::Kafka(_) | SourceSpec::Nexmark(_) => None,
         }
     }

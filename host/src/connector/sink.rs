@@ -33,6 +33,8 @@ pub enum SinkSpec {
     },
     /// A Kafka topic.
     Kafka(Box<super::kafka::KafkaSinkSpec>),
+    /// Rolling part files in object storage, exactly once.
+    Objects(Box<super::object_store::ObjectSinkSpec>),
 }
 
 impl std::fmt::Debug for SinkSpec {
@@ -43,6 +45,7 @@ impl std::fmt::Debug for SinkSpec {
             SinkSpec::Blackhole => f.write_str("blackhole"),
             SinkSpec::PartFiles { dir } => write!(f, "part files in {}", dir.display()),
             SinkSpec::Kafka(k) => write!(f, "{k:?}"),
+            SinkSpec::Objects(o) => write!(f, "object-store sink {}", o.location.url),
         }
     }
 }
@@ -73,10 +76,12 @@ impl SinkSpec {
             "kafka" => {
                 super::kafka::KafkaSinkSpec::new(&c.options).map(|k| SinkSpec::Kafka(Box::new(k)))
             }
+            "object-store" => super::object_store::ObjectSinkSpec::new(&c.options)
+                .map(|o| SinkSpec::Objects(Box::new(o))),
             other => Err(ConnectorError::UnknownKind {
                 role: "sink",
                 kind: other.to_owned(),
-                known: "stdout, file, part-files, blackhole, kafka",
+                known: "stdout, file, part-files, blackhole, kafka, object-store",
             }),
         }
     }
@@ -102,6 +107,7 @@ impl SinkSpec {
             SinkSpec::Blackhole => Box::new(Blackhole { checksum: 0 }),
             SinkSpec::PartFiles { dir } => Box::new(PartFileWriter::new(dir, subtask)?),
             SinkSpec::Kafka(k) => return k.open(subtask),
+            SinkSpec::Objects(o) => return o.open(subtask),
         })
     }
 }
