@@ -4,12 +4,12 @@
 #![allow(missing_docs, clippy::all)]
 
 wit_bindgen::generate!({
-    world: "job",
+    world: "versioned-job",
     path: "../wit",
     generate_all,
 });
 
-use self::exports::flinkw::plugin::{keyed, plan, snapshot, transform, window};
+use self::exports::flinkw::plugin::{keyed, plan, snapshot, transform, upgrade, window};
 use self::flinkw::plugin::types;
 use crate::graph;
 
@@ -45,6 +45,16 @@ impl snapshot::Guest for Plugin {
 
     fn restore(state: Vec<u8>) -> Result<(), String> {
         graph::restore(&state)
+    }
+}
+
+impl upgrade::Guest for Plugin {
+    fn version() -> String {
+        graph::version()
+    }
+
+    fn migrate(from_version: String, state: Vec<u8>) -> Result<Vec<u8>, String> {
+        graph::migrate(&from_version, state)
     }
 }
 

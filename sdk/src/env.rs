@@ -104,4 +104,34 @@ impl Env {
         g.snapshot = Some(Box::new(snapshot));
         g.restore = Some(Box::new(restore));
     }
+
+    /// Names this plugin's version (any text, e.g. `"2"`). The host records
+    /// it with every checkpoint of the guest state; a plugin that declares
+    /// none is `unversioned`.
+    pub fn version(&mut self, version: &str) {
+        self.graph.borrow_mut().version = Some(version.to_owned());
+    }
+
+    /// Registers a migration of guest state written by another version of
+    /// this plugin: when a job restores from a checkpoint or savepoint whose
+    /// guest state an older version wrote, the host calls `migrate(old
+    /// version, old state)` and gives the result to the `restore` function
+    /// of [`Env::guest_state`]. An error refuses the restore with its
+    /// message. Without a migration, state of another version is restored
+    /// as it was written.
+    ///
+    /// ```no_run
+    /// # use flinkw::prelude::*;
+    /// fn job(env: &mut Env) -> Result<(), Error> {
+    ///     env.version("2");
+    ///     env.migrate(|from, state| match from {
+    ///         "1" => Ok([state, b"|v2".to_vec()].concat()),
+    ///         other => Err(Error::msg(format!("cannot read state of version {other}"))),
+    ///     });
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn migrate(&mut self, migrate: impl Fn(&str, Vec<u8>) -> Result<Vec<u8>, Error> + 'static) {
+        self.graph.borrow_mut().migrate = Some(Box::new(migrate));
+    }
 }

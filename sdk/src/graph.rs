@@ -39,6 +39,10 @@ pub(crate) type EmitFn = Box<dyn FnMut(Vec<FiredWindow>) -> Result<Vec<u8>, Stri
 pub(crate) type SnapshotFn = Box<dyn Fn() -> Vec<u8>>;
 /// Restores the guest's own state.
 pub(crate) type RestoreFn = Box<dyn Fn(&[u8]) -> Result<(), Error>>;
+/// Converts guest state of an older plugin version (see [`Env::migrate`]).
+pub(crate) type MigrateFn = Box<dyn Fn(&str, Vec<u8>) -> Result<Vec<u8>, Error>>;
+/// The version of a plugin that declared none.
+pub(crate) const UNVERSIONED: &str = "unversioned";
 
 /// Where a stream comes from: a node's main output or one of its side outputs.
 #[derive(Debug, Clone)]
@@ -65,6 +69,8 @@ pub(crate) struct GraphBuilder {
     windows: Vec<WindowFns>,
     pub snapshot: Option<SnapshotFn>,
     pub restore: Option<RestoreFn>,
+    pub version: Option<String>,
+    pub migrate: Option<MigrateFn>,
 }
 
 impl GraphBuilder {
@@ -193,6 +199,8 @@ struct Registry {
     windows: Vec<WindowFns>,
     snapshot: Option<SnapshotFn>,
     restore: Option<RestoreFn>,
+    version: Option<String>,
+    migrate: Option<MigrateFn>,
 }
 
 thread_local! {
@@ -227,6 +235,8 @@ pub(crate) fn plan(config: types::Settings) -> Result<JobGraph, String> {
             windows: g.windows,
             snapshot: g.snapshot,
             restore: g.restore,
+            version: g.version,
+            migrate: g.migrate,
         })
     });
     Ok(job)
@@ -279,5 +289,23 @@ pub(crate) fn restore(state: &[u8]) -> Result<(), String> {
         Some(f) => f(state).map_err(|e| e.to_string()),
         None if state.is_empty() => Ok(()),
         None => Err("this plugin keeps no guest state but a snapshot holds some".to_owned()),
+    })
+}
+
+/// The version the plugin declared with [`Env::version`], or `unversioned`.
+pub(crate) fn version() -> String {
+    with_registry(|r| Ok(r.version.clone().unwrap_or_else(|| UNVERSIONED.to_owned())))
+        .unwrap_or_else(|_| UNVERSIONED.to_owned())
+}
+
+/// Guest state of version `from` in this version's form: unchanged when the
+/// versions match or the plugin registered no migration.
+pub(crate) fn migrate(from: &str, state: Vec<u8>) -> Result<Vec<u8>, String> {
+    with_registry(|r| {
+        let same = r.version.as_deref().unwrap_or(UNVERSIONED) == from;
+        match &r.migrate {
+            Some(f) if !same => f(from, state).map_err(|e| e.to_string()),
+            _ => Ok(state),
+        }
     })
 }

@@ -301,3 +301,79 @@ fn a_savepoint_of_another_job_is_refused() {
     );
     crate::assert_fails_with(&run, &["belongs to another job graph"]);
 }
+
+/// The `upgrade` test plugin's run at `version` (a built artifact) writing to `out`.
+fn upgrade_args(plugin: &str, out: &Path, extra: &[String]) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["run", plugin, "--set", "count=3000", "--set", "rate=1000", "--set"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    args.push(format!("output={}", out.display()));
+    args.extend(["--set".into(), "checkpoint.interval-ms=100".into()]);
+    args.extend(extra.iter().cloned());
+    args
+}
+
+/// A job stopped with a savepoint under version 1 of its plugin goes on
+/// under version 2: the host calls version 2's `migrate` with version 1's
+/// guest state, keyed state carries over as it is, and the output equals an
+/// uninterrupted run's.
+#[test]
+fn a_savepoint_restores_into_a_new_plugin_version_through_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let reference = dir.path().join("reference");
+    let plain = upgrade_args(artifacts::UPGRADE_V1, &reference, &["--set".into(), "rate=0".into()]);
+    let run = flinkw(&plain.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+
+    let out = dir.path().join("out");
+    let sp = dir.path().join("sp");
+    let point = stop_with_savepoint(
+        &upgrade_args(
+            artifacts::UPGRADE_V1,
+            &out,
+            &["--savepoint-dir".into(), sp.display().to_string()],
+        ),
+        &cache,
+        &sp,
+    );
+    let before = committed(&out);
+    assert!(!before.is_empty() && before.len() < 3000, "stopped midway: {} lines", before.len());
+    let v2 = upgrade_args(
+        artifacts::UPGRADE_V2,
+        &out,
+        &["--from-savepoint".into(), point.display().to_string()],
+    );
+    let run = flinkw(&v2.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    let after: Vec<String> = committed(&out).into_iter().filter(|l| !before.contains(l)).collect();
+    // Version 2 writes the version its guest state came from as a fifth column.
+    assert_eq!(after.len(), 3000 - before.len());
+    assert!(
+        after.iter().all(|l| l.ends_with(",1")),
+        "state not migrated from 1: {:?}",
+        &after[..3]
+    );
+    let mut got: Vec<String> = before
+        .into_iter()
+        .chain(after.iter().map(|l| l.strip_suffix(",1").unwrap_or(l).to_owned()))
+        .collect();
+    got.sort();
+    assert!(got == committed(&reference), "output after the upgrade differs from one run of v1");
+
+    // Version 3 refuses version 1's state: a clear error, nothing written.
+    let out3 = dir.path().join("out3");
+    let v3 = upgrade_args(
+        artifacts::UPGRADE_V3,
+        &out3,
+        &["--from-savepoint".into(), point.display().to_string()],
+    );
+    let run = flinkw(&v3.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    crate::assert_fails_with(
+        &run,
+        &["migrate from version 1", "version 3 cannot read the state of version 1"],
+    );
+    assert!(!out3.exists() || committed(&out3).is_empty());
+}

@@ -92,6 +92,9 @@ pub struct SubtaskSnapshot {
     pub watermark: i64,
     /// State the guest keeps in its own memory (its `snapshot` export).
     pub guest: Option<Vec<u8>>,
+    /// The plugin version that wrote `guest` (its `upgrade` export), if it
+    /// names one: a restore by another version migrates the state first.
+    pub guest_version: Option<String>,
     /// Sink state (what waits for the checkpoint to complete: file names,
     /// or a write-ahead sink's records), by node; opaque to the runtime.
     pub sinks: Vec<(u32, Vec<Vec<u8>>)>,

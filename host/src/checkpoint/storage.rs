@@ -1,24 +1,29 @@
-//! Where checkpoints live: a directory with one folder per checkpoint, its
-//! state files, and a `_metadata` file written last and atomically. A
-//! checkpoint without metadata never existed; a file whose checksum does not
-//! match makes the whole checkpoint invalid, and recovery falls back to the
-//! one before.
+//! Where checkpoints live: a folder per checkpoint in a directory or an
+//! object store (`s3://bucket/prefix`), holding its state files and a
+//! `_metadata` object written last and create-only. A checkpoint without
+//! metadata never existed; a file whose checksum does not match makes the
+//! whole checkpoint invalid, and recovery falls back to the one before.
 
 use std::path::{Path, PathBuf};
 
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::objstore::{self, StoreLocation, StoreOptions};
 
 /// Why a checkpoint operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    /// Reading or writing the checkpoint directory failed.
-    #[error("checkpoint storage {path}: {source}")]
+    /// Reading or writing the checkpoint directory or store failed.
+    #[error("checkpoint storage {path}: {reason}")]
     Io {
-        /// The file or directory.
+        /// The file, folder or object.
         path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// What went wrong.
+        reason: String,
     },
     /// A checkpoint is damaged.
     #[error("checkpoint {id} is corrupt: {reason}")]
@@ -85,82 +90,179 @@ pub struct Metadata {
 #[derive(Debug, Clone)]
 pub struct RestorePoint {
     /// The folder holding `_metadata` and the state files.
-    pub folder: PathBuf,
+    pub folder: StoreLocation,
     /// Its metadata.
     pub metadata: Metadata,
 }
 
-impl RestorePoint {
-    /// Opens a checkpoint or savepoint folder, checking its metadata.
-    pub fn open(folder: &Path) -> Result<Self, CheckpointError> {
-        let path = folder.join("_metadata");
-        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        let metadata: Metadata = serde_json::from_slice(&bytes).map_err(|e| {
-            CheckpointError::Corrupt { id: 0, reason: format!("bad {}: {e}", path.display()) }
-        })?;
-        Ok(RestorePoint { folder: folder.to_path_buf(), metadata })
-    }
-
-    /// Reads a state file, checking its checksum.
-    pub fn read_state(&self, name: &str) -> Result<Vec<u8>, CheckpointError> {
-        let id = self.metadata.id;
-        let Some(f) = self.metadata.files.iter().find(|f| f.name == name) else {
-            return Err(CheckpointError::Corrupt { id, reason: format!("no state file {name}") });
-        };
-        let path = self.folder.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        if sha256(&bytes) != f.sha256 {
-            return Err(CheckpointError::Corrupt {
-                id,
-                reason: format!("{name} does not match its checksum"),
-            });
-        }
-        Ok(bytes)
-    }
-
-    /// Copies this checkpoint into `dir` as savepoint `sp-<id>`; returns its folder.
-    pub fn copy_to(&self, dir: &Path) -> Result<PathBuf, CheckpointError> {
-        let target = dir.join(format!("sp-{}", self.metadata.id));
-        std::fs::create_dir_all(&target).map_err(|e| io(&target, e))?;
-        for f in &self.metadata.files {
-            let (from, to) = (self.folder.join(&f.name), target.join(&f.name));
-            std::fs::copy(&from, &to).map_err(|e| io(&to, e))?;
-        }
-        let meta = target.join("_metadata");
-        std::fs::copy(self.folder.join("_metadata"), &meta).map_err(|e| io(&meta, e))?;
-        Ok(target)
-    }
+/// `path` (a local path or an object-store URL) as text.
+fn url_of(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
 }
 
-/// A directory of checkpoints.
-#[derive(Debug, Clone)]
-pub struct CheckpointStorage {
-    dir: PathBuf,
+/// Opens the store and folder a path or URL names (S3 settings from the
+/// `AWS_*` environment).
+fn locate(path: &Path) -> Result<StoreLocation, CheckpointError> {
+    objstore::open(&url_of(path), &StoreOptions::default())
+        .map_err(|e| CheckpointError::Io { path: url_of(path), reason: e.to_string() })
 }
 
-fn io(path: &Path, source: std::io::Error) -> CheckpointError {
-    CheckpointError::Io { path: path.display().to_string(), source }
+/// A sub-folder of a location.
+fn subfolder(loc: &StoreLocation, name: &str) -> StoreLocation {
+    let url = format!("{}/{name}", loc.url.trim_end_matches('/'));
+    StoreLocation { url, store: loc.store.clone(), prefix: loc.child(name) }
+}
+
+fn io(loc: &StoreLocation, path: &ObjectPath, e: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::Io { path: loc.display(path), reason: e.to_string() }
 }
 
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-impl CheckpointStorage {
-    /// Uses (and creates) `dir`.
-    pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        Ok(CheckpointStorage { dir: dir.to_path_buf() })
+/// Reads an object; `None` if it does not exist.
+async fn read(loc: &StoreLocation, path: &ObjectPath) -> Result<Option<Vec<u8>>, CheckpointError> {
+    match loc.store.get(path).await {
+        Ok(r) => Ok(Some(r.bytes().await.map_err(|e| io(loc, path, e))?.to_vec())),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(io(loc, path, e)),
+    }
+}
+
+/// Writes `bytes` to `path` only if nothing is there: atomic create-only
+/// where the store has it (local files, S3 with conditional writes).
+async fn create(
+    loc: &StoreLocation,
+    path: &ObjectPath,
+    bytes: Vec<u8>,
+) -> Result<(), CheckpointError> {
+    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+    match loc.store.put_opts(path, PutPayload::from(bytes.clone()), opts).await {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::NotImplemented { .. }) => {
+            // A store without conditional writes: check, then write.
+            if read(loc, path).await?.is_some() {
+                return Err(io(loc, path, "already exists"));
+            }
+            loc.store.put(path, bytes.into()).await.map(|_| ()).map_err(|e| io(loc, path, e))
+        }
+        Err(e) => Err(io(loc, path, e)),
+    }
+}
+
+/// Reads and checks a state file of a checkpoint's folder.
+async fn read_checked(
+    folder: &StoreLocation,
+    metadata: &Metadata,
+    name: &str,
+) -> Result<Vec<u8>, CheckpointError> {
+    let id = metadata.id;
+    let Some(f) = metadata.files.iter().find(|f| f.name == name) else {
+        return Err(CheckpointError::Corrupt { id, reason: format!("no state file {name}") });
+    };
+    let path = folder.child(name);
+    let Some(bytes) = read(folder, &path).await? else {
+        return Err(CheckpointError::Corrupt { id, reason: format!("{name} is missing") });
+    };
+    if sha256(&bytes) != f.sha256 {
+        return Err(CheckpointError::Corrupt {
+            id,
+            reason: format!("{name} does not match its checksum"),
+        });
+    }
+    Ok(bytes)
+}
+
+fn parse_metadata(id: u64, bytes: &[u8], what: &str) -> Result<Metadata, CheckpointError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| CheckpointError::Corrupt { id, reason: format!("bad {what}: {e}") })
+}
+
+impl RestorePoint {
+    /// Opens a checkpoint or savepoint folder (a path or URL), checking its
+    /// metadata.
+    pub fn open(folder: &Path) -> Result<Self, CheckpointError> {
+        let folder = locate(folder)?;
+        let path = folder.child("_metadata");
+        let what = folder.display(&path);
+        let bytes =
+            objstore::block_on(read(&folder, &path))?.ok_or_else(|| CheckpointError::Io {
+                path: what.clone(),
+                reason: "no such savepoint or checkpoint (no _metadata)".into(),
+            })?;
+        let metadata = parse_metadata(0, &bytes, &what)?;
+        Ok(RestorePoint { folder, metadata })
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The folder, for messages.
+    pub fn url(&self) -> &str {
+        &self.folder.url
+    }
+
+    /// Reads a state file, checking its checksum.
+    pub fn read_state(&self, name: &str) -> Result<Vec<u8>, CheckpointError> {
+        objstore::block_on(read_checked(&self.folder, &self.metadata, name))
+    }
+
+    /// Copies this checkpoint into `dir` (a path or URL) as savepoint
+    /// `sp-<id>`; returns its folder.
+    pub fn copy_to(&self, dir: &Path) -> Result<PathBuf, CheckpointError> {
+        let target = subfolder(&locate(dir)?, &format!("sp-{}", self.metadata.id));
+        objstore::block_on(async {
+            for f in &self.metadata.files {
+                let bytes = read_checked(&self.folder, &self.metadata, &f.name).await?;
+                let to = target.child(&f.name);
+                target.store.put(&to, bytes.into()).await.map_err(|e| io(&target, &to, e))?;
+            }
+            let meta = serde_json::to_vec_pretty(&self.metadata).map_err(|e| {
+                CheckpointError::Corrupt { id: self.metadata.id, reason: e.to_string() }
+            })?;
+            create(&target, &target.child("_metadata"), meta).await
+        })?;
+        Ok(PathBuf::from(target.url))
+    }
+}
+
+/// A directory or object-store prefix of checkpoints (`chk-<id>` folders).
+#[derive(Debug, Clone)]
+pub struct CheckpointStorage {
+    root: StoreLocation,
+}
+
+impl CheckpointStorage {
+    /// Uses `dir`: a local directory (created as needed) or an object-store
+    /// URL such as `s3://bucket/checkpoints/job`.
+    pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
+        let root = locate(dir)?;
+        if !url_of(dir).contains("://") {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| CheckpointError::Io { path: url_of(dir), reason: e.to_string() })?;
+        }
+        Ok(CheckpointStorage { root })
+    }
+
+    /// The directory or URL, for messages.
+    pub fn url(&self) -> &str {
+        &self.root.url
     }
 
     /// The folder of checkpoint `id`.
-    pub fn folder(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("chk-{id}"))
+    pub fn folder(&self, id: u64) -> StoreLocation {
+        subfolder(&self.root, &format!("chk-{id}"))
+    }
+
+    /// Checkpoint `metadata`'s folder, to restore from.
+    pub fn point(&self, metadata: Metadata) -> RestorePoint {
+        RestorePoint { folder: self.folder(metadata.id), metadata }
+    }
+
+    /// Complete checkpoint `id`, to restore from.
+    pub fn restore_point(&self, id: u64) -> Result<RestorePoint, CheckpointError> {
+        match self.metadata(id)? {
+            Some(m) => Ok(self.point(m)),
+            None => Err(CheckpointError::Corrupt { id, reason: "it has no _metadata".into() }),
+        }
     }
 
     /// Writes one state file of checkpoint `id`.
@@ -170,35 +272,46 @@ impl CheckpointStorage {
         name: &str,
         bytes: &[u8],
     ) -> Result<StateFile, CheckpointError> {
+        objstore::block_on(self.put_state(id, name, bytes.to_vec()))
+    }
+
+    /// Uploads one state file of checkpoint `id` (for uploads that run
+    /// while the subtask goes on).
+    pub async fn put_state(
+        &self,
+        id: u64,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<StateFile, CheckpointError> {
         let folder = self.folder(id);
-        std::fs::create_dir_all(&folder).map_err(|e| io(&folder, e))?;
-        let path = folder.join(name);
-        let tmp = folder.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, bytes).map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-        Ok(StateFile { name: name.to_owned(), sha256: sha256(bytes), bytes: bytes.len() as u64 })
+        let path = folder.child(name);
+        let file =
+            StateFile { name: name.to_owned(), sha256: sha256(&bytes), bytes: bytes.len() as u64 };
+        folder.store.put(&path, bytes.into()).await.map_err(|e| io(&folder, &path, e))?;
+        Ok(file)
     }
 
     /// Completes a checkpoint: writes its metadata last, atomically, and
     /// never over an existing one.
     pub fn commit(&self, metadata: &Metadata) -> Result<(), CheckpointError> {
         let folder = self.folder(metadata.id);
-        std::fs::create_dir_all(&folder).map_err(|e| io(&folder, e))?;
         let json = serde_json::to_vec_pretty(metadata)
             .map_err(|e| CheckpointError::Corrupt { id: metadata.id, reason: e.to_string() })?;
-        let tmp = folder.join("._metadata.tmp");
-        let path = folder.join("_metadata");
-        std::fs::write(&tmp, &json).map_err(|e| io(&tmp, e))?;
-        // A hard link fails if `_metadata` exists: create-only, atomic.
-        std::fs::hard_link(&tmp, &path).map_err(|e| io(&path, e))?;
-        let _ = std::fs::remove_file(&tmp);
-        Ok(())
+        objstore::block_on(create(&folder, &folder.child("_metadata"), json))
     }
 
     fn ids(&self) -> Result<Vec<u64>, CheckpointError> {
-        let mut ids: Vec<u64> = std::fs::read_dir(&self.dir)
-            .map_err(|e| io(&self.dir, e))?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+        let root = &self.root;
+        let listed = objstore::block_on(root.store.list_with_delimiter(Some(&root.prefix)));
+        let listed = match listed {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(io(root, &root.prefix, e)),
+        };
+        let mut ids: Vec<u64> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename()?.strip_prefix("chk-")?.parse().ok())
             .collect();
         ids.sort_unstable();
         Ok(ids)
@@ -207,14 +320,11 @@ impl CheckpointStorage {
     /// Reads and checks the metadata of checkpoint `id`: `None` if it never
     /// completed.
     pub fn metadata(&self, id: u64) -> Result<Option<Metadata>, CheckpointError> {
-        let path = self.folder(id).join("_metadata");
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(&path, e)),
+        let folder = self.folder(id);
+        let Some(bytes) = objstore::block_on(read(&folder, &folder.child("_metadata")))? else {
+            return Ok(None);
         };
-        let m: Metadata = serde_json::from_slice(&bytes)
-            .map_err(|e| CheckpointError::Corrupt { id, reason: format!("bad _metadata: {e}") })?;
+        let m = parse_metadata(id, &bytes, "_metadata")?;
         if m.id != id {
             return Err(CheckpointError::Corrupt {
                 id,
@@ -226,8 +336,7 @@ impl CheckpointStorage {
 
     /// Reads a state file of checkpoint `metadata`, checking its checksum.
     pub fn read_state(&self, metadata: &Metadata, name: &str) -> Result<Vec<u8>, CheckpointError> {
-        RestorePoint { folder: self.folder(metadata.id), metadata: metadata.clone() }
-            .read_state(name)
+        objstore::block_on(read_checked(&self.folder(metadata.id), metadata, name))
     }
 
     /// The newest complete, undamaged checkpoint for a job with
@@ -250,7 +359,7 @@ impl CheckpointStorage {
             if m.fingerprint != fingerprint {
                 return Err(CheckpointError::Mismatch {
                     id,
-                    dir: self.dir.display().to_string(),
+                    dir: self.root.url.clone(),
                     found: m.fingerprint,
                     expected: fingerprint.to_owned(),
                 });
@@ -278,8 +387,40 @@ impl CheckpointStorage {
         let kept: Vec<u64> = complete.iter().rev().take(keep.max(1)).copied().collect();
         for id in ids {
             if id < newest && !kept.contains(&id) {
-                let folder = self.folder(id);
-                std::fs::remove_dir_all(&folder).map_err(|e| io(&folder, e))?;
+                self.delete(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes checkpoint `id`'s folder, metadata first so a half-deleted
+    /// checkpoint is never taken for a complete one.
+    fn delete(&self, id: u64) -> Result<(), CheckpointError> {
+        let folder = self.folder(id);
+        let store = &folder.store;
+        objstore::block_on(async {
+            let meta = folder.child("_metadata");
+            match store.delete(&meta).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(io(&folder, &meta, e)),
+            }
+            let objects: Vec<_> = store
+                .list(Some(&folder.prefix))
+                .try_collect()
+                .await
+                .map_err(|e| io(&folder, &folder.prefix, e))?;
+            for o in objects {
+                match store.delete(&o.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(io(&folder, &o.location, e)),
+                }
+            }
+            Ok(())
+        })?;
+        // A local folder may be left empty.
+        if let Ok(local) = std::fs::canonicalize(format!("/{}", folder.prefix)) {
+            if !folder.url.contains("://") || folder.url.starts_with("file://") {
+                let _ = std::fs::remove_dir_all(local);
             }
         }
         Ok(())

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use wasmtime::Store;
+use wasmtime::component::TypedFunc;
 
 use super::bindings;
 pub use super::bindings::exports::flinkw::plugin::window::{FiredWindow, WindowElements};
@@ -108,12 +109,20 @@ pub struct Instance {
     store: Store<HostState>,
     job: bindings::Job,
     limits: Limits,
+    upgrade: Option<UpgradeFuncs>,
+}
+
+/// The optional `upgrade` export's functions, found at instantiation.
+struct UpgradeFuncs {
+    version: TypedFunc<(), (String,)>,
+    migrate: TypedFunc<(String, Vec<u8>), (Result<Vec<u8>, String>,)>,
 }
 
 impl Instance {
     pub(super) fn new(
         engine: &Engine,
         pre: &bindings::JobPre<HostState>,
+        upgrade: Option<&super::UpgradeExports>,
         label: &str,
     ) -> Result<Self, GuestError> {
         let limits = engine.limits();
@@ -122,9 +131,36 @@ impl Instance {
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(limits.deadline_ticks());
-        let job =
-            pre.instantiate(&mut store).map_err(|e| GuestError::Instantiate(format!("{e:#}")))?;
-        Ok(Instance { store, job, limits })
+        let failed = |e: wasmtime::Error| GuestError::Instantiate(format!("{e:#}"));
+        let instance = pre.instance_pre().instantiate(&mut store).map_err(failed)?;
+        let job = bindings::Job::new(&mut store, &instance).map_err(failed)?;
+        let upgrade = match upgrade {
+            Some(exports) => Some(UpgradeFuncs {
+                version: instance.get_typed_func(&mut store, exports.version).map_err(failed)?,
+                migrate: instance.get_typed_func(&mut store, exports.migrate).map_err(failed)?,
+            }),
+            None => None,
+        };
+        Ok(Instance { store, job, limits, upgrade })
+    }
+
+    /// The plugin's version (its optional `upgrade` export); `None` for a
+    /// plugin without one.
+    pub fn version(&mut self) -> Result<Option<String>, GuestError> {
+        let Some(f) = self.upgrade.as_ref().map(|u| u.version) else { return Ok(None) };
+        self.arm();
+        let result = f.call(&mut self.store, ()).map(|(v,)| Ok(v));
+        self.finish("version", result).map(Some)
+    }
+
+    /// Converts guest state that plugin version `from` wrote into this
+    /// version's form (the optional `upgrade` export); unchanged for a
+    /// plugin without one.
+    pub fn migrate(&mut self, from: &str, state: Vec<u8>) -> Result<Vec<u8>, GuestError> {
+        let Some(f) = self.upgrade.as_ref().map(|u| u.migrate) else { return Ok(state) };
+        self.arm();
+        let result = f.call(&mut self.store, (from.to_owned(), state)).map(|(r,)| r);
+        self.finish_with(|| format!("migrate from version {from}"), result)
     }
 
     /// Calls `plan` with the job's config and checks the graph it returns.

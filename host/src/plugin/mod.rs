@@ -10,7 +10,7 @@ mod instance;
 
 use std::path::Path;
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, Linker};
 
 pub(crate) use bindings::flinkw::plugin::types as wit_types;
 pub(crate) use instance::CAPTURED_FRAMES;
@@ -21,6 +21,9 @@ use crate::engine::{Engine, content_hash};
 /// The WIT package version this host implements.
 pub const WIT_VERSION: &str = "0.1.0";
 const WIT_PACKAGE: &str = "flinkw:plugin";
+/// The version recorded for guest state of a plugin that names none (the
+/// Rust SDK's default as well).
+pub const UNVERSIONED: &str = "unversioned";
 /// The interfaces a plugin must export.
 const REQUIRED_EXPORTS: [&str; 5] = ["plan", "transform", "keyed", "snapshot", "window"];
 
@@ -100,6 +103,30 @@ pub struct Plugin {
     hash: String,
     engine: Engine,
     pre: bindings::JobPre<host::HostState>,
+    upgrade: Option<UpgradeExports>,
+}
+
+/// Where a plugin's optional `upgrade` export's functions are.
+#[derive(Clone, Copy)]
+struct UpgradeExports {
+    version: ComponentExportIndex,
+    migrate: ComponentExportIndex,
+}
+
+impl UpgradeExports {
+    /// Finds the `upgrade` interface's functions, if the plugin exports it.
+    fn find(engine: &Engine, component: &Component) -> Option<Self> {
+        let ty = component.component_type();
+        let name = ty
+            .exports(engine.wasmtime())
+            .map(|(n, _)| n)
+            .find(|n| n.starts_with(&format!("{WIT_PACKAGE}/upgrade@")))?;
+        let interface = component.get_export_index(None, name)?;
+        Some(UpgradeExports {
+            version: component.get_export_index(Some(&interface), "version")?,
+            migrate: component.get_export_index(Some(&interface), "migrate")?,
+        })
+    }
 }
 
 impl Plugin {
@@ -134,7 +161,8 @@ impl Plugin {
             .instantiate_pre(&component)
             .and_then(bindings::JobPre::new)
             .map_err(|e| LoadError::Imports { name: name.clone(), reason: format!("{e:#}") })?;
-        Ok(Plugin { name, hash, engine: engine.clone(), pre })
+        let upgrade = UpgradeExports::find(engine, &component);
+        Ok(Plugin { name, hash, engine: engine.clone(), pre, upgrade })
     }
 
     /// The name used in messages (usually the file path).
@@ -150,7 +178,7 @@ impl Plugin {
     /// A fresh instance with its own store, memory and state; `label` tags
     /// its logs (e.g. `job/operator#subtask`).
     pub fn instantiate(&self, label: &str) -> Result<Instance, GuestError> {
-        Instance::new(&self.engine, &self.pre, label)
+        Instance::new(&self.engine, &self.pre, self.upgrade.as_ref(), label)
     }
 }
 

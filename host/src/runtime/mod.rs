@@ -486,9 +486,7 @@ pub fn prepare_job(
             {
                 (Some(path), _) => Some(checkpointing::open_savepoint(path, &shape)?),
                 // The coordinator elsewhere chose the checkpoint.
-                (None, Some(id)) => id
-                    .map(|id| crate::checkpoint::RestorePoint::open(&storage.folder(id)))
-                    .transpose()?,
+                (None, Some(id)) => id.map(|id| storage.restore_point(id)).transpose()?,
                 (None, None) => {
                     let (latest, skipped) = checkpointing::latest_point(&storage, &fingerprint)?;
                     skipped_checkpoints = skipped;

@@ -18,7 +18,7 @@ use crate::checkpoint::{
 };
 use crate::connector::{Poll, SinkWriter, SourceReader};
 use crate::graph::NodeKind;
-use crate::plugin::Instance;
+use crate::plugin::{Instance, UNVERSIONED};
 use crate::time::{
     MAX_WATERMARK, MIN_WATERMARK, TimeDomain, WatermarkCombiner, WatermarkGenerator,
 };
@@ -494,6 +494,7 @@ impl Subtask {
             snap.tables = inst.state_backend().0.export().map_err(|e| e.to_string())?;
             snap.timers = inst.timers();
             snap.guest = Some(inst.snapshot().map_err(|e| e.to_string())?);
+            snap.guest_version = inst.version().map_err(|e| e.to_string())?;
         }
         snap.max_timestamp = self.time.generator.as_ref().and_then(|(_, g)| g.max_timestamp());
         for op in ops.iter_mut() {
@@ -540,9 +541,20 @@ impl Subtask {
                 .import(snap.tables)
                 .map_err(|error| JobError::State { node: node.clone(), error })?;
             inst.set_timers(snap.timers);
-            if let Some(guest) = snap.guest.as_ref().filter(|g| !g.is_empty()) {
-                inst.restore(guest)
-                    .map_err(|error| JobError::Guest { node: node.clone(), error })?;
+            if let Some(guest) = snap.guest.filter(|g| !g.is_empty()) {
+                let guest_error = |error| JobError::Guest { node: node.clone(), error };
+                let guest = match inst.version().map_err(guest_error)? {
+                    Some(now) => {
+                        let then = snap.guest_version.as_deref().unwrap_or(UNVERSIONED);
+                        if then == now {
+                            guest
+                        } else {
+                            inst.migrate(then, guest).map_err(guest_error)?
+                        }
+                    }
+                    None => guest,
+                };
+                inst.restore(&guest).map_err(guest_error)?;
             }
         }
         for op in ops.iter_mut() {
@@ -610,6 +622,7 @@ impl Subtask {
             positions.extend(snap.source);
             if i == self.index {
                 merged.guest = snap.guest;
+                merged.guest_version = snap.guest_version;
             }
             // Old subtasks beyond the new parallelism hand their files to subtask 0.
             if i == self.index || (self.index == 0 && i >= self.task.parallelism) {
