@@ -39,6 +39,7 @@ mod graph;
 mod kafka;
 mod log;
 pub mod nexmark;
+mod objects;
 mod state;
 mod stream;
 
@@ -51,6 +52,7 @@ pub use env::{Config, Env};
 pub use error::Error;
 pub use kafka::{Kafka, KafkaRecord, KafkaSink, KafkaSource};
 pub use log::{Level, counter_add, gauge_set, log};
+pub use objects::{ObjectSink, ObjectSource, Objects};
 pub use state::{AggregatingState, ListState, MapState, ReducingState, StateTtl, ValueState};
 pub use stream::{
     AggregateFunction, CoProcessFunction, Collector, ConnectedStreams, IntervalJoin, KeyedContext,
@@ -63,9 +65,9 @@ pub mod prelude {
     pub use crate::{
         AggregateFunction, AggregatingState, Bid, Blackhole, CoProcessFunction, Collector, Data,
         Datagen, Env, Error, File, FileSink, Kafka, KafkaRecord, KeyedContext,
-        KeyedProcessFunction, KeyedStream, ListState, MapState, PartFileSink, ReducingState,
-        Session, Sliding, StateTtl, Stdout, Stream, TimeDomain, TimeWindow, Tumbling, ValueState,
-        WatermarkStrategy, WindowAssigner, WindowedStream,
+        KeyedProcessFunction, KeyedStream, ListState, MapState, Objects, PartFileSink,
+        ReducingState, Session, Sliding, StateTtl, Stdout, Stream, TimeDomain, TimeWindow,
+        Tumbling, ValueState, WatermarkStrategy, WindowAssigner, WindowedStream,
     };
 }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod kafka;
+pub mod s3;
 
 pub mod sdk_plugins;
 
