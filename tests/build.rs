@@ -19,6 +19,14 @@ const PLUGINS: [(&str, &str); 11] = [
     ("STATE_KINDS", "tests/plugins/state-kinds"),
 ];
 
+/// Plugins built in several versions: (constant name, directory, cargo
+/// feature; the empty feature is the default build).
+const VARIANTS: [(&str, &str, &str); 3] = [
+    ("UPGRADE_V1", "tests/plugins/upgrade", ""),
+    ("UPGRADE_V2", "tests/plugins/upgrade", "v2"),
+    ("UPGRADE_V3", "tests/plugins/upgrade", "v3"),
+];
+
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let root = manifest_dir.parent().expect("tests/ is inside the repository").to_path_buf();
@@ -29,6 +37,20 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let mut consts = String::new();
+    for (name, dir, feature) in VARIANTS {
+        let dir = root.join(dir);
+        println!("cargo:rerun-if-changed={}", dir.join("src").display());
+        println!("cargo:rerun-if-changed={}", dir.join("Cargo.toml").display());
+        let wasm = build_plugin_with(&dir, &target_dir, feature);
+        // Each variant's file under its own name: the next build overwrites the crate's.
+        let copy = wasm.with_file_name(format!("{}.wasm", name.to_lowercase()));
+        std::fs::copy(&wasm, &copy).expect("copy a plugin variant");
+        consts.push_str(&format!(
+            "/// The `{}` plugin with feature `{feature}`, built for wasm32-wasip2.\npub const {name}: &str = {:?};\n",
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
+            copy.display().to_string()
+        ));
+    }
     for (name, dir) in PLUGINS {
         let dir = root.join(dir);
         println!("cargo:rerun-if-changed={}", dir.join("src").display());
@@ -56,11 +78,19 @@ fn plugin_target_dir(out_dir: &Path) -> PathBuf {
 }
 
 fn build_plugin(dir: &Path, target_dir: &Path) -> PathBuf {
+    build_plugin_with(dir, target_dir, "")
+}
+
+/// Builds the plugin in `dir` with cargo `feature` (none if empty).
+fn build_plugin_with(dir: &Path, target_dir: &Path, feature: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(dir)
         .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
         .arg(target_dir);
+    if !feature.is_empty() {
+        cmd.args(["--features", feature]);
+    }
     // Settings meant for the host build must not leak into the guest build.
     for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
         cmd.env_remove(var);
