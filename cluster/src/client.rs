@@ -111,6 +111,8 @@ pub struct DeployRequest {
     pub call_timeout_ms: u64,
     /// Checkpoints folder, reachable by every worker.
     pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Start from this savepoint.
+    pub from_savepoint: Option<std::path::PathBuf>,
 }
 
 /// Uploads a plugin and starts a job; returns the job's id.
@@ -127,6 +129,7 @@ pub fn deploy(api: &Api, plugin: &Path, request: &DeployRequest) -> anyhow::Resu
         "memory_limit_mib": request.memory_limit_mib,
         "call_timeout_ms": request.call_timeout_ms,
         "checkpoint_dir": request.checkpoint_dir,
+        "from_savepoint": request.from_savepoint,
     });
     let answer =
         api.call("POST", "/v1/jobs", Some(("application/json", body.to_string().as_bytes())))?;

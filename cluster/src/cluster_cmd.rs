@@ -11,6 +11,9 @@ use flinkw_cluster::client::{self, Api, DeployRequest};
 use flinkw_cluster::coordinator::{self, CoordinatorOptions};
 use flinkw_cluster::{tls, worker};
 
+#[path = "tenant_cmd.rs"]
+mod tenant_cmd;
+
 /// Subcommands that start or talk to a cluster.
 #[derive(Subcommand)]
 pub enum ClusterCommand {
@@ -34,6 +37,29 @@ pub enum ClusterCommand {
         /// A worker silent this long (ms) counts as lost.
         #[arg(long, default_value_t = 3000, value_name = "MS")]
         heartbeat_timeout: u64,
+        /// Where tenants' checkpoints and savepoints go, one folder per
+        /// tenant (default: DATA_DIR/storage); workers must reach it.
+        #[arg(long, value_name = "DIR")]
+        tenant_storage: Option<PathBuf>,
+    },
+    /// Tenants of a cluster: create, set quotas, list, delete (admin token).
+    #[command(subcommand)]
+    Tenant(tenant_cmd::TenantCommand),
+    /// Checks a token against the coordinator and keeps it for later commands.
+    Login {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Prints the coordinator's audit log, one JSON object a line (admin token).
+    Audit {
+        /// Only this tenant's events.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The last N events.
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        limit: usize,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Starts a worker that offers task slots to a coordinator.
     Worker {
@@ -74,12 +100,17 @@ pub enum ClusterCommand {
         /// Wait before a restart, in ms.
         #[arg(long, default_value_t = 1000, value_name = "MS")]
         restart_delay: u64,
-        /// Memory limit of each plugin instance, in MiB.
-        #[arg(long, default_value_t = 512, value_name = "MIB")]
-        memory_limit: usize,
-        /// Longest one guest call may run, in seconds.
-        #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-        call_timeout: f64,
+        /// Memory limit of each plugin instance, in MiB (default: 512, or
+        /// less if the tenant's quota says so).
+        #[arg(long, value_name = "MIB")]
+        memory_limit: Option<usize>,
+        /// Longest one guest call may run, in seconds (default: 10, or less
+        /// if the tenant's quota says so).
+        #[arg(long, value_name = "SECS")]
+        call_timeout: Option<f64>,
+        /// Start from this savepoint (a tenant's must be in its storage).
+        #[arg(long, value_name = "PATH")]
+        from_savepoint: Option<PathBuf>,
         /// Take checkpoints into DIR (a folder every worker reaches) and
         /// restart failed attempts from the newest one.
         #[arg(long, value_name = "DIR")]
@@ -175,7 +206,7 @@ pub struct ApiArgs {
     /// The coordinator's REST API.
     #[arg(long, env = "FLINKW_COORDINATOR", default_value = "http://127.0.0.1:8081")]
     coordinator: String,
-    /// The API token.
+    /// The API token (default: the one `flinkw login` kept).
     #[arg(long, env = "FLINKW_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Print JSON instead of tables.
@@ -185,7 +216,18 @@ pub struct ApiArgs {
 
 impl ApiArgs {
     fn api(&self) -> anyhow::Result<Api> {
-        Api::new(&self.coordinator, self.token.clone())
+        Api::new(&self.coordinator, self.token.clone().or_else(tenant_cmd::saved_token))
+    }
+}
+
+/// A folder path for the coordinator: `./x`, `../x` and absolute paths are
+/// made absolute here; a bare name (`ck`, `ck/sp-1`) is sent as it is, and
+/// the coordinator takes it inside the tenant's storage.
+fn remote_path(p: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use std::path::Component;
+    match p.components().next() {
+        Some(Component::Normal(_)) => Ok(p.to_path_buf()),
+        _ => Ok(std::path::absolute(p)?),
     }
 }
 
@@ -197,7 +239,15 @@ fn secs(s: f64, what: &str) -> anyhow::Result<Duration> {
 /// Runs a cluster subcommand.
 pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
     match command {
-        ClusterCommand::Coordinator { listen, rest, certs, token, data_dir, heartbeat_timeout } => {
+        ClusterCommand::Coordinator {
+            listen,
+            rest,
+            certs,
+            token,
+            data_dir,
+            heartbeat_timeout,
+            tenant_storage,
+        } => {
             anyhow::ensure!(!token.is_empty(), "--token must not be empty");
             coordinator::run(CoordinatorOptions {
                 listen,
@@ -206,6 +256,7 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
                 token,
                 data_dir,
                 heartbeat_timeout: Duration::from_millis(heartbeat_timeout.max(100)),
+                tenant_storage,
             })
         }
         ClusterCommand::Worker { join, slots, bind, name, certs, cache_dir, connect_timeout } => {
@@ -234,17 +285,24 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
             restart_delay,
             memory_limit,
             call_timeout,
+            from_savepoint,
             checkpoint_dir,
             wait,
             wait_timeout,
         } => {
+            anyhow::ensure!(memory_limit != Some(0), "--memory-limit must be at least 1 MiB");
             let request = DeployRequest {
                 config: set,
                 restarts,
                 restart_delay_ms: restart_delay,
-                memory_limit_mib: memory_limit,
-                call_timeout_ms: secs(call_timeout, "--call-timeout")?.as_millis() as u64,
-                checkpoint_dir: checkpoint_dir.map(|d| std::path::absolute(&d)).transpose()?,
+                // 0: the coordinator decides (the tenant's quota, or the default).
+                memory_limit_mib: memory_limit.unwrap_or(0),
+                call_timeout_ms: call_timeout
+                    .map(|s| secs(s, "--call-timeout"))
+                    .transpose()?
+                    .map_or(0, |d| d.as_millis().max(1) as u64),
+                checkpoint_dir: checkpoint_dir.map(|d| remote_path(&d)).transpose()?,
+                from_savepoint: from_savepoint.map(|d| remote_path(&d)).transpose()?,
             };
             let client = api.api()?;
             let job = client::deploy(&client, &plugin, &request)?;
@@ -323,6 +381,11 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
                 client::print_workers(&list)
             }
             Ok(())
+        }
+        ClusterCommand::Tenant(command) => tenant_cmd::execute(command),
+        ClusterCommand::Login { api } => tenant_cmd::login(&api),
+        ClusterCommand::Audit { tenant, limit, api } => {
+            tenant_cmd::audit(&api, tenant.as_deref(), limit)
         }
         ClusterCommand::Cert(CertCommand::Ca { out }) => {
             tls::create_ca(&out)?;

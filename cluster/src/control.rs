@@ -163,6 +163,13 @@ pub struct Deployment {
     pub restore: Option<u64>,
     /// Or, before its first checkpoint, the savepoint it starts from.
     pub from_savepoint: Option<std::path::PathBuf>,
+    /// Whether guests read the real WASI clocks (else a clock frozen at 0).
+    #[serde(default = "granted")]
+    pub clocks: bool,
+}
+
+fn granted() -> bool {
+    true
 }
 
 /// What one worker's subtasks of a job did.

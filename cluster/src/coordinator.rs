@@ -46,6 +46,8 @@ pub struct CoordinatorOptions {
     pub data_dir: PathBuf,
     /// A worker silent this long is lost.
     pub heartbeat_timeout: Duration,
+    /// Tenants' checkpoint folders (default: `data-dir/storage`).
+    pub tenant_storage: Option<PathBuf>,
 }
 
 /// A registered worker.
@@ -131,16 +133,24 @@ pub struct JobRequest {
     /// Start from this savepoint (at any parallelism).
     #[serde(default)]
     pub from_savepoint: Option<PathBuf>,
+    /// The tenant the job belongs to (none: the admin's); set by the
+    /// coordinator from the token, never taken from the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Whether guests read the real WASI clocks (the tenant's policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clocks: Option<bool>,
 }
 
 fn default_delay() -> u64 {
     1000
 }
+// 0: not given; the tenant's quota or the admin's default decides.
 fn default_memory() -> usize {
-    512
+    0
 }
 fn default_call_timeout() -> u64 {
-    10_000
+    0
 }
 
 /// A job as clients see it.
@@ -193,6 +203,10 @@ pub struct Coordinator {
     next_worker: Mutex<u32>,
     next_job: Mutex<u64>,
     pub(crate) options: CoordinatorOptions,
+    /// Tenants, their tokens and quotas.
+    pub(crate) tenants: crate::tenant::TenantStore,
+    /// What was deployed, cancelled, … by whom.
+    pub(crate) audit: crate::audit::AuditLog,
     engine: Engine,
     started: Instant,
 }
@@ -227,6 +241,9 @@ impl Coordinator {
             format!("job-{}", *next)
         };
         let entry = self.entry(&id, request)?;
+        // Quotas: refused here, nothing started; admitted under a lock
+        // held until the job is registered.
+        let _admitted = crate::tenant_api::admit(self, &entry, self.now_ms())?;
         let actions = entry.lifecycle.start();
         tracing::info!(job = %id, name = %entry.name, "job submitted");
         self.persist(&entry);
@@ -325,7 +342,25 @@ impl Coordinator {
         let path = self.plugin_path(&request.plugin);
         let bytes = std::fs::read(&path)
             .map_err(|_| anyhow::anyhow!("no plugin {} was uploaded", request.plugin))?;
-        let plugin = Plugin::load(&self.engine, &request.plugin, &bytes)?;
+        let memory_mib = if request.memory_limit_mib == 0 { 512 } else { request.memory_limit_mib };
+        let call_ms = if request.call_timeout_ms == 0 { 10_000 } else { request.call_timeout_ms };
+        // `plan` runs here under the job's own limits.
+        let engine = self.engine.with_limits(Limits {
+            memory_bytes: memory_mib << 20,
+            call_timeout: Duration::from_millis(call_ms),
+            clocks: request.clocks.unwrap_or(true),
+            ..Limits::default()
+        });
+        let plugin = match request.tenant {
+            // A tenant's plugin is untrusted: compiled with limits.
+            Some(_) => crate::compile_guard::load(
+                &engine,
+                &request.plugin,
+                bytes,
+                &crate::compile_guard::CompileLimits::default(),
+            )?,
+            None => Plugin::load(&engine, &request.plugin, &bytes)?,
+        };
         let config = JobConfig::parse(&request.config)?;
         let graph = plan_job(&plugin, &config)?;
         let physical = physical_plan(&graph, config.parallelism)?;
@@ -357,8 +392,8 @@ impl Coordinator {
             submitted: Instant::now(),
             running_since: None,
             ended: None,
-            memory_limit: request.memory_limit_mib.max(1) << 20,
-            call_timeout_ms: request.call_timeout_ms.max(1),
+            memory_limit: memory_mib << 20,
+            call_timeout_ms: call_ms,
             graph: graph.clone(),
             job_config: config,
             checkpoint_dir: request.checkpoint_dir.clone(),
@@ -445,7 +480,9 @@ impl Coordinator {
                 *used.entry(*w).or_default() += n;
             }
         }
-        let Some(j) = jobs.get_mut(job) else {
+        let Some((tenant, needs)) =
+            jobs.get(job).map(|j| (j.request.tenant.clone(), j.needs.clone()))
+        else {
             return Event::NoSlots { reason: "the job is gone".into() };
         };
         let offers: Vec<Offer> = workers
@@ -455,7 +492,26 @@ impl Coordinator {
                 free: w.slots.saturating_sub(used.get(id).copied().unwrap_or(0)),
             })
             .collect();
-        let (slots, placement) = match place(&j.needs, &offers) {
+        // A tenant's jobs spread: workers where it holds fewest slots first.
+        let placed = match tenant {
+            Some(t) => {
+                let mut busy: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
+                for other in jobs.values().filter(|o| o.request.tenant.as_ref() == Some(&t)) {
+                    for (w, n) in &other.slots {
+                        busy.entry(*w).or_default().0 += n;
+                    }
+                }
+                for (w, n) in &used {
+                    busy.entry(*w).or_default().1 += n;
+                }
+                crate::scheduler::place_spread(&needs, &offers, &busy)
+            }
+            None => place(&needs, &offers),
+        };
+        let Some(j) = jobs.get_mut(job) else {
+            return Event::NoSlots { reason: "the job is gone".into() };
+        };
+        let (slots, placement) = match placed {
             Ok(p) => (p.slots, p.tasks),
             Err(e) => return Event::NoSlots { reason: e.to_string() },
         };
@@ -508,6 +564,7 @@ impl Coordinator {
             checkpoint_dir: j.checkpoint_dir.clone(),
             restore,
             from_savepoint,
+            clocks: j.request.clocks.unwrap_or(true),
         };
         j.placement = placement;
         j.report = PartReport::default();
@@ -686,7 +743,13 @@ async fn serve(options: CoordinatorOptions) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} for the REST API", options.rest))?;
     let quic_addr = endpoint.local_addr()?;
     let rest_addr = listener.local_addr()?;
+    let storage =
+        options.tenant_storage.clone().unwrap_or_else(|| options.data_dir.join("storage"));
+    let tenants = crate::tenant::TenantStore::open(&options.data_dir, storage)?;
+    let audit = crate::audit::AuditLog::new(&options.data_dir);
     let coordinator = Arc::new(Coordinator {
+        tenants,
+        audit,
         workers: Mutex::new(BTreeMap::new()),
         jobs: Mutex::new(BTreeMap::new()),
         next_worker: Mutex::new(0),

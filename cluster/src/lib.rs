@@ -10,13 +10,20 @@
 //! - [`lifecycle`] and [`scheduler`]: pure cores (a job's states, slot placement).
 //! - [`coordinator`], [`worker`], [`rest`]: the processes.
 //! - [`client`]: what `flinkw deploy/list/status/cancel` use.
+//! - [`tenant`], [`quota`], [`tenant_api`], [`audit`], [`compile_guard`]:
+//!   multi-tenant hosting (tokens, quotas, isolation, the audit log).
 
+pub mod audit;
 pub mod client;
+pub mod compile_guard;
 pub mod control;
 pub mod coordinator;
 pub mod data;
 pub mod lifecycle;
+pub mod quota;
 pub mod rest;
 pub mod scheduler;
+pub mod tenant;
+pub mod tenant_api;
 pub mod tls;
 pub mod worker;

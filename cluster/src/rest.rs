@@ -1,4 +1,7 @@
-//! The coordinator's REST API (JSON over HTTP, bearer-token auth).
+//! The coordinator's REST API (JSON over HTTP, bearer-token auth: the
+//! coordinator's token is the admin's, tenants have their own and see only
+//! their own jobs — [`tenant_api`] guards every route and adds the tenant
+//! and audit routes).
 //!
 //! | method | path | what |
 //! | --- | --- | --- |
@@ -14,7 +17,6 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -22,9 +24,12 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Json};
 use serde_json::json;
 
 use crate::coordinator::{Coordinator, JobRequest};
+use crate::tenant::Principal;
+use crate::tenant_api;
 
 /// The largest plugin accepted.
 const MAX_PLUGIN: usize = 512 << 20;
@@ -43,52 +48,57 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/jobs/{id}/savepoint", post(savepoint))
         .route("/v1/workers", get(workers))
         .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn_with_state(c.clone(), auth))
+        .merge(crate::tenant_api::routes())
+        .layer(axum::middleware::from_fn_with_state(c.clone(), crate::tenant_api::guard))
         .layer(DefaultBodyLimit::max(MAX_PLUGIN));
-    Router::new().route("/healthz", get(|| async { "ok" })).merge(api).with_state(c)
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(api)
+        .with_state(c)
 }
 
-async fn auth(State(c): State<Arc<Coordinator>>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_none_or(|t| !constant_time_eq(t.as_bytes(), c.options.token.as_bytes())) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong API token (send `Authorization: Bearer TOKEN`; the CLI reads \
-             --token or FLINKW_TOKEN)",
-        );
-    }
-    next.run(request).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn upload(State(c): State<Arc<Coordinator>>, body: Bytes) -> Response {
+async fn upload(
+    State(c): State<Arc<Coordinator>>,
+    Extension(who): Extension<Principal>,
+    body: Bytes,
+) -> Response {
     if body.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the plugin is empty");
     }
-    match tokio::task::spawn_blocking(move || c.store_plugin(&body)).await {
+    if let Err(e) = tenant_api::admit_upload(&c, &who, body.len()) {
+        return tenant_api::refusal_response(&e);
+    }
+    let stored = move || {
+        let hash = c.store_plugin(&body)?;
+        tenant_api::uploaded(&c, &who, &hash).map(|()| hash)
+    };
+    match tokio::task::spawn_blocking(stored).await {
         Ok(Ok(hash)) => Json(json!({ "plugin": hash })).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
-async fn submit(State(c): State<Arc<Coordinator>>, Json(request): Json<JobRequest>) -> Response {
-    match tokio::task::spawn_blocking(move || c.submit(request)).await {
+async fn submit(
+    State(c): State<Arc<Coordinator>>,
+    Extension(who): Extension<Principal>,
+    Json(mut request): Json<JobRequest>,
+) -> Response {
+    let submit = move || {
+        tenant_api::resolve(&c, &who, &mut request)?;
+        c.submit(request)
+    };
+    match tokio::task::spawn_blocking(submit).await {
         Ok(Ok(id)) => (StatusCode::CREATED, Json(json!({ "job": id }))).into_response(),
-        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+        Ok(Err(e)) => tenant_api::refusal_response(&e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
-async fn list(State(c): State<Arc<Coordinator>>) -> Response {
-    Json(c.job_statuses()).into_response()
+async fn list(State(c): State<Arc<Coordinator>>, Extension(who): Extension<Principal>) -> Response {
+    let mine: Vec<_> =
+        c.job_statuses().into_iter().filter(|j| who.may_see(j.request.tenant.as_deref())).collect();
+    Json(mine).into_response()
 }
 
 async fn show(State(c): State<Arc<Coordinator>>, Path(id): Path<String>) -> Response {
@@ -166,5 +176,6 @@ async fn metrics(State(c): State<Arc<Coordinator>>) -> Response {
             );
         }
     }
+    out.push_str(&tenant_api::metrics_text(&c));
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -50,13 +50,34 @@ pub struct Placement {
 
 /// Places every subtask.
 pub fn place(tasks: &[TaskNeeds], offers: &[Offer]) -> Result<Placement, NotEnoughSlots> {
+    place_by(tasks, offers, |o| (0, o.worker))
+}
+
+/// Places every subtask starting with the workers where `busy` (slots a
+/// tenant already holds there, then slots taken by anyone) is smallest:
+/// one tenant's jobs spread over the workers instead of piling up on the
+/// first, so a runaway job of one tenant shares a worker with as few of
+/// another's as it can.
+pub fn place_spread(
+    tasks: &[TaskNeeds],
+    offers: &[Offer],
+    busy: &std::collections::BTreeMap<u32, (u32, u32)>,
+) -> Result<Placement, NotEnoughSlots> {
+    place_by(tasks, offers, |o| (busy.get(&o.worker).copied().unwrap_or_default(), o.worker))
+}
+
+fn place_by<K: Ord>(
+    tasks: &[TaskNeeds],
+    offers: &[Offer],
+    order: impl Fn(&Offer) -> K,
+) -> Result<Placement, NotEnoughSlots> {
     let needed = tasks.iter().map(|t| t.parallelism).max().unwrap_or(0);
     let free: u32 = offers.iter().map(|o| o.free).sum();
     if needed > free || (needed > 0 && offers.is_empty()) {
         return Err(NotEnoughSlots { needed, free, workers: offers.len() });
     }
     let mut offers: Vec<Offer> = offers.to_vec();
-    offers.sort_by_key(|o| o.worker);
+    offers.sort_by_key(order);
     let mut slots = Vec::with_capacity(needed as usize);
     let mut turn = 0;
     let n = offers.len();
@@ -82,6 +103,18 @@ pub fn place(tasks: &[TaskNeeds], offers: &[Offer]) -> Result<Placement, NotEnou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenants_jobs_spread_over_the_workers() {
+        let offers = [Offer { worker: 1, free: 4 }, Offer { worker: 2, free: 4 }];
+        // The tenant holds a slot on worker 1: its next job goes to 2.
+        let busy = [(1, (1, 1)), (2, (0, 3))].into_iter().collect();
+        assert_eq!(place_spread(&[task(1)], &offers, &busy).unwrap().slots, vec![2]);
+        // Even: the worker with fewer slots taken by anyone comes first.
+        let busy = [(1, (0, 2)), (2, (0, 1))].into_iter().collect();
+        assert_eq!(place_spread(&[task(1)], &offers, &busy).unwrap().slots, vec![2]);
+        assert_eq!(place(&[task(1)], &offers).unwrap().slots, vec![1]);
+    }
 
     fn task(parallelism: u32) -> TaskNeeds {
         TaskNeeds { parallelism, single_process: false }

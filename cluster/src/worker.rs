@@ -7,7 +7,7 @@
 //! anything), and runs each job's subtasks on the embedded runtime's code,
 //! with channels to other workers over the [`DataPlane`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,7 +78,7 @@ struct Worker {
     connection: quinn::Connection,
     events: mpsc::UnboundedSender<ToCoordinator>,
     parts: Mutex<HashMap<String, (u32, Part, Deployment)>>,
-    engines: Mutex<BTreeMap<(usize, u64), Engine>>,
+    engine: Mutex<Option<Engine>>,
     links: Mutex<HashMap<(String, u32), Arc<CheckpointLink>>>,
     live: Mutex<HashMap<(String, u32), LiveCounts>>,
     id: u32,
@@ -127,7 +127,7 @@ async fn session(
         connection: connection.clone(),
         events,
         parts: Mutex::new(HashMap::new()),
-        engines: Mutex::new(BTreeMap::new()),
+        engine: Mutex::new(None),
         links: Mutex::new(HashMap::new()),
         live: Mutex::new(HashMap::new()),
         id,
@@ -304,7 +304,7 @@ impl Worker {
         let worker = self.clone();
         let d2 = d.clone();
         let mut prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<PreparedJob> {
-            let engine = worker.engine(d2.memory_limit, d2.call_timeout_ms)?;
+            let engine = worker.engine(d2.memory_limit, d2.call_timeout_ms, d2.clocks)?;
             let plugin = Plugin::load(&engine, &d2.plugin, &bytes)?;
             let config = JobConfig::parse(&d2.config)?;
             let placement = d2.placement.clone();
@@ -348,19 +348,20 @@ impl Worker {
         Ok(())
     }
 
-    fn engine(&self, memory: usize, call_timeout_ms: u64) -> anyhow::Result<Engine> {
-        let mut engines = self.engines.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = engines.get(&(memory, call_timeout_ms)) {
-            return Ok(e.clone());
-        }
+    /// The worker's one engine, with the job's limits for its instances.
+    fn engine(&self, memory: usize, call_timeout_ms: u64, clocks: bool) -> anyhow::Result<Engine> {
         let limits = Limits {
             memory_bytes: memory,
             call_timeout: Duration::from_millis(call_timeout_ms),
+            clocks,
             ..Limits::default()
         };
-        let engine = Engine::new(limits, Some(self.options.cache_dir.join("compiled")))?;
-        engines.insert((memory, call_timeout_ms), engine.clone());
-        Ok(engine)
+        let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+        if engine.is_none() {
+            let cache = Some(self.options.cache_dir.join("compiled"));
+            *engine = Some(Engine::new(Limits::default(), cache)?);
+        }
+        Ok(engine.as_ref().map(|e| e.with_limits(limits)).context("no engine")?)
     }
 
     /// The plugin with SHA-256 `hash`, from the cache or the coordinator.

@@ -1,6 +1,12 @@
 //! The Wasm engine: one wasmtime `Engine` per process, with the pooling
 //! allocator, epoch interruption for call deadlines, and a cache of
 //! compiled components keyed by the plugin's content hash.
+//!
+//! Limits are per instance, not per engine: [`Engine::with_limits`] gives a
+//! handle on the same wasmtime engine, pool and compiled code whose plugins'
+//! instances get other limits (memory, call deadline, clocks) — so jobs of
+//! many tenants with different quotas share one pool and compile each
+//! plugin once.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,14 +30,22 @@ pub enum EngineError {
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<EngineInner>,
+    limits: Limits,
 }
 
 struct EngineInner {
     engine: wasmtime::Engine,
-    limits: Limits,
     compiled: Mutex<HashMap<String, Component>>,
     cache_dir: Option<PathBuf>,
 }
+
+/// Instances the pool holds at once (per process): enough for ~1,000 small
+/// jobs on one worker. Slots are address space reserved up front and
+/// committed only when used.
+const POOL_COMPONENT_INSTANCES: u32 = 2048;
+/// Largest linear memory the pool allows; each instance's own limit is
+/// enforced by its store's limiter.
+const POOL_MAX_MEMORY: usize = 4 << 30;
 
 impl Engine {
     /// An engine whose instances obey `limits`; compiled plugins are also
@@ -45,24 +59,27 @@ impl Engine {
             .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(crate::plugin::CAPTURED_FRAMES));
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(256);
-        pool.total_core_instances(1024);
-        pool.total_memories(512);
-        pool.total_tables(1024);
+        pool.total_component_instances(POOL_COMPONENT_INSTANCES);
+        pool.total_core_instances(POOL_COMPONENT_INSTANCES * 4);
+        pool.total_memories(POOL_COMPONENT_INSTANCES * 2);
+        pool.total_tables(POOL_COMPONENT_INSTANCES * 4);
         pool.max_memories_per_component(8);
         pool.max_tables_per_component(8);
-        pool.max_memory_size(limits.memory_bytes.max(64 << 10));
+        pool.max_memory_size(POOL_MAX_MEMORY.max(limits.memory_bytes));
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine =
             wasmtime::Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))?;
-        let inner = Arc::new(EngineInner {
-            engine,
-            limits,
-            compiled: Mutex::new(HashMap::new()),
-            cache_dir,
-        });
+        let inner =
+            Arc::new(EngineInner { engine, compiled: Mutex::new(HashMap::new()), cache_dir });
         start_epoch_ticker(Arc::downgrade(&inner));
-        Ok(Engine { inner })
+        Ok(Engine { inner, limits })
+    }
+
+    /// The same engine (pool, compiled plugins, epoch) whose plugins'
+    /// instances get `limits` instead; the stack limit is the engine's.
+    pub fn with_limits(&self, limits: Limits) -> Engine {
+        let limits = Limits { stack_bytes: self.limits.stack_bytes, ..limits };
+        Engine { inner: self.inner.clone(), limits }
     }
 
     /// The wasmtime engine.
@@ -72,7 +89,7 @@ impl Engine {
 
     /// The limits every instance gets.
     pub fn limits(&self) -> Limits {
-        self.inner.limits
+        self.limits
     }
 
     /// Compiles `bytes`, or returns the cached compilation of the same bytes.

@@ -11,6 +11,10 @@ pub struct Limits {
     pub call_timeout: Duration,
     /// Maximum Wasm stack, in bytes.
     pub stack_bytes: usize,
+    /// Whether guests read the host's WASI clocks; without them the wall
+    /// and monotonic clocks read 0 (no timing side channel for untrusted
+    /// code). Files, sockets and environment variables are never granted.
+    pub clocks: bool,
 }
 
 impl Default for Limits {
@@ -19,6 +23,7 @@ impl Default for Limits {
             memory_bytes: 512 << 20,
             call_timeout: Duration::from_secs(10),
             stack_bytes: 1 << 20,
+            clocks: true,
         }
     }
 }

@@ -48,16 +48,16 @@ fn certs(dir: &Path, ca: &str, nodes: &[&str]) {
 }
 
 /// A coordinator and workers; every process is killed on drop.
-struct Cluster {
-    dir: PathBuf,
+pub(crate) struct Cluster {
+    pub(crate) dir: PathBuf,
     quic: SocketAddr,
-    rest: String,
+    pub(crate) rest: String,
     coordinator: Child,
-    workers: Vec<Child>,
+    pub(crate) workers: Vec<Child>,
 }
 
 impl Cluster {
-    fn start(dir: &Path, workers: usize, slots: u32) -> Cluster {
+    pub(crate) fn start(dir: &Path, workers: usize, slots: u32) -> Cluster {
         let names: Vec<String> = (1..=workers).map(|i| format!("w{i}")).collect();
         let mut nodes: Vec<&str> = names.iter().map(String::as_str).collect();
         nodes.push("coordinator");
@@ -101,7 +101,7 @@ impl Cluster {
             .unwrap()
     }
 
-    fn cli(&self, args: &[&str]) -> flinkw_tests::Run {
+    pub(crate) fn cli(&self, args: &[&str]) -> flinkw_tests::Run {
         let mut all = args.to_vec();
         all.extend(["--coordinator", &self.rest, "--token", TOKEN]);
         if args.contains(&"--wait") {
@@ -126,7 +126,7 @@ impl Cluster {
         }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let mut all = String::new();
         for entry in std::fs::read_dir(&self.dir).unwrap().flatten() {
             if entry.path().extension().is_some_and(|e| e == "log") {
@@ -164,7 +164,7 @@ impl Drop for Cluster {
 }
 
 /// A CSV of events over many keys, with some disorder.
-fn events(dir: &Path, n: usize) -> String {
+pub(crate) fn events(dir: &Path, n: usize) -> String {
     let mut csv = String::from("ts,key,value\n");
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for i in 0..n {
@@ -179,7 +179,7 @@ fn events(dir: &Path, n: usize) -> String {
     path.display().to_string()
 }
 
-fn sorted_file(path: &Path) -> Vec<String> {
+pub(crate) fn sorted_file(path: &Path) -> Vec<String> {
     let mut lines: Vec<String> =
         std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect();
     lines.sort();
@@ -382,7 +382,12 @@ impl Cluster {
     }
 
     /// Waits (until `deadline`) for the job to be in one of `states`.
-    fn await_state(&self, job: &str, states: &[&str], deadline: Instant) -> serde_json::Value {
+    pub(crate) fn await_state(
+        &self,
+        job: &str,
+        states: &[&str],
+        deadline: Instant,
+    ) -> serde_json::Value {
         loop {
             if let Some(s) = self.status(job)
                 && states.iter().any(|w| s["state"]["state"] == *w)
@@ -525,7 +530,7 @@ fn a_restarted_coordinator_resumes_its_jobs() {
 }
 
 /// Resident memory of a process, in bytes.
-fn rss(pid: u32) -> u64 {
+pub(crate) fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()

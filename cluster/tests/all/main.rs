@@ -12,6 +12,7 @@ mod joins;
 mod kafka;
 mod sdks;
 mod state;
+mod tenants;
 mod test_cmd;
 mod timers;
 mod windows;

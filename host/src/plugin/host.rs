@@ -91,6 +91,27 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// A clock that always reads 0: what a guest without the clock grant sees.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
 /// The data in each plugin instance's store.
 pub(crate) struct HostState {
     wasi: WasiCtx,
@@ -116,12 +137,18 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub fn new(label: String, max_memory: usize) -> Self {
+    pub fn new(label: String, limits: &crate::limits::Limits) -> Self {
+        // No preopened files, no environment, no network, no stdio; the
+        // clocks only when the limits grant them.
+        let mut wasi = WasiCtx::builder();
+        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        if !limits.clocks {
+            wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+        }
         HostState {
-            // No preopened files, no environment, no network, no stdio.
-            wasi: WasiCtx::builder().build(),
+            wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { max_bytes: max_memory, refused: None },
+            limiter: MemoryLimiter { max_bytes: limits.memory_bytes, refused: None },
             keyed_batch: None,
             state: Box::new(MemoryState::default()),
             max_parallelism: DEFAULT_MAX_PARALLELISM,

@@ -126,8 +126,7 @@ impl Instance {
         label: &str,
     ) -> Result<Self, GuestError> {
         let limits = engine.limits();
-        let mut store =
-            Store::new(engine.wasmtime(), HostState::new(label.to_owned(), limits.memory_bytes));
+        let mut store = Store::new(engine.wasmtime(), HostState::new(label.to_owned(), &limits));
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(limits.deadline_ticks());

@@ -6,7 +6,9 @@
 //! `slow` (1 KiB records through a shuffle into a consumer that spins
 //! `work` iterations per record: backpressure), `processing-windows` (counts per 300 ms processing-time window of
 //! records arriving `rate` per second), and `ttl` (records `rate` per second, each reading the value state the
-//! previous one wrote, which lives `ttl-ms`; 0 = forever).
+//! previous one wrote, which lives `ttl-ms`; 0 = forever), and `tick` (`rate`
+//! records per second, default 1, through a map into a blackhole: a tiny,
+//! nearly idle job for density measurements).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -113,6 +115,15 @@ fn job(env: &mut Env) -> Result<(), Error> {
             .sink(Stdout);
         return Ok(());
     }
+    if mode == "tick" {
+        // A tiny, nearly idle job: `rate` records per second (default 1)
+        // through one guest call into a blackhole. For density measurements.
+        let rate: u64 = env.config().parse_or("rate", 1)?;
+        env.source(Datagen::sequence(count).rate(rate))
+            .map(|n: u64| n.wrapping_add(1))
+            .sink(Blackhole);
+        return Ok(());
+    }
     if mode == "slow" {
         // Fast source, 1 KiB records, a shuffle, and a consumer that spins
         // `work` iterations per record: for backpressure tests.
@@ -162,6 +173,8 @@ fn job(env: &mut Env) -> Result<(), Error> {
             if n != at {
                 return Ok(n);
             }
+            // A line in the host's log (tagged with the job and subtask there).
+            flinkw::log(flinkw::Level::Warn, &format!("misbehaving at record {n} ({mode})"));
             match mode.as_str() {
                 "panic" => Ok(explode(n)),
                 "error" => Err(format!("cannot handle record {n}")),
