@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (constant name, plugin directory relative to the repository root)
-const PLUGINS: [(&str, &str); 11] = [
+const PLUGINS: [(&str, &str); 12] = [
     ("WORDCOUNT", "plugins/wordcount"),
     ("WINDOWED_COUNT", "plugins/windowed-count"),
     ("INACTIVITY_ALERT", "plugins/inactivity-alert"),
@@ -13,6 +13,7 @@ const PLUGINS: [(&str, &str); 11] = [
     ("NEXMARK_WINDOWS", "plugins/nexmark-windows"),
     ("FILTER_MAP", "plugins/filter-map"),
     ("NEXMARK_W1", "plugins/nexmark-w1"),
+    ("NEXMARK", "plugins/nexmark"),
     ("KAFKA_WINDOWED", "plugins/kafka-windowed"),
     ("OBJECT_STORE_ETL", "plugins/object-store-etl"),
     ("BAD_GUEST", "tests/plugins/bad-guest"),

@@ -10,6 +10,7 @@ mod examples;
 mod guest_failures;
 mod joins;
 mod kafka;
+mod nexmark;
 mod sdks;
 mod state;
 mod tenants;

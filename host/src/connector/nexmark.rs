@@ -671,7 +671,7 @@ mod tests {
                 Event::Auction(a) => {
                     auctions.push(a.id);
                     sold += 1;
-                    hot_seller += u64::from((a.seller - FIRST_PERSON_ID) % 100 == 0);
+                    hot_seller += u64::from((a.seller - FIRST_PERSON_ID).is_multiple_of(100));
                     assert!(a.seller < persons.last().unwrap() + PERSON_ID_LEAD + 1);
                     assert!(a.expires > a.date_time);
                     assert!(a.reserve >= a.initial_bid);
@@ -679,7 +679,7 @@ mod tests {
                 }
                 Event::Bid(b) => {
                     bids += 1;
-                    hot_auction += u64::from((b.auction - FIRST_AUCTION_ID) % 100 == 0);
+                    hot_auction += u64::from((b.auction - FIRST_AUCTION_ID).is_multiple_of(100));
                     hot_bidder += u64::from((b.bidder - FIRST_PERSON_ID) % 100 == 1);
                     assert!(b.auction <= auctions.last().unwrap() + AUCTION_ID_LEAD);
                     assert!((100..=100_000_000).contains(&b.price));
