@@ -133,6 +133,25 @@ pub enum ClusterCommand {
         job: String,
         #[command(flatten)]
         api: ApiArgs,
+        /// Redraw a live view (vertices, rates, backpressure) until the job ends.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between redraws with --watch.
+        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+        interval: f64,
+    },
+    /// Prints a job's recent log lines (the plugin's and the runtime's).
+    Logs {
+        /// The job's id.
+        job: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Keep printing new lines until the job ends.
+        #[arg(long, short)]
+        follow: bool,
+        /// How many of the newest lines.
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        lines: usize,
     },
     /// Cancels a job.
     Cancel {
@@ -331,7 +350,13 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ClusterCommand::Status { job, api } => {
+        ClusterCommand::Status { job, api, watch: true, interval } => {
+            crate::obs_cmd::watch(&api.api()?, &job, secs(interval, "--interval")?, api.json)
+        }
+        ClusterCommand::Logs { job, api, follow, lines } => {
+            crate::obs_cmd::logs(&api.api()?, &job, lines, follow, api.json)
+        }
+        ClusterCommand::Status { job, api, .. } => {
             let status = api.api()?.call("GET", &format!("/v1/jobs/{job}"), None)?;
             if api.json {
                 println!("{status}")

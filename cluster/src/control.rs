@@ -62,6 +62,12 @@ pub enum ToCoordinator {
         attempt: u32,
         /// Per node: name, records in, records out.
         nodes: Vec<(String, u64, u64)>,
+        /// Per subtask here: records, bytes, time, watermark.
+        #[serde(default)]
+        subtasks: Vec<flinkw_host::runtime::SubtaskSample>,
+        /// Log lines of the job here since the last report.
+        #[serde(default)]
+        logs: Vec<crate::metrics::LogLine>,
     },
     /// More source subtasks here read all their input.
     SourcesFinished {

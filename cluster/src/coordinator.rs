@@ -90,6 +90,8 @@ pub(crate) struct JobEntry {
     pub savepoint: Arc<Mutex<Option<PathBuf>>>,
     /// Per worker of the attempt: per node, records in and out so far.
     pub live: BTreeMap<u32, Vec<(String, u64, u64)>>,
+    /// Per-subtask metrics, checkpoint history, exceptions, log lines.
+    pub observed: crate::metrics::JobMetrics,
 }
 
 /// What the coordinator keeps of a job in `data-dir/jobs/ID.json`, written
@@ -402,6 +404,7 @@ impl Coordinator {
             request,
             savepoint: Arc::new(Mutex::new(None)),
             live: BTreeMap::new(),
+            observed: Default::default(),
         })
     }
 
@@ -585,11 +588,13 @@ impl Coordinator {
                 {
                     j.report.add(&report);
                     j.live.insert(worker, report.nodes.clone());
+                    j.observed.keep_checkpoints(attempt, j.checkpoints.as_deref());
                 }
                 (job, attempt, Event::Finished(worker))
             }
             ToCoordinator::Failed { job, attempt, error, restartable } => {
                 tracing::warn!(job, worker, %error, "a job part failed");
+                crate::ui::on_failure(self, worker, &job, attempt, &error);
                 (job, attempt, Event::Failed { worker, error, restartable })
             }
             ToCoordinator::Ack { job, attempt, ack } => {
@@ -598,10 +603,16 @@ impl Coordinator {
                 }
                 return;
             }
-            ToCoordinator::Progress { job, attempt, nodes } => {
+            ToCoordinator::Progress { job, attempt, nodes, subtasks, logs } => {
+                let name = crate::ui::worker_name(self, worker);
                 let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(j) = jobs.get_mut(&job) {
+                    j.observed.log(&name, logs);
+                }
                 if let Some(j) = jobs.get_mut(&job).filter(|j| j.lifecycle.attempt == attempt) {
                     j.live.insert(worker, nodes);
+                    j.observed.observe(worker, attempt, subtasks);
+                    j.observed.keep_checkpoints(attempt, j.checkpoints.as_deref());
                 }
                 return;
             }

@@ -12,6 +12,8 @@
 //! - [`client`]: what `flinkw deploy/list/status/cancel` use.
 //! - [`tenant`], [`quota`], [`tenant_api`], [`audit`], [`compile_guard`]:
 //!   multi-tenant hosting (tokens, quotas, isolation, the audit log).
+//! - [`metrics`], [`logs`], [`ui`]: observability (per-subtask metrics,
+//!   Prometheus text, log capture, the web UI).
 
 pub mod audit;
 pub mod client;
@@ -20,10 +22,13 @@ pub mod control;
 pub mod coordinator;
 pub mod data;
 pub mod lifecycle;
+pub mod logs;
+pub mod metrics;
 pub mod quota;
 pub mod rest;
 pub mod scheduler;
 pub mod tenant;
 pub mod tenant_api;
 pub mod tls;
+pub mod ui;
 pub mod worker;

@@ -18,6 +18,7 @@ use flinkw_host::runtime::{self, JobReport, RestartStrategy, RunOptions};
 use flinkw_host::state::StateBackendKind;
 
 mod cluster_cmd;
+mod obs_cmd;
 mod plugin_cmd;
 mod test_cmd;
 
@@ -27,6 +28,10 @@ mod test_cmd;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines on stderr look: `text`, or `json` (one object a line,
+    /// with the job, task and subtask of each line).
+    #[arg(long, global = true, value_enum, default_value_t = flinkw_cluster::logs::LogFormat::Text)]
+    log_format: flinkw_cluster::logs::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -76,6 +81,16 @@ enum Command {
         /// Multiply the wait by this after each restart (1 = fixed delay).
         #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
         restart_backoff: f64,
+        /// Serve the web UI for this job on ADDR (e.g. 127.0.0.1:8082); the
+        /// URL with its token is printed at start.
+        #[arg(long, value_name = "ADDR")]
+        ui: Option<std::net::SocketAddr>,
+    },
+    /// Prints a shell completion script: `flinkw completions bash > /etc/bash_completion.d/flinkw`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Shows the job graph and the tasks a plugin would run, without running it.
     Plan {
@@ -140,10 +155,8 @@ impl JobArgs {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FLINKW_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,flinkw::guest=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
+    flinkw_cluster::logs::init(cli.log_format);
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -169,6 +182,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             restarts,
             restart_delay,
             restart_backoff,
+            ui,
         } => {
             if !(restart_backoff >= 1.0 && restart_backoff.is_finite()) {
                 anyhow::bail!("--restart-backoff must be a number of at least 1");
@@ -184,7 +198,16 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             if savepoint_dir.is_some() {
                 install_stop_handler();
             }
+            let ui = match ui {
+                Some(addr) => {
+                    let ui = flinkw_cluster::ui::local::LocalUi::start(addr, job.set.clone())?;
+                    eprintln!("web UI: {}", ui.url());
+                    Some(ui)
+                }
+                None => None,
+            };
             let options = RunOptions {
+                observer: ui.as_ref().map(|u| u.observer()),
                 state_backend,
                 skip_bad_lines,
                 max_record_bytes,
@@ -200,14 +223,25 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 backoff: restart_backoff,
                 ..RestartStrategy::default()
             };
-            let report =
+            // The job's log lines (the plugin's too) go to the UI as well.
+            let span = ui.as_ref().map(|_| {
+                tracing::error_span!("job", job_id = flinkw_cluster::ui::local::JOB_ID).entered()
+            });
+            let result =
                 runtime::run_with_restarts(&plugin, &config, options, strategy, |n, e, wait| {
+                    if let Some(ui) = &ui {
+                        ui.failed_attempt(&e.to_string());
+                    }
                     eprintln!(
                         "job failed: {e}\nrestarting in {} ms (attempt {n} of {restarts})",
                         wait.as_millis()
                     );
-                })
-                .with_context(|| format!("job {} failed", job.plugin.display()))?;
+                });
+            drop(span);
+            if let Some(ui) = &ui {
+                ui.ended(result.as_ref().err().map(ToString::to_string));
+            }
+            let report = result.with_context(|| format!("job {} failed", job.plugin.display()))?;
             print_summary(&report, json_summary);
             Ok(())
         }
@@ -219,6 +253,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Test(args) => test_cmd::execute(args),
         Command::Plugin(args) => plugin_cmd::execute(args),
         Command::Cluster(c) => cluster_cmd::execute(c),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "flinkw", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 

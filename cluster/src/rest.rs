@@ -48,11 +48,13 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/jobs/{id}/savepoint", post(savepoint))
         .route("/v1/workers", get(workers))
         .route("/metrics", get(metrics))
+        .merge(crate::ui::api_routes())
         .merge(crate::tenant_api::routes())
         .layer(axum::middleware::from_fn_with_state(c.clone(), crate::tenant_api::guard))
         .layer(DefaultBodyLimit::max(MAX_PLUGIN));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::ui::routes())
         .merge(api)
         .with_state(c)
 }
@@ -103,7 +105,7 @@ async fn list(State(c): State<Arc<Coordinator>>, Extension(who): Extension<Princ
 
 async fn show(State(c): State<Arc<Coordinator>>, Path(id): Path<String>) -> Response {
     match c.job_status(&id) {
-        Some(s) => Json(s).into_response(),
+        Some(s) => Json(crate::ui::detail(&c, s)).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no job {id}")),
     }
 }
@@ -176,6 +178,7 @@ async fn metrics(State(c): State<Arc<Coordinator>>) -> Response {
             );
         }
     }
+    out.push_str(&crate::ui::prometheus(&c, &|_| true));
     out.push_str(&tenant_api::metrics_text(&c));
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

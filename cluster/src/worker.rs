@@ -20,7 +20,8 @@ use flinkw_host::engine::Engine;
 use flinkw_host::limits::Limits;
 use flinkw_host::plugin::Plugin;
 use flinkw_host::runtime::{
-    Canceller, CheckpointLink, JobError, LiveCounts, PreparedJob, RunOptions, prepare_job,
+    Canceller, CheckpointLink, JobError, LiveCounts, MetricsHandle, PreparedJob, RunOptions,
+    prepare_job,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -80,7 +81,7 @@ struct Worker {
     parts: Mutex<HashMap<String, (u32, Part, Deployment)>>,
     engine: Mutex<Option<Engine>>,
     links: Mutex<HashMap<(String, u32), Arc<CheckpointLink>>>,
-    live: Mutex<HashMap<(String, u32), LiveCounts>>,
+    live: Mutex<HashMap<(String, u32), (LiveCounts, MetricsHandle)>>,
     id: u32,
 }
 
@@ -192,6 +193,17 @@ async fn connect(
     }
 }
 
+/// A part's report of its progress.
+fn progress(job: &str, attempt: u32, counts: &LiveCounts, m: &MetricsHandle) -> ToCoordinator {
+    ToCoordinator::Progress {
+        job: job.to_owned(),
+        attempt,
+        nodes: counts.read(),
+        subtasks: m.sample(),
+        logs: crate::logs::take(job),
+    }
+}
+
 impl Worker {
     fn handle(self: Arc<Self>, command: ToWorker) {
         match command {
@@ -278,16 +290,11 @@ impl Worker {
         }
     }
 
-    /// The records so far of every running part.
+    /// The records so far, per-subtask metrics and new log lines of every
+    /// running part.
     fn progress(&self) -> Vec<ToCoordinator> {
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.iter()
-            .map(|((job, attempt), c)| ToCoordinator::Progress {
-                job: job.clone(),
-                attempt: *attempt,
-                nodes: c.read(),
-            })
-            .collect()
+        live.iter().map(|((job, attempt), (c, m))| progress(job, *attempt, c, m)).collect()
     }
 
     fn cancel_all(&self) {
@@ -404,7 +411,7 @@ impl Worker {
         self.live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((job.to_owned(), attempt), prepared.live_counts());
+            .insert((job.to_owned(), attempt), (prepared.live_counts(), prepared.metrics()));
         drop(parts);
         let worker = self.clone();
         let job = job.to_owned();
@@ -422,7 +429,12 @@ impl Worker {
                     let (w, j, done) = (worker.clone(), job.clone(), done.clone());
                     std::thread::spawn(move || w.relay(&j, attempt, &link, &done))
                 });
-                let result = prepared.run(&connect);
+                let (counts, metrics) = (prepared.live_counts(), prepared.metrics());
+                // Log lines of the job's subtasks name it (shipped to the coordinator).
+                let span = tracing::error_span!("job", job_id = %job, attempt);
+                let result = span.in_scope(|| prepared.run(&connect));
+                // The final counts and log lines, before the end is reported.
+                let _ = worker.events.send(progress(&job, attempt, &counts, &metrics));
                 done.store(true, Ordering::SeqCst);
                 if let Some(r) = relay {
                     let _ = r.join();

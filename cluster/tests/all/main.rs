@@ -16,6 +16,7 @@ mod state;
 mod tenants;
 mod test_cmd;
 mod timers;
+mod ui;
 mod windows;
 
 use std::path::Path;

@@ -23,6 +23,9 @@ pub enum Ack {
         id: u64,
         /// The state file it wrote.
         file: StateFile,
+        /// How long the subtask's barrier alignment took, ms.
+        #[serde(default)]
+        alignment_ms: u64,
     },
     /// It could not take its snapshot.
     Failed {
@@ -55,6 +58,8 @@ pub(crate) struct Checkpointing {
     pub halt: AtomicBool,
     /// Where the savepoint of a stop-with-savepoint went.
     pub savepoint: Mutex<Option<std::path::PathBuf>>,
+    /// Every checkpoint's outcome (the coordinator's side).
+    pub history: Arc<super::CheckpointHistory>,
 }
 
 impl Checkpointing {
@@ -171,6 +176,7 @@ pub(crate) fn setup(
         final_id: AtomicU64::new(0),
         halt: AtomicBool::new(false),
         savepoint: Mutex::new(None),
+        history: Arc::default(),
     });
     let args = CoordinatorArgs {
         checkpointing: ck.clone(),
@@ -299,6 +305,12 @@ impl CheckpointCoordinator {
         (self.ck.requested.load(Ordering::SeqCst), self.ck.final_id.load(Ordering::SeqCst))
     }
 
+    /// The checkpoints of this attempt so far (id, duration, size,
+    /// alignment, status, failure reason).
+    pub fn history(&self) -> Vec<super::CheckpointStats> {
+        self.ck.history.list()
+    }
+
     /// The newest complete checkpoint.
     pub fn completed(&self) -> u64 {
         self.ck.completed.load(Ordering::SeqCst)
@@ -354,7 +366,9 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
         }
         ck.requested.store(id, Ordering::SeqCst);
         let started = Instant::now();
+        let triggered_at = crate::time::now_millis();
         let mut files = Vec::with_capacity(args.subtasks);
+        let mut alignment_ms = 0;
         let mut failed = None;
         // Bounded wait: a checkpoint that cannot complete is abandoned.
         let deadline = started + (args.interval * 10).max(Duration::from_secs(10));
@@ -364,16 +378,34 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                 break;
             }
             match args.acks.recv_timeout(Duration::from_millis(20)) {
-                Ok(Ack::Done { id: a, file }) if a == id => files.push(file),
+                Ok(Ack::Done { id: a, file, alignment_ms: align }) if a == id => {
+                    alignment_ms = alignment_ms.max(align);
+                    files.push(file);
+                }
                 Ok(Ack::Failed { id: a, reason }) if a == id => failed = Some(reason),
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
+        let mut stats = super::CheckpointStats {
+            id,
+            triggered_at,
+            duration_ms: 0,
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            alignment_ms,
+            acknowledged: files.len(),
+            subtasks: args.subtasks,
+            status: super::CheckpointStatus::Completed,
+            failure: failed.clone(),
+            savepoint: savepoint_id == Some(id),
+        };
         match failed {
             Some(reason) => {
                 if !args.finished.load(Ordering::Relaxed) {
+                    stats.status = super::CheckpointStatus::Failed;
+                    stats.duration_ms = started.elapsed().as_millis() as u64;
+                    ck.history.push(stats);
                     tracing::warn!(checkpoint = id, %reason, "checkpoint failed; the job goes on");
                 }
             }
@@ -411,12 +443,18 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                             ms = started.elapsed().as_millis() as u64,
                             "checkpoint complete"
                         );
+                        stats.duration_ms = started.elapsed().as_millis() as u64;
+                        ck.history.push(stats);
                         if let Err(e) = ck.storage.retain(args.retain) {
                             tracing::warn!(error = %e, "cannot delete old checkpoints");
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(checkpoint = id, error = %e, "cannot complete checkpoint")
+                        tracing::warn!(checkpoint = id, error = %e, "cannot complete checkpoint");
+                        stats.status = super::CheckpointStatus::Failed;
+                        stats.failure = Some(format!("cannot write its metadata: {e}"));
+                        stats.duration_ms = started.elapsed().as_millis() as u64;
+                        ck.history.push(stats);
                     }
                 }
             }

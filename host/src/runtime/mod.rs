@@ -7,6 +7,7 @@
 //! job is finished.
 
 mod checkpointing;
+mod metrics;
 mod physical;
 mod router;
 mod subtask;
@@ -20,6 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use checkpointing::{Ack, CheckpointCoordinator, CheckpointLink};
+pub use metrics::{
+    CheckpointHistory, CheckpointStats, CheckpointStatus, MetricsHandle, SubtaskMetrics,
+    SubtaskSample,
+};
 pub use physical::{PhysicalPlan, TaskOutput, TaskSpec, plan as physical_plan};
 
 use crate::config::{ConfigError, JobConfig};
@@ -57,6 +62,19 @@ pub struct RunOptions {
     /// [`CheckpointLink`] of the prepared job; this process restores from
     /// checkpoint `restore`, if any.
     pub checkpoints_coordinated_elsewhere: Option<Option<u64>>,
+    /// Hears of each attempt's job once it is prepared, before it runs
+    /// (`flinkw run --ui` shows its metrics).
+    pub observer: Option<JobObserver>,
+}
+
+/// A callback that sees a prepared job before it runs.
+#[derive(Clone)]
+pub struct JobObserver(pub Arc<dyn Fn(&PreparedJob) + Send + Sync>);
+
+impl std::fmt::Debug for JobObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobObserver")
+    }
 }
 
 impl Default for RunOptions {
@@ -71,6 +89,7 @@ impl Default for RunOptions {
             stop: None,
             from_savepoint: None,
             checkpoints_coordinated_elsewhere: None,
+            observer: None,
         }
     }
 }
@@ -189,6 +208,8 @@ pub(crate) struct Shared {
     pub sources: BTreeMap<u32, SourceSpec>,
     pub sinks: BTreeMap<u32, SinkSpec>,
     pub metrics: Arc<BTreeMap<u32, NodeMetrics>>,
+    /// Per-subtask metrics of the subtasks in this process.
+    pub subtask_metrics: MetricsHandle,
     pub cancelled: Arc<AtomicBool>,
     pub late_records: AtomicU64,
     /// The backend each subtask opens (RocksDB: in this run's directory).
@@ -305,7 +326,12 @@ pub fn run_job(
     config: &JobConfig,
     options: RunOptions,
 ) -> Result<JobReport, JobError> {
-    prepare_job(plugin, config, options, None)?.run(&|id| {
+    let observer = options.observer.clone();
+    let prepared = prepare_job(plugin, config, options, None)?;
+    if let Some(o) = observer {
+        (o.0)(&prepared);
+    }
+    prepared.run(&|id| {
         Err(format!("channel {id:?} leads out of this process, but the job runs only here"))
     })
 }
@@ -517,6 +543,8 @@ pub fn prepare_job(
         checkpoints.as_ref().and_then(|c| c.restore.as_ref().map(|p| p.metadata.id));
     tracing::info!(job = %graph.name, tasks = physical.tasks.len(), "starting job");
     let metrics = Arc::new(graph.nodes.iter().map(|n| (n.id, NodeMetrics::default())).collect());
+    let parallelism: Vec<u32> = physical.tasks.iter().map(|t| t.parallelism).collect();
+    let subtask_metrics = MetricsHandle::new(&parallelism, is_local);
     let shared = Arc::new(Shared {
         graph,
         config: config.clone(),
@@ -524,6 +552,7 @@ pub fn prepare_job(
         sources,
         sinks,
         metrics,
+        subtask_metrics,
         cancelled: Arc::new(AtomicBool::new(false)),
         late_records: AtomicU64::new(0),
         state_backend: run_state.clone(),
@@ -592,6 +621,18 @@ impl PreparedJob {
         }
     }
 
+    /// Per-subtask metrics of this process's subtasks, readable while the
+    /// job runs.
+    pub fn metrics(&self) -> MetricsHandle {
+        self.shared.subtask_metrics.clone()
+    }
+
+    /// The checkpoint history, when this process coordinates the job's
+    /// checkpoints (the embedded runtime).
+    pub fn checkpoint_history(&self) -> Option<Arc<CheckpointHistory>> {
+        self.coordinator_args.as_ref().map(|a| a.checkpointing.history.clone())
+    }
+
     /// A handle that cancels the job once it runs.
     pub fn canceller(&self) -> Canceller {
         Canceller(self.shared.cancelled.clone())
@@ -615,12 +656,15 @@ impl PreparedJob {
             _cleanup,
         } = self;
         let config = &shared.config;
+        let parent_span = tracing::Span::current();
         let mut threads = Vec::new();
         for task in &physical.tasks {
             for (i, input) in receivers[task.index].iter_mut().enumerate() {
                 if !local[task.index][i] {
                     continue;
                 }
+                let sub_metrics =
+                    shared.subtask_metrics.get(task.index, i as u32).unwrap_or_default();
                 let mut outputs = Vec::with_capacity(task.outputs.len());
                 for (edge, o) in task.outputs.iter().enumerate() {
                     let sender = match o.partitioning {
@@ -650,16 +694,33 @@ impl PreparedJob {
                         sender,
                         channels,
                         config.max_parallelism,
+                        sub_metrics.clone(),
                     ));
                 }
                 let router = Router { outputs, index: i };
                 let input = input.take();
-                let sub =
-                    subtask::Subtask::new(shared.clone(), task.clone(), i as u32, router, input);
+                let sub = subtask::Subtask::new(
+                    shared.clone(),
+                    task.clone(),
+                    i as u32,
+                    router,
+                    input,
+                    sub_metrics,
+                );
                 let name = format!("flinkw-t{}-{}", task.index, i);
+                // Log lines of the subtask (the guest's too) carry the job,
+                // task and subtask, inside the caller's span (a worker's job);
+                // the span is at error level so that every filter keeps it.
+                let span = tracing::error_span!(
+                    parent: &parent_span,
+                    "subtask",
+                    job = %shared.graph.name,
+                    task = task.index,
+                    subtask = i
+                );
                 let handle = std::thread::Builder::new()
                     .name(name)
-                    .spawn(move || sub.run())
+                    .spawn(move || span.in_scope(|| sub.run()))
                     .map_err(|e| JobError::Internal(format!("cannot start a thread: {e}")))?;
                 threads.push(handle);
             }

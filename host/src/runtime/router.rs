@@ -1,8 +1,11 @@
 //! Sends a subtask's output batches to the downstream subtasks.
 
-use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::Instant;
 
 use super::RemoteChannel;
+use super::metrics::SubtaskMetrics;
 
 use flinkw_batch::{Batch, BatchBuilder};
 
@@ -63,10 +66,27 @@ pub(crate) enum Channel {
 }
 
 impl Channel {
-    fn send(&mut self, message: Message) -> Result<(), Disconnected> {
+    /// Sends a message; time blocked on a full channel counts as
+    /// backpressure (a remote send counts whole: it blocks on the peer's
+    /// flow-control window).
+    fn send(&mut self, message: Message, metrics: &SubtaskMetrics) -> Result<(), Disconnected> {
         match self {
-            Channel::Local(s) => s.send(message).map_err(|_| Disconnected),
-            Channel::Remote(r) => r.send(message),
+            Channel::Local(s) => match s.try_send(message) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(message)) => {
+                    let since = Instant::now();
+                    let sent = s.send(message).map_err(|_| Disconnected);
+                    metrics.add_backpressure(since);
+                    sent
+                }
+                Err(TrySendError::Disconnected(_)) => Err(Disconnected),
+            },
+            Channel::Remote(r) => {
+                let since = Instant::now();
+                let sent = r.send(message);
+                metrics.add_backpressure(since);
+                sent
+            }
         }
     }
 }
@@ -82,6 +102,7 @@ pub(crate) struct Output {
     next: usize,
     max_parallelism: u32,
     split: Vec<BatchBuilder>,
+    metrics: Arc<SubtaskMetrics>,
 }
 
 impl Output {
@@ -91,9 +112,10 @@ impl Output {
         sender: u32,
         targets: Vec<Channel>,
         max_parallelism: u32,
+        metrics: Arc<SubtaskMetrics>,
     ) -> Self {
         let split = (0..targets.len()).map(|_| BatchBuilder::new()).collect();
-        Output { side, partitioning, sender, targets, next: 0, max_parallelism, split }
+        Output { side, partitioning, sender, targets, next: 0, max_parallelism, split, metrics }
     }
 
     /// Sends `batch` on; `index` is the sending subtask's index.
@@ -146,7 +168,7 @@ impl Output {
             _ => &mut self.targets[..],
         };
         for t in targets {
-            t.send(make(self.sender)).map_err(|_| Disconnected)?;
+            t.send(make(self.sender), &self.metrics).map_err(|_| Disconnected)?;
         }
         Ok(())
     }
@@ -157,9 +179,15 @@ impl Output {
         bytes: Vec<u8>,
         watermarks: Option<Vec<i64>>,
     ) -> Result<(), Disconnected> {
+        self.metrics.add_output(batch_records(&bytes), bytes.len());
         let message = Message::Batch { from: self.sender, bytes, watermarks };
-        self.targets[t].send(message)
+        self.targets[t].send(message, &self.metrics)
     }
+}
+
+/// The record count in a packed batch's header.
+fn batch_records(bytes: &[u8]) -> u64 {
+    bytes.get(4..8).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
 }
 
 /// All output edges of a subtask.

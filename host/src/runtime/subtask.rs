@@ -10,6 +10,7 @@ use flinkw_batch::{Batch, BatchBuilder};
 use std::collections::VecDeque;
 
 use super::checkpointing::Ack;
+use super::metrics::SubtaskMetrics;
 use super::router::{Message, Router};
 use super::window_op::{WindowOpError, WindowOperator};
 use super::{JobError, Shared, TaskSpec};
@@ -81,6 +82,10 @@ struct Barriers {
     injected: u64,
     /// The newest checkpoint the sinks committed.
     committed: u64,
+    /// When the first barrier of the alignment under way arrived.
+    align_started: Option<Instant>,
+    /// How long the last alignment took, ms (sent with the acknowledgement).
+    alignment_ms: u64,
 }
 
 pub(super) struct Subtask {
@@ -93,6 +98,8 @@ pub(super) struct Subtask {
     barriers: Barriers,
     /// Which input edge of the head node the batch being processed came by.
     current_input: u32,
+    /// This subtask's counters (records, bytes, time, watermark).
+    metrics: Arc<SubtaskMetrics>,
 }
 
 /// How a subtask stopped early.
@@ -142,6 +149,7 @@ impl Subtask {
         index: u32,
         router: Router,
         input: Option<Receiver<Message>>,
+        metrics: Arc<SubtaskMetrics>,
     ) -> Self {
         let watermarks = task.nodes.iter().find_map(|id| {
             let spec = shared.graph.node(*id)?.watermarks?;
@@ -167,8 +175,10 @@ impl Subtask {
             replay: VecDeque::new(),
             injected: 0,
             committed: 0,
+            align_started: None,
+            alignment_ms: 0,
         };
-        Subtask { shared, task, index, router, input, time, barriers, current_input: 0 }
+        Subtask { shared, task, index, router, input, time, barriers, current_input: 0, metrics }
     }
 
     fn label(&self, node: u32) -> String {
@@ -178,7 +188,9 @@ impl Subtask {
 
     pub fn run(mut self) {
         let shared = self.shared.clone();
-        match self.run_inner() {
+        let result = self.run_inner();
+        self.metrics.end();
+        match result {
             Ok(()) => {}
             Err(Stop::Failed(e)) => shared.fail(e),
             Err(Stop::Cancelled) => {}
@@ -333,20 +345,27 @@ impl Subtask {
                     self.checkpoint(requested, Some(reader.position()), instance, ops)?;
                 }
             }
-            let deadline = Instant::now() + timeout;
+            let polled = Instant::now();
+            let deadline = polled + timeout;
             let poll = reader
                 .poll(&mut builder, batch_size, deadline)
                 .map_err(|error| JobError::Connector { node: self.label(head), error })?;
-            if !builder.is_empty() {
+            let got = !builder.is_empty();
+            if !got {
+                self.metrics.add_idle(polled);
+            } else {
                 last_record = Instant::now();
                 let bytes = builder.finish();
+                self.metrics.add_input(batch_len(&bytes), bytes.len());
                 self.shared.metrics[&head]
                     .records_out
                     .fetch_add(batch_len(&bytes), Ordering::Relaxed);
                 self.observe(head, &bytes);
                 self.run_chain(bytes, 0, instance, ops)?;
                 self.emit_watermark(instance, ops)?;
-            } else if let Some(idle) = self.time.idle_timeout
+            }
+            if !got
+                && let Some(idle) = self.time.idle_timeout
                 && !self.time.idle
                 && last_record.elapsed() >= idle
             {
@@ -383,7 +402,12 @@ impl Subtask {
             let wait = if has_keyed { PROCESSING_TIMER_CHECK } else { CANCEL_CHECK };
             let message = match self.barriers.replay.pop_front() {
                 Some(m) => Ok(m),
-                None => input.recv_timeout(wait),
+                None => {
+                    let waited = Instant::now();
+                    let m = input.recv_timeout(wait);
+                    self.metrics.add_idle(waited);
+                    m
+                }
             };
             // Inputs that delivered the barrier being aligned wait.
             if let Ok(m) = &message
@@ -397,13 +421,20 @@ impl Subtask {
             }
             match message {
                 Ok(Message::Barrier { from, id }) => {
+                    let first = *self.barriers.align_started.get_or_insert_with(Instant::now);
                     if let Alignment::Complete(id) =
                         self.barriers.aligner.on_barrier(from as usize, id)
                     {
+                        self.barriers.alignment_ms = first.elapsed().as_millis() as u64;
+                        self.barriers.align_started = None;
+                        self.metrics
+                            .alignment_us
+                            .store(first.elapsed().as_micros() as u64, Ordering::Relaxed);
                         self.checkpoint(id, None, instance, ops)?;
                     }
                 }
                 Ok(Message::Batch { from, bytes, watermarks }) => {
+                    self.metrics.add_input(batch_len(&bytes), bytes.len());
                     self.current_input = self
                         .task
                         .inputs
@@ -466,15 +497,24 @@ impl Subtask {
     ) -> Result<(), Stop> {
         let Some(ck) = self.shared.checkpoints.clone() else { return Ok(()) };
         let snapshot = self.snapshot(id, source, instance, ops);
-        let ack = snapshot.and_then(|bytes| {
-            ck.storage.write_state(id, &self.state_file(), &bytes).map_err(|e| e.to_string())
-        });
-        ck.ack(match ack {
-            Ok(file) => Ack::Done { id, file },
-            Err(reason) => {
-                Ack::Failed { id, reason: format!("{}: {reason}", self.label(self.task.nodes[0])) }
+        let alignment_ms = std::mem::take(&mut self.barriers.alignment_ms);
+        self.barriers.align_started = None;
+        let label = self.label(self.task.nodes[0]);
+        match snapshot {
+            // The upload runs while the subtask goes on (Flink's asynchronous
+            // phase); the acknowledgement follows once the file is stored.
+            Ok(bytes) => {
+                let name = self.state_file();
+                crate::objstore::runtime().spawn(async move {
+                    let ack = match ck.storage.put_state(id, &name, bytes).await {
+                        Ok(file) => Ack::Done { id, file, alignment_ms },
+                        Err(e) => Ack::Failed { id, reason: format!("{label}: {e}") },
+                    };
+                    ck.ack(ack);
+                });
             }
-        });
+            Err(reason) => ck.ack(Ack::Failed { id, reason: format!("{label}: {reason}") }),
+        }
         self.router.barrier(id).map_err(|_| self.stopped())?;
         for queue in &mut self.barriers.blocked {
             self.barriers.replay.extend(queue.drain(..));
@@ -785,7 +825,10 @@ impl Subtask {
                     let Some(inst) = instance.as_mut() else {
                         unreachable!("window without instance")
                     };
-                    op.on_watermark(inst, wm, &mut out).map_err(|e| self.window_error(node, e))?;
+                    let called = Instant::now();
+                    let fired = op.on_watermark(inst, wm, &mut out);
+                    self.metrics.add_guest(called);
+                    fired.map_err(|e| self.window_error(node, e))?;
                 }
                 Operator::Keyed { function, .. } => {
                     let Some(inst) = instance.as_mut() else {
@@ -808,6 +851,7 @@ impl Subtask {
             }
         }
         self.time.sent = self.time.sent.max(wm);
+        self.metrics.set_watermark(self.time.sent);
         self.router.watermark(wm).map_err(|_| self.stopped())
     }
 
@@ -833,7 +877,9 @@ impl Subtask {
             let mut one = BatchBuilder::with_capacity(1, r.key.len() + r.value.len());
             one.push(r.timestamp, r.key, r.value);
             let Some(inst) = instance.as_mut() else { unreachable!("keyed without instance") };
+            let called = Instant::now();
             let out = inst.keyed(function + input, function, Arc::new(one.finish()));
+            self.metrics.add_guest(called);
             let out = out.map_err(|e| guest(self, e))?;
             if self.after(node, &out)? > 0 {
                 self.run_chain(out, 1, instance, ops)?;
@@ -871,7 +917,10 @@ impl Subtask {
             return Ok(None);
         }
         let guest = |error| Stop::Failed(JobError::Guest { node: self.label(node), error });
-        inst.on_timer(function, domain, &due).map(Some).map_err(guest)
+        let called = Instant::now();
+        let out = inst.on_timer(function, domain, &due);
+        self.metrics.add_guest(called);
+        out.map(Some).map_err(guest)
     }
 
     /// Fires processing-time timers that the wall clock has passed.
@@ -953,13 +1002,17 @@ impl Subtask {
                         .write(&batch)
                         .map_err(|error| JobError::Connector { node: self.label(node), error })?;
                     m.records_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.metrics.add_output(batch.len() as u64, bytes.len());
                     return Ok(());
                 }
                 Operator::Transform { chain, .. } => {
                     let Some(inst) = instance.as_mut() else {
                         unreachable!("guest op without instance")
                     };
-                    inst.transform(*chain, &bytes).map_err(guest)?
+                    let called = Instant::now();
+                    let out = inst.transform(*chain, &bytes);
+                    self.metrics.add_guest(called);
+                    out.map_err(guest)?
                 }
                 Operator::Keyed { function, .. } => {
                     let Some(inst) = instance.as_mut() else {
@@ -980,7 +1033,10 @@ impl Subtask {
                             ops,
                         );
                     }
-                    inst.keyed(function + input, function, Arc::new(bytes)).map_err(|error| {
+                    let called = Instant::now();
+                    let out = inst.keyed(function + input, function, Arc::new(bytes));
+                    self.metrics.add_guest(called);
+                    out.map_err(|error| {
                         Stop::Failed(JobError::Guest { node: self.label(node), error })
                     })?
                 }
@@ -993,6 +1049,7 @@ impl Subtask {
                     // Per-record watermarks of the input, if it has them.
                     let incoming = if idx == 0 { self.time.incoming.take() } else { None };
                     let combiner = &mut self.time.combiner;
+                    let called = Instant::now();
                     let result = match &incoming {
                         Some((from, wms)) => {
                             let mut next = |i: usize| combiner.update(*from as usize, wms[i]);
@@ -1000,6 +1057,7 @@ impl Subtask {
                         }
                         None => op.process(inst, &bytes, &mut out, None),
                     };
+                    self.metrics.add_guest(called);
                     let advanced = result.map_err(|e| self.window_error(node, e))?;
                     let late = op.late_records - late_before;
                     self.shared.late_records.fetch_add(late, Ordering::Relaxed);
