@@ -11,7 +11,7 @@
 #   w6       spawn -> first record (cold and warm compile cache), memory per plugin instance
 #   w4, w5   not measured yet: see docs/benchmarks.md
 # Env knobs: BENCH_CPU core list for taskset (default 0), FLINK_DIR (default
-# /work/shared/peers/flink). Counts: --w1-count (20M), --w23-count (2M), --nexmark-count
+# /work/shared/peers/flink), BENCH_NO_BUILD=1 (use what the target dir holds). Counts: --w1-count (20M), --w23-count (2M), --nexmark-count
 # (2M), --flink-rows (20M), --flink-reps (2); see `python3 bench/bench.py --help`.
 #
 # It builds what it runs with `cargo test --release --workspace --no-run` (flinkw, the
@@ -25,8 +25,10 @@ source "$ROOT/scripts/setup.sh" >/dev/null
 CPU="${BENCH_CPU:-0}"
 FLINK_DIR="${FLINK_DIR:-/work/shared/peers/flink}"
 
-echo "[bench] building (cargo test --release --workspace --no-run)" >&2
-(cd "$ROOT" && cargo test --release --workspace --no-run -q 2>&1 | grep -v '^\s*Executable' >&2 || true)
+if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+  echo "[bench] building (cargo test --release --workspace --no-run)" >&2
+  (cd "$ROOT" && cargo test --release --workspace --no-run -q 2>&1 | grep -v '^\s*Executable' >&2 || true)
+fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK" /tmp/fw-rocks-* /tmp/fw-w6-*' EXIT
 export FLINKW_CACHE_DIR="$WORK/cache"
