@@ -41,9 +41,12 @@ pub struct BidRow {
 
 fn bid_row(e: Event) -> Option<BidRow> {
     match e {
-        Event::Bid(b) => {
-            Some(BidRow { auction: b.auction, bidder: b.bidder, price: b.price, date_time: b.date_time })
-        }
+        Event::Bid(b) => Some(BidRow {
+            auction: b.auction,
+            bidder: b.bidder,
+            price: b.price,
+            date_time: b.date_time,
+        }),
         _ => None,
     }
 }
@@ -416,9 +419,8 @@ fn job(env: &mut Env) -> Result<(), Error> {
         }
     };
     env.set_name(&format!("nexmark-{query}"));
-    let events = env.source(
-        Nexmark::events(count).seed(seed).rate(rate).event_rate(event_rate).extra(extra),
-    );
+    let events = env
+        .source(Nexmark::events(count).seed(seed).rate(rate).event_rate(event_rate).extra(extra));
     match query.as_str() {
         "q0" => finish(events.flat_map(bid_row).name("q0-bids"), output, bid_line),
         "q1" => finish(events.flat_map(bid_row).map(q1).name("q1-euros"), output, bid_line),
