@@ -393,7 +393,8 @@ impl Generator {
 /// The reference's `lastBase0PersonId`: the newest person at event `n`.
 pub fn last_base0_person_id(n: u64) -> u64 {
     let epoch = n / TOTAL_PROPORTION;
-    let offset = (n % TOTAL_PROPORTION).min(PERSON_PROPORTION - 1);
+    let offset = n % TOTAL_PROPORTION;
+    let offset = if offset >= PERSON_PROPORTION { PERSON_PROPORTION - 1 } else { offset };
     epoch * PERSON_PROPORTION + offset
 }
 
