@@ -252,18 +252,25 @@ fn s3(bucket: &str, o: &StoreOptions) -> object_store::Result<Arc<dyn ObjectStor
     if let Some(v) = &o.session_token {
         b = b.with_token(v);
     }
-    let http_endpoint = o.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
-    if let Some(allow) = o.allow_http.or(http_endpoint.then_some(true)) {
-        b = b.with_allow_http(allow);
-    }
+    let env_endpoint =
+        || std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT"));
+    let http_endpoint = match &o.endpoint {
+        Some(e) => e.starts_with("http://"),
+        None => env_endpoint().is_ok_and(|e| e.starts_with("http://")),
+    };
     let timeout = Duration::from_millis(o.timeout_ms.unwrap_or(30_000));
     let retry = RetryConfig {
         max_retries: o.retries.unwrap_or(3),
         retry_timeout: timeout,
         ..RetryConfig::default()
     };
-    let client =
-        ClientOptions::new().with_connect_timeout(Duration::from_secs(5)).with_timeout(timeout);
+    // Client options replace the builder's own (`AWS_ALLOW_HTTP` included),
+    // so allow-http is decided here.
+    let env_allow = std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    let client = ClientOptions::new()
+        .with_allow_http(o.allow_http.unwrap_or(http_endpoint || env_allow))
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(timeout);
     Ok(Arc::new(b.with_retry(retry).with_client_options(client).build()?))
 }
 

@@ -10,6 +10,7 @@ mod examples;
 mod guest_failures;
 mod joins;
 mod kafka;
+mod object_store;
 mod nexmark;
 mod sdks;
 mod state;

@@ -218,13 +218,15 @@ impl LineEncoder {
             out.push(b'\n');
             return Ok(());
         };
-        let obj: Map<String, Value> = serde_json::from_slice(value).map_err(|_| {
+        let Ordered(fields) = serde_json::from_slice(value).map_err(|_| {
             format!(
                 "a CSV sink takes JSON objects; got {:?}",
                 String::from_utf8_lossy(&value[..value.len().min(80)])
             )
         })?;
-        let columns = self.columns.get_or_insert_with(|| obj.keys().cloned().collect());
+        let columns =
+            self.columns.get_or_insert_with(|| fields.iter().map(|(k, _)| k.clone()).collect());
+        let obj: Map<String, Value> = fields.into_iter().collect();
         let mut w = csv::WriterBuilder::new().delimiter(c.delimiter).from_writer(Vec::new());
         let io = |e: csv::Error| e.to_string();
         if first && c.header {
@@ -238,6 +240,32 @@ impl LineEncoder {
         w.write_record(fields).map_err(io)?;
         out.extend_from_slice(&w.into_inner().map_err(|e| e.to_string())?);
         Ok(())
+    }
+}
+
+/// A JSON object's fields in their order in the text.
+struct Ordered(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = m.next_entry::<String, Value>()? {
+                    fields.push(entry);
+                }
+                Ok(Ordered(fields))
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -290,9 +318,9 @@ mod tests {
     fn csv_lines_are_written_with_a_header_per_part() {
         let mut e = LineEncoder::new(&csv(true, None));
         let mut out = Vec::new();
-        e.encode(br#"{"a":1,"b":"x;y"}"#, true, &mut out).unwrap();
-        e.encode(br#"{"b":"z","a":null}"#, false, &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "a;b\n1;\"x;y\"\n;z\n");
+        e.encode(br#"{"b":1,"a":"x;y"}"#, true, &mut out).unwrap();
+        e.encode(br#"{"a":"z","b":null}"#, false, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "b;a\n1;\"x;y\"\n;z\n");
         assert!(e.encode(b"\"str\"", false, &mut Vec::new()).unwrap_err().contains("JSON objects"));
     }
 

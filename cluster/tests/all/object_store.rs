@@ -1,0 +1,327 @@
+//! Object-store connectors end to end: the `object-store-etl` plugin reads
+//! orders from a local directory or a real S3-compatible server (moto, on
+//! loopback, started here) and writes rolling part files; outputs are
+//! compared with what the test computes from the input it wrote.
+
+use std::collections::BTreeMap;
+use std::path::Path as FsPath;
+use std::time::Duration;
+
+use flinkw_host::objstore::object_store::path::Path;
+use flinkw_host::objstore::object_store::{ObjectStore, ObjectStoreExt};
+use flinkw_host::objstore::{self, StoreLocation, StoreOptions, block_on};
+use flinkw_tests::artifacts;
+use flinkw_tests::s3::S3Server;
+
+use crate::{assert_fails_with, flinkw, run_and_kill};
+
+/// `n` orders in `files` CSV (or JSON-lines) files: (name, content), and
+/// the orders themselves (id, customer, amount in cents; some not positive).
+fn orders(n: u64, files: u64, csv: bool) -> (Vec<(String, String)>, Vec<(u64, String, i64)>) {
+    let mut all = Vec::new();
+    let mut out = Vec::new();
+    let ext = if csv { "csv" } else { "jsonl" };
+    for f in 0..files {
+        let mut text = if csv { String::from("id,customer,amount\n") } else { String::new() };
+        for id in (f..n).step_by(files as usize) {
+            let customer = format!("c{}", (id * 7919) % 37);
+            let cents = (id as i64 * 31) % 5000 - 200;
+            let amount = format!("{}.{:02}", cents / 100, (cents % 100).abs());
+            let amount = if cents < 0 && cents > -100 { format!("-{amount}") } else { amount };
+            if csv {
+                text.push_str(&format!("{id},{customer},{amount}\n"));
+            } else {
+                text.push_str(&format!(
+                    "{{\"id\":{id},\"customer\":\"{customer}\",\"amount\":{amount}}}\n"
+                ));
+            }
+            all.push((id, customer, cents));
+        }
+        out.push((format!("day={}/orders-{f:02}.{ext}", f % 2), text));
+    }
+    (out, all)
+}
+
+/// What `pipeline=map` makes of the orders, as JSON lines.
+fn mapped(orders: &[(u64, String, i64)]) -> Vec<String> {
+    orders
+        .iter()
+        .filter(|(_, _, c)| *c > 0)
+        .map(|(id, customer, cents)| {
+            format!("{{\"id\":{id},\"customer\":\"{customer}\",\"cents\":{cents}}}")
+        })
+        .collect()
+}
+
+/// What `pipeline=count` makes of the orders: per customer, 1..=its count.
+fn counted(orders: &[(u64, String, i64)]) -> Vec<String> {
+    let mut per: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, c, _) in orders {
+        *per.entry(c).or_default() += 1;
+    }
+    per.iter()
+        .flat_map(|(c, n)| (1..=*n).map(move |i| format!("{{\"customer\":\"{c}\",\"n\":{i}}}")))
+        .collect()
+}
+
+/// Asserts `got` and `expected` hold the same lines the same number of times.
+#[track_caller]
+fn assert_same_lines(got: &[String], expected: &[String], what: &str) {
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in expected {
+        *counts.entry(e).or_default() += 1;
+    }
+    for g in got {
+        *counts.entry(g).or_default() -= 1;
+    }
+    let lost: i64 = counts.values().filter(|c| **c > 0).sum();
+    let extra: i64 = -counts.values().filter(|c| **c < 0).sum::<i64>();
+    let sample: Vec<_> = counts.iter().filter(|(_, c)| **c != 0).take(6).collect();
+    assert!(
+        lost == 0 && extra == 0,
+        "{what}: {lost} lines lost, {extra} duplicated or unexpected (of {}); e.g. {sample:?}",
+        expected.len()
+    );
+}
+
+fn s3_options(server: &S3Server) -> StoreOptions {
+    StoreOptions {
+        endpoint: Some(server.endpoint()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        ..StoreOptions::default()
+    }
+}
+
+fn put_all(loc: &StoreLocation, files: &[(String, String)]) {
+    for (name, text) in files {
+        block_on(loc.store.put(&loc.child(name), text.clone().into())).unwrap();
+    }
+}
+
+/// Names (relative to the location) of the objects directly under it and
+/// under its `.pending/`.
+fn listing(loc: &StoreLocation) -> (Vec<String>, Vec<String>) {
+    let list = |p: &Path| {
+        let r = block_on(loc.store.list_with_delimiter(Some(p))).unwrap();
+        let mut names: Vec<String> =
+            r.objects.iter().filter_map(|o| o.location.filename().map(str::to_owned)).collect();
+        names.sort();
+        names
+    };
+    (list(&loc.prefix), list(&loc.child(".pending")))
+}
+
+fn read_text(loc: &StoreLocation, name: &str) -> String {
+    let p = loc.child(name);
+    let bytes = block_on(async { loc.store.get(&p).await?.bytes().await }).unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn args(input: &str, output: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = vec!["run".into(), artifacts::OBJECT_STORE_ETL.into()];
+    for s in [format!("input={input}"), format!("output={output}")] {
+        a.push("--set".into());
+        a.push(s);
+    }
+    for s in extra {
+        if s.starts_with("--") || !s.contains('=') {
+            a.push(s.to_string());
+        } else {
+            a.push("--set".into());
+            a.push(s.to_string());
+        }
+    }
+    a
+}
+
+fn strs(a: &[String]) -> Vec<&str> {
+    a.iter().map(String::as_str).collect()
+}
+
+fn s3_sets(server: &S3Server) -> Vec<String> {
+    vec![
+        format!("s3.endpoint={}", server.endpoint()),
+        "s3.access-key-id=test".into(),
+        "s3.secret-access-key=test".into(),
+    ]
+}
+
+/// Part names: `part-<subtask>-<n><suffix>`, numbered from 0 without gaps per subtask.
+#[track_caller]
+fn assert_part_names(names: &[String], suffix: &str) {
+    let mut per: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for name in names {
+        let rest = name
+            .strip_prefix("part-")
+            .and_then(|r| r.strip_suffix(suffix))
+            .unwrap_or_else(|| panic!("unexpected object {name}"));
+        let (s, n) = rest.split_once('-').unwrap();
+        per.entry(s.parse().unwrap()).or_default().push(n.parse().unwrap());
+    }
+    for (s, mut ns) in per {
+        ns.sort();
+        assert_eq!(ns, (0..ns.len() as u64).collect::<Vec<_>>(), "parts of subtask {s}: {names:?}");
+    }
+}
+
+#[test]
+fn object_store_csv_files_in_a_directory_become_json_lines_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let (files, all) = orders(3_000, 5, true);
+    for (name, text) in &files {
+        let p = input.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    // Not read: hidden, underscore and (by the glob) other files.
+    std::fs::write(input.join(".hidden.csv"), "id,customer,amount\n1,x,1\n").unwrap();
+    std::fs::write(input.join("_SUCCESS"), "").unwrap();
+    std::fs::write(input.join("day=0/readme.txt"), "not orders\n").unwrap();
+    let output = dir.path().join("out");
+    let url = format!("file://{}", output.display());
+    let a = args(
+        &input.display().to_string(),
+        &url,
+        &["glob=**/*.csv", "parallelism=2", "roll-bytes=4000"],
+    );
+    let run = flinkw(&strs(&a), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    let loc = objstore::open(&url, &StoreOptions::default()).unwrap();
+    let (parts, pending) = listing(&loc);
+    assert!(pending.is_empty(), "staged parts left: {pending:?}");
+    assert!(parts.len() > 4, "rolled by size into several parts: {parts:?}");
+    assert_part_names(&parts, ".jsonl");
+    let got: Vec<String> = parts
+        .iter()
+        .flat_map(|p| read_text(&loc, p).lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    assert_same_lines(&got, &mapped(&all), "csv dir -> jsonl dir");
+}
+
+#[test]
+fn object_store_s3_json_lines_become_csv_parts() {
+    let server = S3Server::start();
+    server.create_bucket("data");
+    let opts = s3_options(&server);
+    let input = objstore::open("s3://data/orders", &opts).unwrap();
+    let (files, all) = orders(2_000, 4, false);
+    put_all(&input, &files);
+    let dir = tempfile::tempdir().unwrap();
+    let mut extra = s3_sets(&server);
+    extra.extend(
+        ["format=jsonl", "output-format=csv", "parallelism=2", "roll-bytes=3000"].map(String::from),
+    );
+    let a = args("s3://data/orders", "s3://data/out/csv", &strs(&extra));
+    let run = flinkw(&strs(&a), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    let out = objstore::open("s3://data/out/csv", &opts).unwrap();
+    let (parts, pending) = listing(&out);
+    assert!(pending.is_empty(), "staged parts left: {pending:?}");
+    assert!(parts.len() > 4, "rolled by size into several parts: {parts:?}");
+    assert_part_names(&parts, ".csv");
+    let mut got = Vec::new();
+    for p in &parts {
+        let text = read_text(&out, p);
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("id,customer,cents"), "{p} starts with the header");
+        for l in lines {
+            let f: Vec<&str> = l.split(',').collect();
+            got.push(format!("{{\"id\":{},\"customer\":\"{}\",\"cents\":{}}}", f[0], f[1], f[2]));
+        }
+    }
+    assert_same_lines(&got, &mapped(&all), "s3 jsonl -> s3 csv");
+}
+
+#[test]
+fn object_store_counts_are_exactly_once_across_kill_9() {
+    let server = S3Server::start();
+    server.create_bucket("data");
+    let opts = s3_options(&server);
+    let input = objstore::open("s3://data/in", &opts).unwrap();
+    let (files, all) = orders(60_000, 6, true);
+    put_all(&input, &files);
+    let expected = counted(&all);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let checkpoints = dir.path().join("checkpoints").display().to_string();
+    let mut extra = s3_sets(&server);
+    extra.extend(
+        ["pipeline=count", "parallelism=2", "checkpoint.interval-ms=100", "batch.size=64"]
+            .map(String::from),
+    );
+    extra.extend(["--checkpoint-dir".to_owned(), checkpoints]);
+    let a = args("s3://data/in", "s3://data/out", &strs(&extra));
+    // Compile the plugin once, so the runs spend their time on the job.
+    let plan = flinkw(
+        &["plan", artifacts::OBJECT_STORE_ETL, "--set", "input=x", "--set", "output=y"],
+        dir.path(),
+    );
+    assert!(plan.ok(), "{}", plan.stderr);
+    let mut seed = 0x6f62_6a73_u64;
+    let mut kills = 0;
+    while kills < 8 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let after = Duration::from_millis(250 + (seed >> 33) % 500);
+        if run_and_kill(&a, &cache, after) {
+            break;
+        }
+        kills += 1;
+    }
+    let last = flinkw(&strs(&a), dir.path());
+    assert!(last.ok(), "{}", last.stderr);
+    eprintln!("{kills} kills; the last run: {}", last.stderr);
+    assert!(kills >= 5, "the job was killed only {kills} times");
+    assert!(last.stderr.contains("restored from checkpoint"), "{}", last.stderr);
+    let out = objstore::open("s3://data/out", &opts).unwrap();
+    let (parts, pending) = listing(&out);
+    assert!(pending.is_empty(), "staged parts left: {pending:?}");
+    assert_part_names(&parts, ".jsonl");
+    let got: Vec<String> = parts
+        .iter()
+        .flat_map(|p| read_text(&out, p).lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    assert_same_lines(&got, &expected, &format!("after {kills} kills"));
+}
+
+fn bad_run(dir: &FsPath, input: &str, extra: &[String]) -> flinkw_tests::Run {
+    let out = dir.join("out").display().to_string();
+    let a = args(input, &out, &strs(extra));
+    flinkw(&strs(&a), dir)
+}
+
+#[test]
+fn object_store_bad_urls_buckets_and_credentials_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = bad_run(dir.path(), "gs://bucket/in", &[]);
+    assert_fails_with(&run, &["object-store source", "gs://bucket/in", "unknown scheme `gs`"]);
+
+    let missing = dir.path().join("nothing-here").display().to_string();
+    let run = bad_run(dir.path(), &missing, &[]);
+    assert_fails_with(&run, &["no file under", &missing]);
+
+    let server = S3Server::start();
+    let run = bad_run(dir.path(), "s3://no-such-bucket/in", &s3_sets(&server));
+    assert_fails_with(&run, &["object-store source", "s3://no-such-bucket/in", "NoSuchBucket"]);
+
+    let strict = S3Server::start_checking_credentials();
+    let run = bad_run(dir.path(), "s3://data/in", &s3_sets(&strict));
+    assert_fails_with(&run, &["object-store source", "s3://data/in", "403"]);
+}
+
+#[test]
+fn object_store_malformed_csv_names_the_file_and_line() {
+    let server = S3Server::start();
+    server.create_bucket("data");
+    let input = objstore::open("s3://data/in", &s3_options(&server)).unwrap();
+    let text = "id,customer,amount\n1,a,2.5\n2,\"b,3\n3,c,1\n";
+    put_all(&input, &[("bad.csv".to_owned(), text.to_owned())]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = bad_run(dir.path(), "s3://data/in", &s3_sets(&server));
+    assert_fails_with(&run, &["s3://data/in/bad.csv:3", "unterminated quote"]);
+    let mut skip = s3_sets(&server);
+    skip.push("--skip-bad-lines".into());
+    let run = bad_run(dir.path(), "s3://data/in", &skip);
+    assert!(run.ok(), "{}", run.stderr);
+}
