@@ -156,18 +156,63 @@ pub fn rescale(
     timeout: Duration,
 ) -> anyhow::Result<(String, String)> {
     anyhow::ensure!(parallelism > 0, "--parallelism must be at least 1");
+    restart_from_savepoint(api, job, timeout, |request| {
+        let mut config: Vec<Value> = request["config"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| !c.as_str().is_some_and(|c| c.starts_with("parallelism=")))
+            .collect();
+        config.push(Value::String(format!("parallelism={parallelism}")));
+        request["config"] = Value::Array(config);
+    })
+}
+
+/// Moves a job to a new version of its plugin: uploads `plugin`, stops the
+/// job with a savepoint and starts it again from there with the new plugin,
+/// whose `migrate` export converts the old version's guest state; returns
+/// the new job's id and the savepoint.
+pub fn upgrade(
+    api: &Api,
+    job: &str,
+    plugin: &Path,
+    timeout: Duration,
+) -> anyhow::Result<(String, String)> {
+    let bytes =
+        std::fs::read(plugin).with_context(|| format!("cannot read {}", plugin.display()))?;
+    // A plugin that cannot run the job is refused before the job stops:
+    // load it here and plan the job with its config.
+    let status = api.call("GET", &format!("/v1/jobs/{job}"), None)?;
+    let config: Vec<String> = status["request"]["config"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let engine = flinkw_host::engine::Engine::new(flinkw_host::limits::Limits::default(), None)?;
+    let loaded = flinkw_host::plugin::Plugin::load(&engine, &plugin.display().to_string(), &bytes)?;
+    let config = flinkw_host::config::JobConfig::parse(&config)?;
+    flinkw_host::runtime::plan_job(&loaded, &config)
+        .with_context(|| format!("{} cannot run job {job}", plugin.display()))?;
+    let uploaded = api.call("POST", "/v1/plugins", Some(("application/wasm", &bytes)))?;
+    let hash = uploaded["plugin"].as_str().context("no plugin hash in the answer")?.to_owned();
+    restart_from_savepoint(api, job, timeout, |request| {
+        request["plugin"] = Value::String(hash);
+    })
+}
+
+/// Stops `job` with a savepoint and submits it again from the savepoint,
+/// with its request changed by `change`; returns the new job's id and the
+/// savepoint.
+fn restart_from_savepoint(
+    api: &Api,
+    job: &str,
+    timeout: Duration,
+    change: impl FnOnce(&mut Value),
+) -> anyhow::Result<(String, String)> {
     let status = api.call("GET", &format!("/v1/jobs/{job}"), None)?;
     let mut request = status["request"].clone();
     let savepoint = savepoint(api, job, timeout)?;
-    let mut config: Vec<Value> = request["config"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| !c.as_str().is_some_and(|c| c.starts_with("parallelism=")))
-        .collect();
-    config.push(Value::String(format!("parallelism={parallelism}")));
-    request["config"] = Value::Array(config);
+    change(&mut request);
     request["from_savepoint"] = Value::String(savepoint.clone());
     // The new job's checkpoints go next to the old ones: a folder holds the
     // checkpoints of one job graph and parallelism.

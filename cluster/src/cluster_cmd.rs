@@ -183,6 +183,20 @@ pub enum ClusterCommand {
         #[arg(long, default_value_t = 600.0, value_name = "SECS")]
         wait_timeout: f64,
     },
+    /// Moves a job to a new version of its plugin: stop with a savepoint,
+    /// start again from it with the new plugin (its `migrate` export
+    /// converts the old version's guest state).
+    Upgrade {
+        /// The job's id.
+        job: String,
+        /// The new plugin version's `.wasm` file.
+        plugin: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Give up waiting for the savepoint after this many seconds.
+        #[arg(long, default_value_t = 600.0, value_name = "SECS")]
+        wait_timeout: f64,
+    },
     /// Lists a cluster's workers and their slots.
     Workers {
         #[command(flatten)]
@@ -380,6 +394,19 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::json!({ "job": job, "savepoint": path }));
             } else {
                 println!("{path}");
+            }
+            Ok(())
+        }
+        ClusterCommand::Upgrade { job, plugin, api, wait_timeout } => {
+            let (new, path) =
+                client::upgrade(&api.api()?, &job, &plugin, secs(wait_timeout, "--wait-timeout")?)?;
+            if api.json {
+                println!("{}", serde_json::json!({ "job": new, "savepoint": path }));
+            } else {
+                eprintln!(
+                    "{job} stopped with savepoint {path}; started again on the new plugin as {new}"
+                );
+                println!("{new}");
             }
             Ok(())
         }

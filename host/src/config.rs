@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 
 /// Keys the host itself reads, with what they mean.
-pub const HOST_KEYS: [(&str, &str); 7] = [
+pub const HOST_KEYS: [(&str, &str); 8] = [
     ("parallelism", "default parallelism of every operator (1..=max-parallelism)"),
     ("max-parallelism", "number of key groups, fixed for the job's life (default 128)"),
     ("batch.size", "records per batch before it is sent on (default 1024)"),
@@ -20,6 +20,10 @@ pub const HOST_KEYS: [(&str, &str); 7] = [
         "time between checkpoints with --checkpoint-dir, in ms (default 1000)",
     ),
     ("checkpoint.retain", "complete checkpoints kept (default 3)"),
+    (
+        "checkpoint.tolerable-failures",
+        "checkpoints that may fail in a row before the job fails (default 3)",
+    ),
     (
         "watermark.interval-ms",
         "how often sources emit watermarks, in ms (default 200; 0 = after every record)",
@@ -79,6 +83,9 @@ pub struct JobConfig {
     pub checkpoint_interval: Duration,
     /// `checkpoint.retain`.
     pub checkpoint_retain: usize,
+    /// `checkpoint.tolerable-failures`: checkpoints that may fail in a row
+    /// (storage unreachable, a subtask too slow) before the job fails.
+    pub checkpoint_tolerable_failures: u32,
     /// Which run of the job this is: 0, then 1, 2, ... after restarts. The
     /// plugin sees it as config `flinkw.attempt` (Flink's attempt number).
     pub attempt: u32,
@@ -98,6 +105,7 @@ impl Default for JobConfig {
             watermark_interval: Duration::from_millis(200),
             checkpoint_interval: Duration::from_secs(1),
             checkpoint_retain: 3,
+            checkpoint_tolerable_failures: 3,
             attempt: 0,
         }
     }
@@ -153,6 +161,7 @@ impl JobConfig {
         let watermark_interval = num("watermark.interval-ms", 0, 3_600_000)?;
         let checkpoint_interval = num("checkpoint.interval-ms", 10, 86_400_000)?;
         let checkpoint_retain = num("checkpoint.retain", 1, 1000)?;
+        let tolerable_failures = num("checkpoint.tolerable-failures", 0, 1_000_000)?;
         if let Some(m) = max_parallelism {
             c.max_parallelism = m as u32;
         }
@@ -180,6 +189,9 @@ impl JobConfig {
         }
         if let Some(n) = checkpoint_retain {
             c.checkpoint_retain = n as usize;
+        }
+        if let Some(n) = tolerable_failures {
+            c.checkpoint_tolerable_failures = n as u32;
         }
         Ok(c)
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use flinkw_tests::artifacts;
 
-use crate::{flinkw, run_and_kill};
+use crate::{flinkw, run_and_kill_with};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flinkw");
 
@@ -50,6 +50,12 @@ fn committed(out: &Path) -> Vec<String> {
 }
 
 fn chaos(backend: &[&str]) {
+    chaos_in(backend, None, &[]);
+}
+
+/// The kill test with checkpoints in `store` (a URL; default a local
+/// directory) and `env` for every run.
+fn chaos_in(backend: &[&str], store: Option<&str>, env: &[(&str, String)]) {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     // The run without failures.
@@ -64,8 +70,9 @@ fn chaos(backend: &[&str]) {
 
     // The same job, killed at pseudo-random moments, restarted each time.
     let out = dir.path().join("out");
-    let checkpoints = dir.path().join("checkpoints").display().to_string();
-    let mut extra = vec!["--checkpoint-dir", &checkpoints];
+    let local = dir.path().join("checkpoints").display().to_string();
+    let checkpoints = store.unwrap_or(&local);
+    let mut extra = vec!["--checkpoint-dir", checkpoints];
     extra.extend_from_slice(backend);
     let args = job_args(&out, &extra);
     let mut seed = 0x5eed_u64;
@@ -73,12 +80,18 @@ fn chaos(backend: &[&str]) {
     for _ in 0..10 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let after = Duration::from_millis(150 + (seed >> 33) % 450);
-        if run_and_kill(&args, &cache, after) {
+        if run_and_kill_with(&args, &cache, after, env) {
             break;
         }
         kills += 1;
     }
-    let last = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    let last: flinkw_tests::Run = Command::new(BIN)
+        .args(&args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("FLINKW_CACHE_DIR", &cache)
+        .output()
+        .unwrap()
+        .into();
     assert!(last.ok(), "{}", last.stderr);
     assert!(kills >= 5, "the job was killed only {kills} times");
     assert!(last.stderr.contains("restored from checkpoint"), "{}", last.stderr);
@@ -94,6 +107,26 @@ fn chaos(backend: &[&str]) {
 #[test]
 fn killed_and_restarted_jobs_write_exactly_once_on_memory_state() {
     chaos(&[]);
+}
+
+/// Checkpoints in an S3-compatible store (a real server started here):
+/// after kills and restarts, the output is still exactly the reference's.
+#[test]
+fn killed_and_restarted_jobs_write_exactly_once_with_checkpoints_in_s3() {
+    let server = flinkw_tests::s3::S3Server::start();
+    server.create_bucket("checkpoints");
+    chaos_in(&[], Some("s3://checkpoints/jobs/windowed"), &s3_env(&server));
+}
+
+/// The environment that points flinkw's S3 client at `server`.
+fn s3_env(server: &flinkw_tests::s3::S3Server) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", server.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+    ]
 }
 
 #[test]
@@ -304,11 +337,28 @@ fn a_savepoint_of_another_job_is_refused() {
 
 /// The `upgrade` test plugin's run at `version` (a built artifact) writing to `out`.
 fn upgrade_args(plugin: &str, out: &Path, extra: &[String]) -> Vec<String> {
-    let mut args: Vec<String> =
-        ["run", plugin, "--set", "count=3000", "--set", "rate=1000", "--set"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+    upgrade_args_at(plugin, out, (3000, 1000), extra)
+}
+
+/// [`upgrade_args`] with `(count, rate)`.
+fn upgrade_args_at(
+    plugin: &str,
+    out: &Path,
+    (count, rate): (u64, u64),
+    extra: &[String],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "run",
+        plugin,
+        "--set",
+        &format!("count={count}"),
+        "--set",
+        &format!("rate={rate}"),
+        "--set",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     args.push(format!("output={}", out.display()));
     args.extend(["--set".into(), "checkpoint.interval-ms=100".into()]);
     args.extend(extra.iter().cloned());
@@ -324,7 +374,7 @@ fn a_savepoint_restores_into_a_new_plugin_version_through_migrate() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let reference = dir.path().join("reference");
-    let plain = upgrade_args(artifacts::UPGRADE_V1, &reference, &["--set".into(), "rate=0".into()]);
+    let plain = upgrade_args_at(artifacts::UPGRADE_V1, &reference, (3000, 0), &[]);
     let run = flinkw(&plain.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
     assert!(run.ok(), "{}", run.stderr);
 
@@ -376,4 +426,49 @@ fn a_savepoint_restores_into_a_new_plugin_version_through_migrate() {
         &["migrate from version 1", "version 3 cannot read the state of version 1"],
     );
     assert!(!out3.exists() || committed(&out3).is_empty());
+}
+
+/// The object store goes away while a job runs: checkpoints fail, the job
+/// goes on, and once more than `checkpoint.tolerable-failures` failed in a
+/// row the job fails with a message that says so and why.
+#[test]
+fn an_unreachable_checkpoint_store_fails_the_job_after_tolerable_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = flinkw_tests::s3::S3Server::start();
+    server.create_bucket("checkpoints");
+    let env = s3_env(&server);
+    let out = dir.path().join("out");
+    let args = upgrade_args_at(
+        artifacts::UPGRADE_V1,
+        &out,
+        (100_000_000, 5000),
+        &["--checkpoint-dir".into(), "s3://checkpoints/going-away".into()],
+    );
+    let child = Command::new(BIN)
+        .args(&args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("FLINKW_CACHE_DIR", dir.path().join("cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let some checkpoints complete, then take the store away.
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(server);
+    let pid = child.id() as i32;
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    let start = Instant::now();
+    while !waiter.is_finished() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !waiter.is_finished() {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let run: flinkw_tests::Run = waiter.join().unwrap().into();
+    crate::assert_fails_with(
+        &run,
+        &["checkpoints in a row failed", "checkpoint.tolerable-failures = 3", "the last one:"],
+    );
+    assert!(run.stderr.contains("checkpoint failed; the job goes on"), "{}", run.stderr);
 }

@@ -663,3 +663,63 @@ fn rescale_stops_with_a_savepoint_and_resumes_at_the_new_parallelism() {
     let run = cluster.cli(&["savepoint", &plain]);
     assert_fails_with(&run, &["--checkpoint-dir"]);
 }
+
+/// `flinkw upgrade` moves a running job to version 2 of its plugin: the job
+/// stops with a savepoint and goes on from it on the new plugin, whose
+/// `migrate` converts version 1's guest state; together the two runs wrote
+/// the uninterrupted run's output. A plugin that is not valid is refused
+/// before the job stops.
+#[test]
+fn upgrade_moves_a_running_job_to_a_new_plugin_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 1, 2);
+    let settings = |out: &Path, rate: u64| {
+        ["count=4000".to_owned(), format!("rate={rate}"), format!("output={}", out.display())]
+            .into_iter()
+            .flat_map(|s| ["--set".to_owned(), s])
+            .collect::<Vec<_>>()
+    };
+    let reference = dir.path().join("reference");
+    let mut args = vec!["run".to_owned(), artifacts::UPGRADE_V1.to_owned()];
+    args.extend(settings(&reference, 0));
+    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+
+    let out = dir.path().join("out");
+    let checkpoints = dir.path().join("checkpoints");
+    let mut args = vec!["deploy", artifacts::UPGRADE_V1, "--checkpoint-dir"];
+    args.push(checkpoints.to_str().unwrap());
+    let s = settings(&out, 1000);
+    args.extend(s.iter().map(String::as_str));
+    let run = cluster.cli(&args);
+    assert!(run.ok(), "{}", run.stderr);
+    let job = run.stdout.trim().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    cluster.await_state(&job, &["running"], deadline);
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm\x0d\0\x01\0junk").unwrap();
+    let run = cluster.cli(&["upgrade", &job, junk.to_str().unwrap()]);
+    assert_fails_with(&run, &["not a valid component"]);
+    assert_eq!(cluster.status(&job).unwrap()["state"]["state"], "running");
+
+    let run = cluster.cli(&["upgrade", &job, artifacts::UPGRADE_V2, "--json"]);
+    assert!(run.ok(), "{}\n{}", run.stderr, cluster.logs());
+    let answer: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let new = answer["job"].as_str().unwrap().to_owned();
+    let last = cluster.await_state(&new, &["finished", "failed"], deadline);
+    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
+    // Version 2 appends the version its guest state came from: 1, migrated.
+    let lines = part_lines(&out);
+    let (v2, v1): (Vec<&String>, Vec<&String>) =
+        lines.iter().partition(|l| l.split(',').count() == 5);
+    assert!(!v1.is_empty() && !v2.is_empty(), "{} v1 and {} v2 lines", v1.len(), v2.len());
+    assert!(v2.iter().all(|l| l.ends_with(",1")), "guest state not migrated: {:?}", &v2[..3]);
+    let mut got: Vec<String> = lines
+        .iter()
+        .map(|l| l.strip_suffix(",1").filter(|_| l.split(',').count() == 5).unwrap_or(l).to_owned())
+        .collect();
+    got.sort();
+    assert!(got == part_lines(&reference), "output across the upgrade differs from one run");
+}

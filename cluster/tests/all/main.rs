@@ -10,8 +10,8 @@ mod examples;
 mod guest_failures;
 mod joins;
 mod kafka;
-mod object_store;
 mod nexmark;
+mod object_store;
 mod sdks;
 mod state;
 mod tenants;
@@ -34,8 +34,19 @@ pub fn flinkw(args: &[&str], dir: &Path) -> Run {
 /// Starts `flinkw` with `args` (compile cache `cache`) and kills it with
 /// SIGKILL after `after`; returns whether it had already finished by itself.
 pub fn run_and_kill(args: &[String], cache: &Path, after: Duration) -> bool {
+    run_and_kill_with(args, cache, after, &[])
+}
+
+/// [`run_and_kill`] with more environment variables for the child.
+pub fn run_and_kill_with(
+    args: &[String],
+    cache: &Path,
+    after: Duration,
+    env: &[(&str, String)],
+) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_flinkw"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("FLINKW_CACHE_DIR", cache)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

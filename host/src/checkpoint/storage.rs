@@ -33,6 +33,19 @@ pub enum CheckpointError {
         /// What is wrong.
         reason: String,
     },
+    /// Too many checkpoints failed in a row: the job fails.
+    #[error(
+        "{failures} checkpoints in a row failed, more than checkpoint.tolerable-failures = \
+         {tolerable}; the last one: {last}"
+    )]
+    TooManyFailures {
+        /// Failures in a row.
+        failures: u32,
+        /// The setting.
+        tolerable: u32,
+        /// Why the last one failed.
+        last: String,
+    },
     /// The checkpoint was taken by another job or a job of another shape.
     #[error(
         "checkpoint {id} in {dir} belongs to another job graph (its fingerprint is {found}, \

@@ -58,6 +58,8 @@ pub(crate) struct Checkpointing {
     pub halt: AtomicBool,
     /// Where the savepoint of a stop-with-savepoint went.
     pub savepoint: Mutex<Option<std::path::PathBuf>>,
+    /// Set when too many checkpoints failed in a row: the job must fail.
+    pub failure: Mutex<Option<CheckpointError>>,
     /// Every checkpoint's outcome (the coordinator's side).
     pub history: Arc<super::CheckpointHistory>,
 }
@@ -110,6 +112,11 @@ pub(crate) struct CoordinatorArgs {
     pub finished: Arc<AtomicBool>,
     /// Stop with a savepoint into the directory once the flag is set.
     pub savepoint: Option<(std::path::PathBuf, &'static AtomicBool)>,
+    /// Checkpoints that may fail in a row; one more fails the job.
+    pub tolerable_failures: u32,
+    /// Called once too many checkpoints failed in a row (the reason is in
+    /// [`Checkpointing::failure`]); the coordinator then stops.
+    pub on_failure: Box<dyn FnOnce() + Send>,
 }
 
 /// The newest complete checkpoint of a job with `fingerprint` in
@@ -176,6 +183,7 @@ pub(crate) fn setup(
         final_id: AtomicU64::new(0),
         halt: AtomicBool::new(false),
         savepoint: Mutex::new(None),
+        failure: Mutex::new(None),
         history: Arc::default(),
     });
     let args = CoordinatorArgs {
@@ -191,6 +199,8 @@ pub(crate) fn setup(
         parallelism: physical.tasks.iter().map(|t| t.parallelism).collect(),
         finished: Arc::new(AtomicBool::new(false)),
         savepoint,
+        tolerable_failures: config.checkpoint_tolerable_failures,
+        on_failure: Box::new(|| {}),
     };
     Ok((ck, args))
 }
@@ -311,6 +321,12 @@ impl CheckpointCoordinator {
         self.ck.history.list()
     }
 
+    /// Why the job must fail, once too many checkpoints failed in a row
+    /// (`checkpoint.tolerable-failures`).
+    pub fn failure(&self) -> Option<String> {
+        self.ck.failure.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(ToString::to_string)
+    }
+
     /// The newest complete checkpoint.
     pub fn completed(&self) -> u64 {
         self.ck.completed.load(Ordering::SeqCst)
@@ -342,7 +358,25 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
     let mut id = args.first_id;
     let mut savepoint_id: Option<u64> = None;
     let mut next = Instant::now() + args.interval;
+    let mut failures_in_a_row = 0;
     while !args.finished.load(Ordering::Relaxed) {
+        if failures_in_a_row > args.tolerable_failures {
+            let mut f = ck.failure.lock().unwrap_or_else(|p| p.into_inner());
+            if f.is_none() {
+                *f = Some(CheckpointError::TooManyFailures {
+                    failures: failures_in_a_row,
+                    tolerable: args.tolerable_failures,
+                    last: ck
+                        .history
+                        .list()
+                        .last()
+                        .and_then(|s| s.failure.clone())
+                        .unwrap_or_default(),
+                });
+            }
+            (args.on_failure)();
+            return;
+        }
         let now = Instant::now();
         let all_done = ck.sources_finished.load(Ordering::SeqCst) >= ck.sources;
         let final_due = all_done && ck.final_id.load(Ordering::SeqCst) == 0;
@@ -407,6 +441,7 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                     stats.duration_ms = started.elapsed().as_millis() as u64;
                     ck.history.push(stats);
                     tracing::warn!(checkpoint = id, %reason, "checkpoint failed; the job goes on");
+                    failures_in_a_row += 1;
                 }
             }
             None => {
@@ -445,6 +480,7 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                         );
                         stats.duration_ms = started.elapsed().as_millis() as u64;
                         ck.history.push(stats);
+                        failures_in_a_row = 0;
                         if let Err(e) = ck.storage.retain(args.retain) {
                             tracing::warn!(error = %e, "cannot delete old checkpoints");
                         }
@@ -455,6 +491,7 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                         stats.failure = Some(format!("cannot write its metadata: {e}"));
                         stats.duration_ms = started.elapsed().as_millis() as u64;
                         ck.history.push(stats);
+                        failures_in_a_row += 1;
                     }
                 }
             }

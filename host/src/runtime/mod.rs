@@ -728,8 +728,15 @@ impl PreparedJob {
         drop(senders);
         drop(receivers);
         let coordinator = match coordinator_args {
-            Some(args) => {
+            Some(mut args) => {
                 let finished = args.finished.clone();
+                let (ck, failing) = (args.checkpointing.clone(), shared.clone());
+                args.on_failure = Box::new(move || {
+                    let failure = ck.failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    if let Some(e) = failure {
+                        failing.fail(JobError::Checkpoint(e));
+                    }
+                });
                 let handle = std::thread::Builder::new()
                     .name("flinkw-checkpoints".into())
                     .spawn(move || checkpointing::coordinate(args))
