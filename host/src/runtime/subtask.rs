@@ -351,9 +351,12 @@ impl Subtask {
                 .poll(&mut builder, batch_size, deadline)
                 .map_err(|error| JobError::Connector { node: self.label(head), error })?;
             let got = !builder.is_empty();
-            if !got {
+            // A poll that ended before the batch filled waited for input
+            // (or for a rate limit): idle, not busy.
+            if builder.len() < batch_size && poll != Poll::End {
                 self.metrics.add_idle(polled);
-            } else {
+            }
+            if got {
                 last_record = Instant::now();
                 let bytes = builder.finish();
                 self.metrics.add_input(batch_len(&bytes), bytes.len());
