@@ -144,7 +144,10 @@ def main():
         for p in procs:
             p.kill()
             p.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        if not os.environ.get("KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(work, file=sys.stderr)
 
 
 if __name__ == "__main__":

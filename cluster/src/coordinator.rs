@@ -917,13 +917,17 @@ impl Coordinator {
                 });
             }
         });
+        // Frames are read on a task of their own: a read in the `select!`
+        // below would be dropped halfway whenever a command goes out first,
+        // and the stream would lose its framing.
+        let mut inbox = read_frames::<ToCoordinator>(recv);
         let why = loop {
             tokio::select! {
                 out = rx.recv() => match out {
                     Some(m) => if let Err(e) = write_frame(&mut send, &m).await { break e.to_string() },
                     None => break "dropped".to_owned(),
                 },
-                message = read_frame::<ToCoordinator>(&mut recv) => match message {
+                message = inbox.recv() => match message.unwrap_or(Err(crate::control::FrameError::Closed)) {
                     Ok(m) => {
                         if let Some(w) = self.workers.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
                             w.last_seen = Instant::now();
@@ -936,4 +940,22 @@ impl Coordinator {
         };
         self.lose(id, &why);
     }
+}
+
+/// Reads frames from `recv` on a task of its own until the first error
+/// (which is passed on too), so that receiving is cancel-safe in a `select!`.
+pub(crate) fn read_frames<T: serde::de::DeserializeOwned + Send + 'static>(
+    mut recv: quinn::RecvStream,
+) -> mpsc::UnboundedReceiver<Result<T, crate::control::FrameError>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let frame = read_frame::<T>(&mut recv).await;
+            let end = frame.is_err();
+            if tx.send(frame).is_err() || end {
+                return;
+            }
+        }
+    });
+    rx
 }

@@ -134,9 +134,11 @@ async fn session(
         id,
     });
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    // Cancel-safe: a read inside the `select!` could be dropped halfway.
+    let mut inbox = crate::coordinator::read_frames::<ToWorker>(recv);
     let lost = loop {
         let written = tokio::select! {
-            command = read_frame::<ToWorker>(&mut recv) => match command {
+            command = inbox.recv() => match command.unwrap_or(Err(crate::control::FrameError::Closed)) {
                 Ok(command) => {
                     worker.clone().handle(command);
                     Ok(())

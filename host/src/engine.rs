@@ -36,6 +36,9 @@ pub struct Engine {
 struct EngineInner {
     engine: wasmtime::Engine,
     compiled: Mutex<HashMap<String, Component>>,
+    /// One lock per plugin hash being compiled: concurrent deploys of one
+    /// plugin wait for a single compilation and share its code.
+    compiling: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     cache_dir: Option<PathBuf>,
 }
 
@@ -69,8 +72,12 @@ impl Engine {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine =
             wasmtime::Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))?;
-        let inner =
-            Arc::new(EngineInner { engine, compiled: Mutex::new(HashMap::new()), cache_dir });
+        let inner = Arc::new(EngineInner {
+            engine,
+            compiled: Mutex::new(HashMap::new()),
+            compiling: Mutex::new(HashMap::new()),
+            cache_dir,
+        });
         start_epoch_ticker(Arc::downgrade(&inner));
         Ok(Engine { inner, limits })
     }
@@ -98,6 +105,15 @@ impl Engine {
         if let Some(c) = self.lock_cache().get(hash) {
             return Ok(c.clone());
         }
+        // One compilation per hash: the others wait here and then find it.
+        let gate = {
+            let mut gates = self.inner.compiling.lock().unwrap_or_else(|p| p.into_inner());
+            gates.entry(hash.to_owned()).or_default().clone()
+        };
+        let _compiling = gate.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = self.lock_cache().get(hash) {
+            return Ok(c.clone());
+        }
         let component = match self.load_from_disk(hash) {
             Some(c) => c,
             None => {
@@ -107,6 +123,7 @@ impl Engine {
             }
         };
         self.lock_cache().insert(hash.to_owned(), component.clone());
+        self.inner.compiling.lock().unwrap_or_else(|p| p.into_inner()).remove(hash);
         Ok(component)
     }
 
