@@ -15,9 +15,14 @@ use flinkw_tests::s3::S3Server;
 
 use crate::{assert_fails_with, flinkw, run_and_kill};
 
-/// `n` orders in `files` CSV (or JSON-lines) files: (name, content), and
-/// the orders themselves (id, customer, amount in cents; some not positive).
-fn orders(n: u64, files: u64, csv: bool) -> (Vec<(String, String)>, Vec<(u64, String, i64)>) {
+/// An order: id, customer, amount in cents (some not positive).
+type Order = (u64, String, i64);
+
+/// Files to upload: (name under the prefix, content).
+type Files = Vec<(String, String)>;
+
+/// `n` orders in `files` CSV (or JSON-lines) files, and the orders themselves.
+fn orders(n: u64, files: u64, csv: bool) -> (Files, Vec<Order>) {
     let mut all = Vec::new();
     let mut out = Vec::new();
     let ext = if csv { "csv" } else { "jsonl" };
@@ -43,7 +48,7 @@ fn orders(n: u64, files: u64, csv: bool) -> (Vec<(String, String)>, Vec<(u64, St
 }
 
 /// What `pipeline=map` makes of the orders, as JSON lines.
-fn mapped(orders: &[(u64, String, i64)]) -> Vec<String> {
+fn mapped(orders: &[Order]) -> Vec<String> {
     orders
         .iter()
         .filter(|(_, _, c)| *c > 0)
@@ -54,7 +59,7 @@ fn mapped(orders: &[(u64, String, i64)]) -> Vec<String> {
 }
 
 /// What `pipeline=count` makes of the orders: per customer, 1..=its count.
-fn counted(orders: &[(u64, String, i64)]) -> Vec<String> {
+fn counted(orders: &[Order]) -> Vec<String> {
     let mut per: BTreeMap<&str, u64> = BTreeMap::new();
     for (_, c, _) in orders {
         *per.entry(c).or_default() += 1;
