@@ -361,19 +361,13 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
     let mut failures_in_a_row = 0;
     while !args.finished.load(Ordering::Relaxed) {
         if failures_in_a_row > args.tolerable_failures {
-            let mut f = ck.failure.lock().unwrap_or_else(|p| p.into_inner());
-            if f.is_none() {
-                *f = Some(CheckpointError::TooManyFailures {
+            let last = ck.history.list().last().and_then(|s| s.failure.clone());
+            *ck.failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(CheckpointError::TooManyFailures {
                     failures: failures_in_a_row,
                     tolerable: args.tolerable_failures,
-                    last: ck
-                        .history
-                        .list()
-                        .last()
-                        .and_then(|s| s.failure.clone())
-                        .unwrap_or_default(),
+                    last: last.unwrap_or_default(),
                 });
-            }
             (args.on_failure)();
             return;
         }
