@@ -431,10 +431,9 @@ impl CheckpointStorage {
             Ok(())
         })?;
         // A local folder may be left empty.
-        if let Ok(local) = std::fs::canonicalize(format!("/{}", folder.prefix)) {
-            if !folder.url.contains("://") || folder.url.starts_with("file://") {
-                let _ = std::fs::remove_dir_all(local);
-            }
+        let is_local = !folder.url.contains("://") || folder.url.starts_with("file://");
+        if is_local && let Ok(local) = std::fs::canonicalize(format!("/{}", folder.prefix)) {
+            let _ = std::fs::remove_dir_all(local);
         }
         Ok(())
     }

@@ -112,10 +112,13 @@ pub struct Instance {
     upgrade: Option<UpgradeFuncs>,
 }
 
+/// `migrate(from-version, state) -> result<list<u8>, string>`.
+type MigrateFunc = TypedFunc<(String, Vec<u8>), (Result<Vec<u8>, String>,)>;
+
 /// The optional `upgrade` export's functions, found at instantiation.
 struct UpgradeFuncs {
     version: TypedFunc<(), (String,)>,
-    migrate: TypedFunc<(String, Vec<u8>), (Result<Vec<u8>, String>,)>,
+    migrate: MigrateFunc,
 }
 
 impl Instance {
