@@ -370,7 +370,7 @@ impl Worker {
             let cache = Some(self.options.cache_dir.join("compiled"));
             *engine = Some(Engine::new(Limits::default(), cache)?);
         }
-        Ok(engine.as_ref().map(|e| e.with_limits(limits)).context("no engine")?)
+        engine.as_ref().map(|e| e.with_limits(limits)).context("no engine")
     }
 
     /// The plugin with SHA-256 `hash`, from the cache or the coordinator.

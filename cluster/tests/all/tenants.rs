@@ -75,9 +75,9 @@ fn tenants_see_and_touch_only_their_own_jobs_and_savepoints() {
     // Each tenant lists only its own jobs; the admin sees both.
     let run = as_tenant(&cluster, &b, &["list", "--json"]);
     assert!(run.ok(), "{}", run.stderr);
-    assert_eq!(job_ids(&run.stdout), [job_b.clone()]);
+    assert_eq!(job_ids(&run.stdout), std::slice::from_ref(&job_b));
     let run = as_tenant(&cluster, &a, &["list", "--json"]);
-    assert_eq!(job_ids(&run.stdout), [job_a.clone()]);
+    assert_eq!(job_ids(&run.stdout), std::slice::from_ref(&job_a));
     let run = cluster.cli(&["list", "--json"]);
     assert_eq!(job_ids(&run.stdout).len(), 2, "{}", run.stdout);
 
