@@ -69,6 +69,7 @@ def main():
     plugins = os.environ.get("FLINKW_PLUGIN_TARGET_DIR", os.path.join(target, "wasm-plugins"))
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=500)
+    ap.add_argument("--max-wait", type=float, default=600, help="seconds to wait for all to run")
     ap.add_argument("--flinkw", default=os.path.join(target, "release", "flinkw"))
     ap.add_argument("--plugin", default=os.path.join(plugins, "wasm32-wasip2/release/bad_guest.wasm"))
     args = ap.parse_args()
@@ -112,12 +113,17 @@ def main():
             s = time.time()
             ids.append(call(rest, "POST", "/v1/jobs", body)["job"])
             answer_ms.append((time.time() - s) * 1000)
-        deadline = time.time() + 600
+        deadline = time.time() + args.max_wait
+        last_note = 0
         while True:
             jobs = call(rest, "GET", "/v1/jobs")
             states = [j["state"]["state"] for j in jobs]
             if all(s == "running" for s in states) or time.time() > deadline:
                 break
+            if time.time() - last_note > 10:
+                last_note = time.time()
+                print(f"{time.time() - t0:6.1f} s: {states.count('running')} running, "
+                      f"worker {rss_kib(worker.pid) // 1024} MiB", file=sys.stderr)
             bad = [j for j in jobs if j["state"]["state"] in ("failed", "cancelled")]
             if bad:
                 sys.exit(f"a job failed: {bad[0]['state']}")
@@ -125,11 +131,14 @@ def main():
         all_running_s = time.time() - t0
         time.sleep(3)
         rss1, threads1 = rss_kib(worker.pid), threads(worker.pid)
-        start_ms = [j["start_ms"] for j in jobs if j.get("start_ms") is not None]
+        start_ms = [j["start_ms"] for j in jobs if j.get("start_ms") is not None] or [0]
         coord_rss = rss_kib(procs[0].pid)
         print(json.dumps({
             "jobs": args.jobs,
             "running": states.count("running"),
+            "not_running": {s: states.count(s) for s in set(states) if s != "running"},
+            "not_running_errors": [j["state"].get("error") for j in jobs
+                                   if j["state"]["state"] != "running"][:3],
             "deploy_answer_ms": {"median": statistics.median(answer_ms), "p95": pct(answer_ms, 0.95),
                                  "max": max(answer_ms)},
             "submit_to_running_ms": {"median": statistics.median(start_ms), "p95": pct(start_ms, 0.95),
