@@ -734,3 +734,18 @@ fn guest_log_lines_and_failures_reach_the_coordinator() {
         watch.stdout
     );
 }
+
+#[test]
+fn completions_name_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, marker) in
+        [("bash", "_flinkw()"), ("zsh", "#compdef flinkw"), ("fish", "complete -c flinkw")]
+    {
+        let run = flinkw(&["completions", shell], dir.path());
+        assert!(run.ok(), "{shell}: {}", run.stderr);
+        assert!(run.stdout.contains(marker), "{shell}: no {marker:?}");
+        for command in ["deploy", "status", "logs", "completions", "log-format", "watch"] {
+            assert!(run.stdout.contains(command), "{shell}: {command} missing");
+        }
+    }
+}
