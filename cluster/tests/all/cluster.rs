@@ -13,20 +13,20 @@ use crate::{assert_fails_with, flinkw};
 
 const TOKEN: &str = "test-token-1234";
 
-fn free_tcp() -> SocketAddr {
+pub(crate) fn free_tcp() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
-fn free_udp() -> SocketAddr {
+pub(crate) fn free_udp() -> SocketAddr {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
-fn bin() -> &'static str {
+pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_flinkw")
 }
 
 /// Makes a CA in `dir/NAME-ca` and a node certificate for each node.
-fn certs(dir: &Path, ca: &str, nodes: &[&str]) {
+pub(crate) fn certs(dir: &Path, ca: &str, nodes: &[&str]) {
     let ca_dir = dir.join(format!("{ca}-ca"));
     let run = flinkw(&["cert", "ca", "--out", ca_dir.to_str().unwrap()], dir);
     assert!(run.ok(), "{}", run.stderr);

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -19,21 +19,10 @@ use std::time::{Duration, Instant};
 use flinkw_tests::artifacts;
 use serde_json::{Value, json};
 
+use crate::cluster::{bin, certs, free_tcp, free_udp};
 use crate::flinkw;
 
 const TOKEN: &str = "ui-test-token-5678";
-
-fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_flinkw")
-}
 
 /// A coordinator and one worker; killed on drop.
 struct Cluster {
@@ -44,24 +33,7 @@ struct Cluster {
 
 impl Cluster {
     fn start(dir: &Path, slots: u32) -> Cluster {
-        let ca = dir.join("ca");
-        let run = flinkw(&["cert", "ca", "--out", ca.to_str().unwrap()], dir);
-        assert!(run.ok(), "{}", run.stderr);
-        for n in ["coordinator", "w1"] {
-            let out = dir.join(n);
-            let args = [
-                "cert",
-                "node",
-                "--ca",
-                ca.to_str().unwrap(),
-                "--name",
-                n,
-                "--out",
-                out.to_str().unwrap(),
-            ];
-            let run = flinkw(&args, dir);
-            assert!(run.ok(), "{}", run.stderr);
-        }
+        certs(dir, "ui", &["coordinator", "w1"]);
         let (quic, rest) = (free_udp(), free_tcp());
         let log = |name: &str| std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
         let coordinator = Command::new(bin())
