@@ -189,12 +189,14 @@ impl Subtask {
     pub fn run(mut self) {
         let shared = self.shared.clone();
         let result = self.run_inner();
-        self.metrics.end();
+        // The failure first: upstream subtasks that find this one gone
+        // look for it (see `stopped`).
         match result {
             Ok(()) => {}
             Err(Stop::Failed(e)) => shared.fail(e),
             Err(Stop::Cancelled) => {}
         }
+        self.metrics.end();
     }
 
     fn run_inner(&mut self) -> Result<(), Stop> {
@@ -315,6 +317,12 @@ impl Subtask {
     }
 
     fn stopped(&self) -> Stop {
+        // A downstream subtask that failed records why as it stops; give it
+        // a moment so the job reports that reason, not this one.
+        let start = Instant::now();
+        while !self.shared.is_cancelled() && start.elapsed() < Duration::from_millis(500) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         if self.shared.is_cancelled() {
             Stop::Cancelled
         } else {
