@@ -6,13 +6,12 @@
 //! records does not depend on the parallelism.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use flinkw_batch::{BatchBuilder, NO_TIMESTAMP};
 
-use super::{
-    ConnectorError, Poll, SourceReader, check_options, old_progress, parse_option, wrong_position,
-};
+use super::indexed::{IndexedSplit, Next};
+use super::{ConnectorError, Poll, SourceReader, check_options, parse_option};
 use crate::checkpoint::SourcePosition;
 
 /// Event time of bid 0: 2023-11-14T22:13:20Z, as the Flink side uses.
@@ -67,53 +66,23 @@ impl DatagenSpec {
     }
 
     pub(super) fn open(&self, index: u32, parallelism: u32) -> Box<dyn SourceReader> {
-        Box::new(DatagenReader {
-            spec: self.clone(),
-            next: index as u64,
-            step: parallelism as u64,
-            started: Instant::now(),
-            made: 0,
-            done: None,
-        })
+        let split = IndexedSplit::new(index, parallelism, self.count, self.rate);
+        Box::new(DatagenReader { spec: self.clone(), split })
     }
 }
 
 struct DatagenReader {
     spec: DatagenSpec,
-    next: u64,
-    step: u64,
-    started: Instant,
-    made: u64,
-    /// After a change of parallelism: the next index of each old subtask;
-    /// an index its old owner had passed is skipped.
-    done: Option<Vec<u64>>,
+    split: IndexedSplit,
 }
 
 impl SourceReader for DatagenReader {
     fn position(&self) -> SourcePosition {
-        SourcePosition::Datagen { next: self.next, made: self.made }
+        self.split.position()
     }
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError> {
-        if let SourcePosition::Rescaled { positions } = position {
-            let next = |p: &SourcePosition| match p {
-                SourcePosition::Datagen { next, .. } => Some(*next),
-                _ => None,
-            };
-            self.done = Some(old_progress("datagen source", positions, next)?);
-            return Ok(());
-        }
-        match position {
-            SourcePosition::Datagen { next, made } => {
-                let (next, made) = (*next, *made);
-                self.next = next;
-                self.made = made;
-                // The rate counts from now on.
-                self.started = Instant::now() - Duration::from_secs_f64(self.rate_offset(made));
-                Ok(())
-            }
-            _ => Err(wrong_position("datagen source", position)),
-        }
+        self.split.seek("datagen source", position)
     }
 
     fn poll(
@@ -123,28 +92,11 @@ impl SourceReader for DatagenReader {
         deadline: Instant,
     ) -> Result<Poll, ConnectorError> {
         for _ in 0..max {
-            if let Some(done) = &self.done {
-                while self.next < done[(self.next % done.len() as u64) as usize] {
-                    self.next += self.step;
-                }
-            }
-            if self.spec.count != 0 && self.next >= self.spec.count {
-                return Ok(Poll::End);
-            }
-            if self.spec.rate > 0 {
-                // This subtask's share of the rate.
-                let per_subtask = (self.spec.rate as f64 / self.step as f64).max(1e-9);
-                let due = self.started + Duration::from_secs_f64(self.made as f64 / per_subtask);
-                let now = Instant::now();
-                if due > now {
-                    if due >= deadline {
-                        std::thread::sleep(deadline.saturating_duration_since(now));
-                        return Ok(Poll::More);
-                    }
-                    std::thread::sleep(due - now);
-                }
-            }
-            let n = self.next;
+            let n = match self.split.next_index(deadline) {
+                Next::Index(n) => n,
+                Next::Wait => return Ok(Poll::More),
+                Next::End => return Ok(Poll::End),
+            };
             // The value is written on the stack, then copied into the batch once.
             let mut value = [0u8; MAX_BID_LEN];
             let (ts, len) = match self.spec.kind {
@@ -152,20 +104,9 @@ impl SourceReader for DatagenReader {
                 DatagenKind::Bids => write_bid(&mut value, n, self.spec.seed),
             };
             out.push(ts, b"", &value[..len]);
-            self.next += self.step;
-            self.made += 1;
+            self.split.advance();
         }
         Ok(Poll::More)
-    }
-}
-
-impl DatagenReader {
-    /// Seconds the rate limit allots to `made` records of this subtask.
-    fn rate_offset(&self, made: u64) -> f64 {
-        if self.spec.rate == 0 {
-            return 0.0;
-        }
-        made as f64 * self.step as f64 / self.spec.rate as f64
     }
 }
 
@@ -214,6 +155,7 @@ fn splitmix64(mut x: u64) -> u64 {
 mod tests {
     use super::*;
     use flinkw_batch::Batch;
+    use std::time::Duration;
 
     fn read_all(spec: &DatagenSpec, parallelism: u32) -> Vec<Vec<u8>> {
         let mut all = Vec::new();

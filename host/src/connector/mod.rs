@@ -7,6 +7,7 @@
 
 mod datagen;
 mod file;
+mod indexed;
 pub mod kafka;
 pub mod nexmark;
 pub mod object_store;

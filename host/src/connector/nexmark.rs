@@ -41,14 +41,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use flinkw_batch::BatchBuilder;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    ConnectorError, Poll, SourceReader, check_options, old_progress, parse_option, wrong_position,
-};
+use super::indexed::{IndexedSplit, Next};
+use super::{ConnectorError, Poll, SourceReader, check_options, parse_option};
 use crate::checkpoint::SourcePosition;
 
 /// Person events in every [`TOTAL_PROPORTION`] events.
@@ -269,15 +268,8 @@ impl NexmarkSpec {
 
     /// Opens the reader of subtask `index` of `parallelism`.
     pub fn open(&self, index: u32, parallelism: u32) -> Box<dyn SourceReader> {
-        Box::new(NexmarkReader {
-            spec: self.clone(),
-            next: index as u64,
-            step: parallelism as u64,
-            started: Instant::now(),
-            made: 0,
-            done: None,
-            buf: Vec::with_capacity(1024),
-        })
+        let split = IndexedSplit::new(index, parallelism, self.count, self.rate);
+        Box::new(NexmarkReader { spec: self.clone(), split, buf: Vec::with_capacity(1024) })
     }
 }
 
@@ -522,42 +514,17 @@ impl Rng {
 
 struct NexmarkReader {
     spec: NexmarkSpec,
-    next: u64,
-    step: u64,
-    started: Instant,
-    made: u64,
-    /// After a change of parallelism: the next index of each old subtask.
-    done: Option<Vec<u64>>,
+    split: IndexedSplit,
     buf: Vec<u8>,
 }
 
 impl SourceReader for NexmarkReader {
     fn position(&self) -> SourcePosition {
-        SourcePosition::Datagen { next: self.next, made: self.made }
+        self.split.position()
     }
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError> {
-        match position {
-            SourcePosition::Rescaled { positions } => {
-                let next = |p: &SourcePosition| match p {
-                    SourcePosition::Datagen { next, .. } => Some(*next),
-                    _ => None,
-                };
-                self.done = Some(old_progress("nexmark source", positions, next)?);
-                Ok(())
-            }
-            SourcePosition::Datagen { next, made } => {
-                self.next = *next;
-                self.made = *made;
-                let per_subtask = self.per_subtask_rate();
-                if per_subtask > 0.0 {
-                    self.started =
-                        Instant::now() - Duration::from_secs_f64(self.made as f64 / per_subtask);
-                }
-                Ok(())
-            }
-            _ => Err(wrong_position("nexmark source", position)),
-        }
+        self.split.seek("nexmark source", position)
     }
 
     fn poll(
@@ -567,41 +534,18 @@ impl SourceReader for NexmarkReader {
         deadline: Instant,
     ) -> Result<Poll, ConnectorError> {
         for _ in 0..max {
-            if let Some(done) = &self.done {
-                while self.next < done[(self.next % done.len() as u64) as usize] {
-                    self.next += self.step;
-                }
-            }
-            if self.spec.count != 0 && self.next >= self.spec.count {
-                return Ok(Poll::End);
-            }
-            let per_subtask = self.per_subtask_rate();
-            if per_subtask > 0.0 {
-                let due = self.started + Duration::from_secs_f64(self.made as f64 / per_subtask);
-                let now = Instant::now();
-                if due > now {
-                    if due >= deadline {
-                        std::thread::sleep(deadline.saturating_duration_since(now));
-                        return Ok(Poll::More);
-                    }
-                    std::thread::sleep(due - now);
-                }
-            }
-            let event = self.spec.generator.event(self.next);
+            let n = match self.split.next_index(deadline) {
+                Next::Index(n) => n,
+                Next::Wait => return Ok(Poll::More),
+                Next::End => return Ok(Poll::End),
+            };
+            let event = self.spec.generator.event(n);
             self.buf.clear();
             encode(&event, &mut self.buf);
             out.push(event.date_time(), b"", &self.buf);
-            self.next += self.step;
-            self.made += 1;
+            self.split.advance();
         }
         Ok(Poll::More)
-    }
-}
-
-impl NexmarkReader {
-    /// This subtask's share of the rate, events per second (0: unlimited).
-    fn per_subtask_rate(&self) -> f64 {
-        if self.spec.rate == 0 { 0.0 } else { self.spec.rate as f64 / self.step as f64 }
     }
 }
 
@@ -617,6 +561,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use flinkw_batch::Batch;
+    use std::time::Duration;
 
     fn spec(count: u64, seed: u64) -> NexmarkSpec {
         NexmarkSpec { count, rate: 0, generator: Generator { seed, ..Generator::default() } }
