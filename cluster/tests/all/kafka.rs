@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use flinkw_tests::artifacts;
 use flinkw_tests::kafka::{Broker, Row, free_port};
 
-use crate::{assert_fails_with, flinkw, run_and_kill};
+use crate::{assert_fails_with, flinkw, run_and_kill_after_checkpoint};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flinkw");
 /// Event time of the first input record: a minute ago, on a whole second
@@ -149,7 +149,8 @@ fn kafka_windows_are_exactly_once_across_kill_9() {
     assert!(expected.len() > 1_000, "{} windows", expected.len());
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let checkpoints = dir.path().join("checkpoints").display().to_string();
+    let checkpoint_dir = dir.path().join("checkpoints");
+    let checkpoints = checkpoint_dir.display().to_string();
     let args = job_args(&broker, &["--checkpoint-dir", &checkpoints]);
     // Compile the plugin once, so the runs spend their time on the job.
     let plan = flinkw(
@@ -170,8 +171,10 @@ fn kafka_windows_are_exactly_once_across_kill_9() {
     let mut kills = 0;
     while kills < 12 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let after = Duration::from_millis(120 + (seed >> 33) % 480);
-        if run_and_kill(&args, &cache, after) {
+        // Killed 0-150 ms after a new checkpoint, so every run makes
+        // progress and some die with a Kafka transaction open.
+        let jitter = Duration::from_millis((seed >> 33) % 150);
+        if run_and_kill_after_checkpoint(&args, &cache, &checkpoint_dir, jitter) {
             break;
         }
         kills += 1;

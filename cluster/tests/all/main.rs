@@ -31,13 +31,9 @@ pub fn flinkw(args: &[&str], dir: &Path) -> Run {
     flinkw_tests::run(env!("CARGO_BIN_EXE_flinkw"), args, &dir.join("cache"))
 }
 
-/// Starts `flinkw` with `args` (compile cache `cache`) and kills it with
-/// SIGKILL after `after`; returns whether it had already finished by itself.
-pub fn run_and_kill(args: &[String], cache: &Path, after: Duration) -> bool {
-    run_and_kill_with(args, cache, after, &[])
-}
-
-/// [`run_and_kill`] with more environment variables for the child.
+/// Starts `flinkw` with `args` (compile cache `cache`) and environment `env`,
+/// and kills it with SIGKILL after `after`; returns whether it had already
+/// finished by itself.
 pub fn run_and_kill_with(
     args: &[String],
     cache: &Path,
@@ -58,6 +54,66 @@ pub fn run_and_kill_with(
             return true;
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    false
+}
+
+/// The highest checkpoint id with a `_metadata` file anywhere under `dir`
+/// (0 when there is none): how far a job's committed progress has come.
+pub fn latest_checkpoint(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut latest = 0;
+    for e in entries.flatten() {
+        let path = e.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let name = e.file_name();
+        match name.to_str().and_then(|n| n.strip_prefix("chk-")).and_then(|n| n.parse().ok()) {
+            Some(id) if path.join("_metadata").is_file() => latest = latest.max(id),
+            Some(_) => {}
+            None => latest = latest.max(latest_checkpoint(&path)),
+        }
+    }
+    latest
+}
+
+/// Starts `flinkw` with `args` (compile cache `cache`), waits until a
+/// checkpoint newer than any in `checkpoints` is complete, then waits `jitter`
+/// more and kills it with SIGKILL; returns whether it had already finished
+/// by itself. Unlike a kill after a fixed time, every killed run has made
+/// committed progress however fast the machine is, so the number of kills a
+/// job survives does not depend on its speed. Waits at most 60 s.
+pub fn run_and_kill_after_checkpoint(
+    args: &[String],
+    cache: &Path,
+    checkpoints: &Path,
+    jitter: Duration,
+) -> bool {
+    let before = latest_checkpoint(checkpoints);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flinkw"))
+        .args(args)
+        .env("FLINKW_CACHE_DIR", cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut progressed: Option<Instant> = None;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        if progressed.is_none() && latest_checkpoint(checkpoints) > before {
+            progressed = Some(Instant::now());
+        }
+        match progressed {
+            Some(at) if at.elapsed() >= jitter => break,
+            None if start.elapsed() > Duration::from_secs(60) => break,
+            _ => std::thread::sleep(Duration::from_millis(2)),
+        }
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();

@@ -13,7 +13,7 @@ use flinkw_host::objstore::{self, StoreLocation, StoreOptions, block_on};
 use flinkw_tests::artifacts;
 use flinkw_tests::s3::S3Server;
 
-use crate::{assert_fails_with, flinkw, run_and_kill};
+use crate::{assert_fails_with, flinkw, run_and_kill_after_checkpoint};
 
 /// An order: id, customer, amount in cents (some not positive).
 type Order = (u64, String, i64);
@@ -250,7 +250,8 @@ fn object_store_counts_are_exactly_once_across_kill_9() {
     let expected = counted(&all);
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let checkpoints = dir.path().join("checkpoints").display().to_string();
+    let checkpoint_dir = dir.path().join("checkpoints");
+    let checkpoints = checkpoint_dir.display().to_string();
     let mut extra = s3_sets(&server);
     extra.extend(
         ["pipeline=count", "parallelism=2", "checkpoint.interval-ms=100", "batch.size=64"]
@@ -268,8 +269,10 @@ fn object_store_counts_are_exactly_once_across_kill_9() {
     let mut kills = 0;
     while kills < 8 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let after = Duration::from_millis(250 + (seed >> 33) % 500);
-        if run_and_kill(&a, &cache, after) {
+        // Killed 0-150 ms after a new checkpoint: some runs die with
+        // output staged and a checkpoint in flight, none before progress.
+        let jitter = Duration::from_millis((seed >> 33) % 150);
+        if run_and_kill_after_checkpoint(&a, &cache, &checkpoint_dir, jitter) {
             break;
         }
         kills += 1;
