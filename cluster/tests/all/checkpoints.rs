@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use flinkw_tests::artifacts;
 
-use crate::{flinkw, run_and_kill_with};
+use crate::{flinkw, latest_checkpoint, latest_checkpoint_in, run_and_kill_after_progress};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flinkw");
 
@@ -70,17 +70,35 @@ fn chaos_in(backend: &[&str], store: Option<&str>, env: &[(&str, String)]) {
 
     // The same job, killed at pseudo-random moments, restarted each time.
     let out = dir.path().join("out");
-    let local = dir.path().join("checkpoints").display().to_string();
+    let local_dir = dir.path().join("checkpoints");
+    let local = local_dir.display().to_string();
     let checkpoints = store.unwrap_or(&local);
+    let s3 = store.map(|url| {
+        let (endpoint, key) =
+            (env_value(env, "AWS_ENDPOINT_URL"), env_value(env, "AWS_ACCESS_KEY_ID"));
+        let options = flinkw_host::objstore::StoreOptions {
+            endpoint: Some(endpoint),
+            access_key_id: Some(key),
+            secret_access_key: Some(env_value(env, "AWS_SECRET_ACCESS_KEY")),
+            ..Default::default()
+        };
+        flinkw_host::objstore::open(url, &options).unwrap()
+    });
+    let latest = || match &s3 {
+        Some(store) => latest_checkpoint_in(store),
+        None => latest_checkpoint(&local_dir),
+    };
     let mut extra = vec!["--checkpoint-dir", checkpoints];
     extra.extend_from_slice(backend);
     let args = job_args(&out, &extra);
     let mut seed = 0x5eed_u64;
     let mut kills = 0;
-    for _ in 0..10 {
+    while kills < 12 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let after = Duration::from_millis(150 + (seed >> 33) % 450);
-        if run_and_kill_with(&args, &cache, after, env) {
+        // Killed 0-150 ms after a new checkpoint completes: every run makes
+        // progress, and some die with output staged and a checkpoint in flight.
+        let jitter = Duration::from_millis((seed >> 33) % 150);
+        if run_and_kill_after_progress(&args, &cache, env, &latest, jitter) {
             break;
         }
         kills += 1;
@@ -93,7 +111,7 @@ fn chaos_in(backend: &[&str], store: Option<&str>, env: &[(&str, String)]) {
         .unwrap()
         .into();
     assert!(last.ok(), "{}", last.stderr);
-    assert!(kills >= 5, "the job was killed only {kills} times");
+    assert!(kills >= 10, "the job was killed only {kills} times");
     assert!(last.stderr.contains("restored from checkpoint"), "{}", last.stderr);
     let got = committed(&out);
     let duplicated = got.len().saturating_sub(expected.len());
@@ -116,6 +134,11 @@ fn killed_and_restarted_jobs_write_exactly_once_with_checkpoints_in_s3() {
     let server = flinkw_tests::s3::S3Server::start();
     server.create_bucket("checkpoints");
     chaos_in(&[], Some("s3://checkpoints/jobs/windowed"), &s3_env(&server));
+}
+
+/// The value of `name` in `env`.
+fn env_value(env: &[(&str, String)], name: &str) -> String {
+    env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()).unwrap()
 }
 
 /// The environment that points flinkw's S3 client at `server`.

@@ -7,6 +7,7 @@ mod bad_input;
 mod checkpoints;
 mod cluster;
 mod examples;
+mod golden;
 mod guest_failures;
 mod joins;
 mod kafka;
@@ -31,35 +32,6 @@ pub fn flinkw(args: &[&str], dir: &Path) -> Run {
     flinkw_tests::run(env!("CARGO_BIN_EXE_flinkw"), args, &dir.join("cache"))
 }
 
-/// Starts `flinkw` with `args` (compile cache `cache`) and environment `env`,
-/// and kills it with SIGKILL after `after`; returns whether it had already
-/// finished by itself.
-pub fn run_and_kill_with(
-    args: &[String],
-    cache: &Path,
-    after: Duration,
-    env: &[(&str, String)],
-) -> bool {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flinkw"))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("FLINKW_CACHE_DIR", cache)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while start.elapsed() < after {
-        if child.try_wait().unwrap().is_some() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    false
-}
-
 /// The highest checkpoint id with a `_metadata` file anywhere under `dir`
 /// (0 when there is none): how far a job's committed progress has come.
 pub fn latest_checkpoint(dir: &Path) -> u64 {
@@ -80,6 +52,24 @@ pub fn latest_checkpoint(dir: &Path) -> u64 {
     latest
 }
 
+/// The highest complete checkpoint id under an object-store prefix (0 when
+/// there is none): [`latest_checkpoint`] for checkpoints kept in S3.
+pub fn latest_checkpoint_in(store: &flinkw_host::objstore::StoreLocation) -> u64 {
+    use flinkw_host::objstore::block_on;
+    use flinkw_host::objstore::object_store::ObjectStoreExt;
+    let Ok(list) = block_on(store.store.list_with_delimiter(Some(&store.prefix))) else {
+        return 0;
+    };
+    list.common_prefixes
+        .iter()
+        .filter_map(|folder| {
+            let id: u64 = folder.filename()?.strip_prefix("chk-")?.parse().ok()?;
+            block_on(store.store.head(&folder.child("_metadata"))).ok().map(|_| id)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Starts `flinkw` with `args` (compile cache `cache`), waits until a
 /// checkpoint newer than any in `checkpoints` is complete, then waits `jitter`
 /// more and kills it with SIGKILL; returns whether it had already finished
@@ -92,9 +82,23 @@ pub fn run_and_kill_after_checkpoint(
     checkpoints: &Path,
     jitter: Duration,
 ) -> bool {
-    let before = latest_checkpoint(checkpoints);
+    run_and_kill_after_progress(args, cache, &[], &|| latest_checkpoint(checkpoints), jitter)
+}
+
+/// [`run_and_kill_after_checkpoint`] with environment `env` for the child
+/// and `latest` telling the newest complete checkpoint id.
+pub fn run_and_kill_after_progress(
+    args: &[String],
+    cache: &Path,
+    env: &[(&str, String)],
+    latest: &dyn Fn() -> u64,
+    jitter: Duration,
+) -> bool {
+    let checkpoint = latest;
+    let before = checkpoint();
     let mut child = Command::new(env!("CARGO_BIN_EXE_flinkw"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("FLINKW_CACHE_DIR", cache)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -106,7 +110,7 @@ pub fn run_and_kill_after_checkpoint(
         if child.try_wait().unwrap().is_some() {
             return true;
         }
-        if progressed.is_none() && latest_checkpoint(checkpoints) > before {
+        if progressed.is_none() && checkpoint() > before {
             progressed = Some(Instant::now());
         }
         match progressed {

@@ -268,14 +268,37 @@ impl WindowTrigger {
         let mut windows = std::mem::take(&mut self.scratch);
         self.assigner.assign(timestamp, &mut windows);
         for w in windows.drain(..) {
-            if self.is_late(&w) {
+            // As Flink's WindowOperator: a session is judged late only after
+            // merging, so a record behind the watermark still joins a live
+            // session it overlaps (and may extend its start).
+            // (A live session is never late, so a late result merged nothing.)
+            let w = if self.assigner.is_merging() {
+                let merged = self.merge_session(key, w, merges);
+                if self.is_late(&merged) {
+                    self.retire_session(key, merged);
+                    continue;
+                }
+                merged
+            } else if self.is_late(&w) {
                 continue;
-            }
-            let w = if self.assigner.is_merging() { self.merge_session(key, w, merges) } else { w };
+            } else {
+                w
+            };
             self.register(key, w);
             out.push(Assignment { window: w, fire_now: w.max_timestamp() <= self.watermark });
         }
         self.scratch = windows;
+    }
+
+    /// Forgets session `w` of `key` (a late record's window that merged
+    /// with nothing).
+    fn retire_session(&mut self, key: &[u8], w: Window) {
+        if let Some(active) = self.sessions.get_mut(key) {
+            active.retain(|s| *s != w);
+            if active.is_empty() {
+                self.sessions.remove(key);
+            }
+        }
     }
 
     fn merge_session(&mut self, key: &[u8], new: Window, merges: &mut Vec<SessionMerge>) -> Window {
@@ -330,12 +353,7 @@ impl WindowTrigger {
             match kind {
                 TimerKind::Fire => fire.push((key, w)),
                 TimerKind::Cleanup => {
-                    if let Some(active) = self.sessions.get_mut(&key) {
-                        active.retain(|s| *s != w);
-                        if active.is_empty() {
-                            self.sessions.remove(&key);
-                        }
-                    }
+                    self.retire_session(&key, w);
                     purge.push((key, w));
                 }
             }
@@ -486,6 +504,27 @@ mod tests {
         let (fire, purge) = h.watermark(39);
         assert_eq!(fire, vec![("j".into(), w(5, 15)), ("k".into(), w(0, 40))]);
         assert_eq!(purge.len(), 2);
+        assert_eq!(h.t.pending_timers(), 0);
+    }
+
+    /// As in Flink, a session record is judged late after merging: one whose
+    /// own window the watermark has passed still joins (and extends) a live
+    /// session it overlaps; one that overlaps nothing is late.
+    #[test]
+    fn a_record_behind_the_watermark_joins_a_live_session() {
+        let mut h = Harness::new(WindowAssigner::Session { gap: 10 }, 0);
+        h.record("k", 50);
+        assert_eq!(h.record("k", 58), vec![(w(50, 68), false)]);
+        h.watermark(57);
+        // 47..57 ends before the watermark but overlaps 50..68.
+        assert_eq!(h.record("k", 47), vec![(w(47, 68), false)]);
+        assert_eq!(h.merges, vec![SessionMerge { into: w(47, 68), merged: vec![w(50, 68)] }]);
+        // 20..30 overlaps nothing live: late, and leaves no session behind.
+        assert_eq!(h.record("k", 20), vec![]);
+        assert_eq!(h.record("j", 20), vec![]);
+        let (fire, purge) = h.watermark(67);
+        assert_eq!(fire, vec![("k".into(), w(47, 68))]);
+        assert_eq!(purge, vec![("k".into(), w(47, 68))]);
         assert_eq!(h.t.pending_timers(), 0);
     }
 
