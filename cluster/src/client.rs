@@ -231,6 +231,8 @@ fn restart_from_savepoint(
 pub fn wait(api: &Api, job: &str, timeout: Duration) -> anyhow::Result<Value> {
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
+    // A spinner below the state lines while stderr is a terminal.
+    let _spinner = crate::progress::Spinner::start(format!("waiting for {job}"));
     loop {
         let status = api.call("GET", &format!("/v1/jobs/{job}"), None)?;
         let state = status["state"]["state"].as_str().unwrap_or("?").to_owned();
@@ -238,7 +240,8 @@ pub fn wait(api: &Api, job: &str, timeout: Duration) -> anyhow::Result<Value> {
             let attempt = status["attempt"].as_u64().unwrap_or(0);
             let extra =
                 if attempt > 0 { format!(" (attempt {})", attempt + 1) } else { String::new() };
-            eprintln!("{job}: {state}{extra}");
+            crate::progress::line(&format!("{job}: {state}{extra}"));
+            crate::progress::step(format!("{job} is {state}"));
             last = state.clone();
         }
         match state.as_str() {

@@ -282,6 +282,7 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
             tenant_storage,
         } => {
             anyhow::ensure!(!token.is_empty(), "--token must not be empty");
+            flinkw_cluster::otlp::set_identity("coordinator", &rest.to_string());
             coordinator::run(CoordinatorOptions {
                 listen,
                 rest,
@@ -300,6 +301,7 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
                 })
                 .context("no --cache-dir and no HOME")?;
             let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
+            flinkw_cluster::otlp::set_identity("worker", &name);
             worker::run(worker::WorkerOptions {
                 coordinator: join,
                 bind,

@@ -172,6 +172,9 @@ pub struct Deployment {
     /// Whether guests read the real WASI clocks (else a clock frozen at 0).
     #[serde(default = "granted")]
     pub clocks: bool,
+    /// The tenant the job belongs to (its log lines name it).
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 fn granted() -> bool {

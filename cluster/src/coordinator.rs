@@ -568,6 +568,7 @@ impl Coordinator {
             restore,
             from_savepoint,
             clocks: j.request.clocks.unwrap_or(true),
+            tenant: j.request.tenant.clone(),
         };
         j.placement = placement;
         j.report = PartReport::default();

@@ -12,8 +12,9 @@
 //! - [`client`]: what `flinkw deploy/list/status/cancel` use.
 //! - [`tenant`], [`quota`], [`tenant_api`], [`audit`], [`compile_guard`]:
 //!   multi-tenant hosting (tokens, quotas, isolation, the audit log).
-//! - [`metrics`], [`logs`], [`ui`]: observability (per-subtask metrics,
-//!   Prometheus text, log capture, the web UI).
+//! - [`metrics`], [`logs`], [`otlp`], [`ui`], [`progress`]: observability
+//!   (per-subtask metrics, Prometheus text, log capture, OpenTelemetry
+//!   export, the web UI, the CLI's spinner).
 
 pub mod audit;
 pub mod client;
@@ -24,6 +25,8 @@ pub mod data;
 pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
+pub mod otlp;
+pub mod progress;
 pub mod quota;
 pub mod rest;
 pub mod scheduler;

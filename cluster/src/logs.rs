@@ -38,20 +38,28 @@ pub enum LogFormat {
 
 /// Sets up logging for the `flinkw` command: `FLINKW_LOG` filters (default
 /// `warn,flinkw::guest=info`), `format` chooses text or JSON, and job log
-/// lines are captured for shipment to the coordinator.
-pub fn init(format: LogFormat) {
+/// lines are captured for shipment to the coordinator. With `otlp` (a base
+/// URL), log records also go to that OpenTelemetry endpoint (see
+/// [`crate::otlp`]); a malformed URL is an error.
+pub fn init(format: LogFormat, otlp: Option<&str>) -> Result<(), crate::otlp::EndpointError> {
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_env("FLINKW_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,flinkw::guest=info"))
     };
-    let capture = Capture.with_filter(
+    // What is kept per job and exported: info and above from flinkw and the
+    // guest, warnings from libraries.
+    let kept = || {
         tracing_subscriber::filter::Targets::new()
             .with_default(Level::WARN)
             .with_target("flinkw", Level::INFO)
             .with_target("flinkw_host", Level::INFO)
-            .with_target("flinkw_cluster", Level::INFO),
-    );
-    let registry = tracing_subscriber::registry().with(capture);
+            .with_target("flinkw_cluster", Level::INFO)
+    };
+    let otlp = match otlp.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(endpoint) => Some(crate::otlp::start(endpoint)?.with_filter(kept())),
+        None => None,
+    };
+    let registry = tracing_subscriber::registry().with(Capture.with_filter(kept())).with(otlp);
     let result = match format {
         LogFormat::Text => registry
             .with(
@@ -70,6 +78,7 @@ pub fn init(format: LogFormat) {
             .try_init(),
     };
     let _ = result;
+    Ok(())
 }
 
 /// The job and subtask a span names.

@@ -32,6 +32,11 @@ struct Cli {
     /// with the job, task and subtask of each line).
     #[arg(long, global = true, value_enum, default_value_t = flinkw_cluster::logs::LogFormat::Text)]
     log_format: flinkw_cluster::logs::LogFormat,
+    /// Also send log records to this OpenTelemetry collector (OTLP over
+    /// HTTP, JSON), e.g. `http://127.0.0.1:4318`; records go to
+    /// `ENDPOINT/v1/logs`.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -156,17 +161,23 @@ impl JobArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    flinkw_cluster::logs::init(cli.log_format);
-    match execute(cli) {
+    if let Err(e) = flinkw_cluster::logs::init(cli.log_format, cli.otlp_endpoint.as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let code = match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    flinkw_cluster::otlp::flush(Duration::from_secs(3));
+    code
 }
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
+    let exporting = cli.otlp_endpoint.as_deref().is_some_and(|e| !e.trim().is_empty());
     match cli.command {
         Command::Run {
             job,
@@ -223,8 +234,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 backoff: restart_backoff,
                 ..RestartStrategy::default()
             };
-            // The job's log lines (the plugin's too) go to the UI as well.
-            let span = ui.as_ref().map(|_| {
+            // The job's log lines (the plugin's too) go to the UI (and an
+            // OpenTelemetry collector) with the job's id.
+            let span = (ui.is_some() || exporting).then(|| {
                 tracing::error_span!("job", job_id = flinkw_cluster::ui::local::JOB_ID).entered()
             });
             let result =

@@ -7,6 +7,11 @@
 //! heartbeat; [`JobMetrics::observe`] keeps the newest per subtask and
 //! derives rates and ratios from the difference to the one before
 //! (records/s, busy, idle and backpressured share of wall time).
+//!
+//! Sinks report the latency markers they received; a vertex shows the
+//! worst quantiles of its subtasks per source vertex. Per tenant, the
+//! `/metrics` text sums the CPU, busy and guest time and the instance
+//! memory of the tenant's jobs.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
@@ -257,8 +262,56 @@ pub struct Vertex {
     pub guest_seconds: f64,
     /// The newest alignment of its subtasks, ms (the longest).
     pub alignment_ms: f64,
+    /// CPU time of its subtasks' threads, seconds, summed.
+    pub cpu_seconds: f64,
+    /// Linear memory of its subtasks' plugin instances, bytes, summed.
+    pub memory_bytes: u64,
+    /// Latency markers its subtasks received (sinks), per source vertex.
+    pub latency: Vec<VertexLatency>,
     /// Per subtask: its newest sample and rates.
     pub subtasks: Vec<Observed>,
+}
+
+/// Latency from one source vertex to a sink vertex: the worst of the
+/// vertex's subtasks for each quantile, ms.
+#[derive(Debug, Clone, Serialize)]
+pub struct VertexLatency {
+    /// The source's task (vertex) index.
+    pub source_task: u32,
+    /// Markers received, summed over the subtasks.
+    pub markers: u64,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 95th percentile, ms.
+    pub p95_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Largest, ms.
+    pub max_ms: f64,
+}
+
+/// The latencies of a vertex's subtasks, combined per source vertex.
+fn vertex_latency(subtasks: &[Observed]) -> Vec<VertexLatency> {
+    let mut by_source: BTreeMap<u32, VertexLatency> = BTreeMap::new();
+    let ms = |us: u64| us as f64 / 1e3;
+    for o in subtasks {
+        for l in &o.sample.latency {
+            let v = by_source.entry(l.source_task).or_insert(VertexLatency {
+                source_task: l.source_task,
+                markers: 0,
+                p50_ms: 0.0,
+                p95_ms: 0.0,
+                p99_ms: 0.0,
+                max_ms: 0.0,
+            });
+            v.markers += l.markers;
+            v.p50_ms = v.p50_ms.max(ms(l.p50_us));
+            v.p95_ms = v.p95_ms.max(ms(l.p95_us));
+            v.p99_ms = v.p99_ms.max(ms(l.p99_us));
+            v.max_ms = v.max_ms.max(ms(l.max_us));
+        }
+    }
+    by_source.into_values().collect()
 }
 
 /// An edge between two vertices.
@@ -341,6 +394,9 @@ pub fn graph_view(graph: &JobGraph, physical: &PhysicalPlan, m: &JobMetrics) -> 
                 .iter()
                 .map(|o| o.sample.alignment_us as f64 / 1e3)
                 .fold(0.0, f64::max),
+            cpu_seconds: subtasks.iter().map(|o| o.sample.cpu_ns as f64 / 1e9).sum(),
+            memory_bytes: subtasks.iter().map(|o| o.sample.memory_bytes).sum(),
+            latency: vertex_latency(&subtasks),
             subtasks,
         });
         for o in &t.outputs {
@@ -366,6 +422,8 @@ pub struct JobSeries<'a> {
     pub id: &'a str,
     /// The job's name.
     pub name: &'a str,
+    /// The tenant it belongs to (none: the admin's).
+    pub tenant: Option<&'a str>,
     /// Its graph with metrics.
     pub graph: GraphView,
     /// Its checkpoints.
@@ -425,6 +483,13 @@ pub fn prometheus(jobs: &[JobSeries<'_>], now_ms: i64) -> String {
             "gauge",
             "Wall clock minus a subtask's watermark.",
         ),
+        ("flinkw_subtask_cpu_seconds_total", "counter", "CPU time of a subtask's thread."),
+        ("flinkw_subtask_memory_bytes", "gauge", "Linear memory of a subtask's plugin instance."),
+        (
+            "flinkw_latency_seconds",
+            "summary",
+            "Source-to-sink latency of latency markers, over a sink subtask's newest 128.",
+        ),
     ];
     let mut lines: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for j in jobs {
@@ -467,6 +532,35 @@ pub fn prometheus(jobs: &[JobSeries<'_>], now_ms: i64) -> String {
                     put("flinkw_subtask_watermark_ms", wm.to_string());
                     let lag = (now_ms.saturating_sub(wm)) as f64 / 1e3;
                     put("flinkw_subtask_watermark_lag_seconds", format!("{lag:.3}"));
+                }
+                put("flinkw_subtask_cpu_seconds_total", secs(s.cpu_ns));
+                put("flinkw_subtask_memory_bytes", s.memory_bytes.to_string());
+                // A summary: quantiles, then the sum and count of every marker.
+                for lat in &s.latency {
+                    let source = j
+                        .graph
+                        .vertices
+                        .get(lat.source_task as usize)
+                        .and_then(|v| v.operators.first())
+                        .map_or("?", |o| o.name.as_str());
+                    let l = format!(
+                        "{l},source_task=\"{}\",source=\"{}\"",
+                        lat.source_task,
+                        label(source)
+                    );
+                    let summary = lines.entry("flinkw_latency_seconds").or_default();
+                    for (q, us) in [("0.5", lat.p50_us), ("0.95", lat.p95_us), ("0.99", lat.p99_us)]
+                    {
+                        summary.push(format!(
+                            "flinkw_latency_seconds{{{l},quantile=\"{q}\"}} {}",
+                            secs(us * 1000)
+                        ));
+                    }
+                    summary.push(format!(
+                        "flinkw_latency_seconds_sum{{{l}}} {}",
+                        secs(lat.sum_us.saturating_mul(1000))
+                    ));
+                    summary.push(format!("flinkw_latency_seconds_count{{{l}}} {}", lat.markers));
                 }
             }
         }
@@ -546,6 +640,77 @@ pub fn prometheus(jobs: &[JobSeries<'_>], now_ms: i64) -> String {
             j.exceptions
         );
     }
+    out.push_str(&tenant_series(jobs));
+    out
+}
+
+/// The tenant label of a job: its tenant, or `_admin` (no tenant name can
+/// start with `_`).
+pub fn tenant_label(tenant: Option<&str>) -> &str {
+    tenant.unwrap_or("_admin")
+}
+
+/// Per tenant, summed over its jobs' current subtasks: CPU, busy and guest
+/// time, and the linear memory of their plugin instances.
+fn tenant_series(jobs: &[JobSeries<'_>]) -> String {
+    #[derive(Default)]
+    struct Sum {
+        cpu: u64,
+        busy: u64,
+        guest: u64,
+        memory: u64,
+        subtasks: u64,
+    }
+    let mut sums: BTreeMap<&str, Sum> = BTreeMap::new();
+    for j in jobs {
+        let sum = sums.entry(tenant_label(j.tenant)).or_default();
+        for o in j.graph.vertices.iter().flat_map(|v| &v.subtasks) {
+            sum.cpu += o.sample.cpu_ns;
+            sum.busy += o.sample.busy_ns;
+            sum.guest += o.sample.guest_ns;
+            sum.memory += o.sample.memory_bytes;
+            sum.subtasks += u64::from(!o.sample.ended);
+        }
+    }
+    let mut out = String::new();
+    let rows: [(&str, &str, &str, &dyn Fn(&Sum) -> String); 5] = [
+        (
+            "flinkw_tenant_cpu_seconds_total",
+            "counter",
+            "CPU time of a tenant's subtask threads (current attempts of its jobs).",
+            &|s| secs(s.cpu),
+        ),
+        (
+            "flinkw_tenant_busy_seconds_total",
+            "counter",
+            "Busy time of a tenant's subtasks.",
+            &|s| secs(s.busy),
+        ),
+        (
+            "flinkw_tenant_guest_seconds_total",
+            "counter",
+            "Time a tenant's subtasks spent inside plugin calls.",
+            &|s| secs(s.guest),
+        ),
+        (
+            "flinkw_tenant_memory_bytes",
+            "gauge",
+            "Linear memory of a tenant's running plugin instances.",
+            &|s| s.memory.to_string(),
+        ),
+        (
+            "flinkw_tenant_running_subtasks",
+            "gauge",
+            "A tenant's subtasks that are running.",
+            &|s| s.subtasks.to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (tenant, sum) in &sums {
+            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", label(tenant), value(sum));
+        }
+    }
     out
 }
 
@@ -610,6 +775,92 @@ mod tests {
         assert_eq!(m.logs(usize::MAX).len(), LOG_LINES_KEPT);
         let last = m.logs(2);
         assert_eq!((last[0].message.as_str(), last[1].worker.as_str()), ("m2008", "w1"));
+    }
+
+    #[test]
+    fn latency_and_tenant_sums_in_the_prometheus_text() {
+        use flinkw_host::runtime::LatencySample;
+        let observed = |task: u32, subtask: u32, cpu_ms: u64, memory: u64, ended: bool| Observed {
+            worker: 1,
+            sample: SubtaskSample {
+                task,
+                subtask,
+                cpu_ns: cpu_ms * 1_000_000,
+                memory_bytes: memory,
+                ended,
+                latency: if task == 1 {
+                    vec![LatencySample {
+                        source_task: 0,
+                        markers: 4,
+                        sum_us: 10_000,
+                        p50_us: 2_000,
+                        p95_us: 3_000,
+                        p99_us: 4_000,
+                        max_us: 4_000,
+                    }]
+                } else {
+                    Vec::new()
+                },
+                ..sample(0, 1000, 0, 0)
+            },
+            rates: Rates::default(),
+        };
+        let vertex = |index: usize, name: &str, subtasks: Vec<Observed>| Vertex {
+            index,
+            operators: vec![Operator { id: index as u32, name: name.into(), kind: "x".into() }],
+            parallelism: subtasks.len() as u32,
+            reporting: subtasks.len(),
+            records_in: 0,
+            records_out: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            rates: Rates::default(),
+            max_backpressured: 0.0,
+            watermark: None,
+            guest_seconds: 0.0,
+            alignment_ms: 0.0,
+            cpu_seconds: 0.0,
+            memory_bytes: 0,
+            latency: vertex_latency(&subtasks),
+            subtasks,
+        };
+        let graph = |subtasks: Vec<Observed>| GraphView {
+            vertices: vec![
+                vertex(0, "src", subtasks[..1].to_vec()),
+                vertex(1, "sink", subtasks[1..].to_vec()),
+            ],
+            edges: vec![],
+        };
+        let job = |id, tenant, g| JobSeries {
+            id,
+            name: "j",
+            tenant,
+            graph: g,
+            checkpoints: vec![],
+            exceptions: 0,
+        };
+        let a = graph(vec![observed(0, 0, 100, 1000, false), observed(1, 0, 50, 500, false)]);
+        assert_eq!(a.vertices[1].latency[0].p99_ms, 4.0);
+        let b = graph(vec![observed(0, 0, 10, 0, true), observed(1, 0, 20, 300, false)]);
+        let c = graph(vec![observed(0, 0, 1, 7, false), observed(1, 0, 1, 0, false)]);
+        let text = prometheus(
+            &[job("a", Some("acme"), a), job("b", Some("acme"), b), job("c", None, c)],
+            0,
+        );
+        let has = |line: &str| assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        has("# TYPE flinkw_latency_seconds summary");
+        let labels = "job=\"a\",job_name=\"j\",task=\"1\",vertex=\"sink\",subtask=\"0\",\
+                      source_task=\"0\",source=\"src\"";
+        has(&format!("flinkw_latency_seconds{{{labels},quantile=\"0.99\"}} 0.004000"));
+        has(&format!("flinkw_latency_seconds_count{{{labels}}} 4"));
+        has(&format!("flinkw_latency_seconds_sum{{{labels}}} 0.010000"));
+        has("flinkw_tenant_cpu_seconds_total{tenant=\"acme\"} 0.180000");
+        has("flinkw_tenant_memory_bytes{tenant=\"acme\"} 1800");
+        has("flinkw_tenant_running_subtasks{tenant=\"acme\"} 3");
+        has("flinkw_tenant_memory_bytes{tenant=\"_admin\"} 7");
+        has(
+            "flinkw_subtask_memory_bytes{job=\"a\",job_name=\"j\",task=\"0\",vertex=\"src\",subtask=\"0\"} 1000",
+        );
     }
 
     #[test]

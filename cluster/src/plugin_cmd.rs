@@ -113,7 +113,10 @@ pub fn execute(args: PluginArgs) -> anyhow::Result<()> {
         }
         PluginCommand::Build { dir, out } => {
             let started = Instant::now();
-            let wasm = build(&dir, out.as_deref())?;
+            let spinner = flinkw_cluster::progress::Spinner::start("building the plugin");
+            let wasm = build(&dir, out.as_deref());
+            drop(spinner);
+            let wasm = wasm?;
             let size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
             eprintln!(
                 "built {} ({:.1} KiB) in {:.1} s",
@@ -322,6 +325,7 @@ fn missing(tool: &str, how: &str) -> anyhow::Error {
 
 /// Runs a build step; on failure the error holds the tool's own output.
 fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
+    flinkw_cluster::progress::step(format!("building the plugin: {what}"));
     let output = cmd.output().with_context(|| format!("cannot start {what}"))?;
     if !output.status.success() {
         let mut msg = String::from_utf8_lossy(&output.stderr).into_owned();

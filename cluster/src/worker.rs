@@ -433,7 +433,8 @@ impl Worker {
                 });
                 let (counts, metrics) = (prepared.live_counts(), prepared.metrics());
                 // Log lines of the job's subtasks name it (shipped to the coordinator).
-                let span = tracing::error_span!("job", job_id = %job, attempt);
+                let tenant = d.tenant.as_deref().unwrap_or("");
+                let span = tracing::error_span!("job", job_id = %job, attempt, tenant);
                 let result = span.in_scope(|| prepared.run(&connect));
                 // The final counts and log lines, before the end is reported.
                 let _ = worker.events.send(progress(&job, attempt, &counts, &metrics));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 
 /// Keys the host itself reads, with what they mean.
-pub const HOST_KEYS: [(&str, &str); 8] = [
+pub const HOST_KEYS: [(&str, &str); 9] = [
     ("parallelism", "default parallelism of every operator (1..=max-parallelism)"),
     ("max-parallelism", "number of key groups, fixed for the job's life (default 128)"),
     ("batch.size", "records per batch before it is sent on (default 1024)"),
@@ -27,6 +27,10 @@ pub const HOST_KEYS: [(&str, &str); 8] = [
     (
         "watermark.interval-ms",
         "how often sources emit watermarks, in ms (default 200; 0 = after every record)",
+    ),
+    (
+        "metrics.latency.interval-ms",
+        "how often sources emit latency markers, in ms (default 0 = none)",
     ),
 ];
 
@@ -79,6 +83,9 @@ pub struct JobConfig {
     pub batch_timeout: Duration,
     /// `watermark.interval-ms` (Flink's `pipeline.auto-watermark-interval`).
     pub watermark_interval: Duration,
+    /// `metrics.latency.interval-ms` (Flink's `metrics.latency.interval`):
+    /// how often each source subtask emits a latency marker; zero: never.
+    pub latency_interval: Duration,
     /// `checkpoint.interval-ms`.
     pub checkpoint_interval: Duration,
     /// `checkpoint.retain`.
@@ -103,6 +110,7 @@ impl Default for JobConfig {
             batch_size: 1024,
             batch_timeout: Duration::from_millis(50),
             watermark_interval: Duration::from_millis(200),
+            latency_interval: Duration::ZERO,
             checkpoint_interval: Duration::from_secs(1),
             checkpoint_retain: 3,
             checkpoint_tolerable_failures: 3,
@@ -159,6 +167,7 @@ impl JobConfig {
         let batch_size = num("batch.size", 1, 1 << 20)?;
         let batch_timeout = num("batch.timeout-ms", 0, 3_600_000)?;
         let watermark_interval = num("watermark.interval-ms", 0, 3_600_000)?;
+        let latency_interval = num("metrics.latency.interval-ms", 0, 3_600_000)?;
         let checkpoint_interval = num("checkpoint.interval-ms", 10, 86_400_000)?;
         let checkpoint_retain = num("checkpoint.retain", 1, 1000)?;
         let tolerable_failures = num("checkpoint.tolerable-failures", 0, 1_000_000)?;
@@ -183,6 +192,9 @@ impl JobConfig {
         }
         if let Some(t) = watermark_interval {
             c.watermark_interval = Duration::from_millis(t);
+        }
+        if let Some(t) = latency_interval {
+            c.latency_interval = Duration::from_millis(t);
         }
         if let Some(t) = checkpoint_interval {
             c.checkpoint_interval = Duration::from_millis(t);

@@ -197,6 +197,36 @@ function renderVertices(vertices) {
       <td class="num" data-metric="backpressure">${pct(v.rates.backpressured)} (max ${pct(v.max_backpressured)})</td>
       <td data-metric="watermark">${watermark(v.watermark)}</td>
       <td class="num" data-metric="guest">${secs(v.guest_seconds)}</td>
+      <td class="num" data-metric="cpu">${secs(v.cpu_seconds)}</td>
+      <td class="num" data-metric="memory">${bytes(v.memory_bytes)}</td>
+    </tr>`).join("");
+  renderLatency(vertices);
+}
+
+function ms(x) { return x == null ? "–" : (x >= 100 ? Math.round(x) : x.toFixed(1)) + " ms"; }
+
+// Latency markers: per sink vertex and source vertex, the worst subtask's
+// quantiles of its newest markers.
+function renderLatency(vertices) {
+  const rows = [];
+  for (const v of vertices) {
+    for (const l of v.latency || []) {
+      const source = vertices.find((s) => s.index === l.source_task);
+      rows.push({ v, l, source: source ? vertexName(source) : `task ${l.source_task}` });
+    }
+  }
+  $("#latency-summary").textContent = rows.length ? "" :
+    "No latency markers: set metrics.latency.interval-ms (e.g. 1000) when deploying.";
+  $("#latency-table").hidden = rows.length === 0;
+  $("#latency-table tbody").innerHTML = rows.map(({ v, l, source }) => `
+    <tr data-sink="${v.index}" data-source="${l.source_task}">
+      <td>${esc(source)}</td>
+      <td>${esc(vertexName(v))}</td>
+      <td class="num" data-metric="markers">${num(l.markers)}</td>
+      <td class="num" data-metric="p50">${ms(l.p50_ms)}</td>
+      <td class="num" data-metric="p95">${ms(l.p95_ms)}</td>
+      <td class="num" data-metric="p99">${ms(l.p99_ms)}</td>
+      <td class="num">${ms(l.max_ms)}</td>
     </tr>`).join("");
 }
 

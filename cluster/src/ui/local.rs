@@ -248,6 +248,7 @@ fn router(ui: LocalUi) -> Router {
                 let series = crate::metrics::JobSeries {
                     id: JOB_ID,
                     name: &g.name,
+                    tenant: None,
                     graph: graph_view(g, p, &j.observed),
                     checkpoints: j.observed.checkpoints(None),
                     exceptions: j.observed.exceptions().len(),

@@ -112,6 +112,7 @@ pub fn prometheus(c: &Coordinator, visible: &dyn Fn(Option<&str>) -> bool) -> St
         series.push(JobSeries {
             id: &j.id,
             name: &j.name,
+            tenant: j.request.tenant.as_deref(),
             graph: graph_view(&j.graph, &physical, &j.observed),
             checkpoints: j.observed.checkpoints(current),
             exceptions: j.observed.exceptions().len(),

@@ -13,6 +13,7 @@ mod joins;
 mod kafka;
 mod nexmark;
 mod object_store;
+mod observability;
 mod sdks;
 mod state;
 mod tenants;

@@ -22,17 +22,22 @@ use serde_json::{Value, json};
 use crate::cluster::{bin, certs, free_tcp, free_udp};
 use crate::flinkw;
 
-const TOKEN: &str = "ui-test-token-5678";
+pub(crate) const TOKEN: &str = "ui-test-token-5678";
 
 /// A coordinator and one worker; killed on drop.
-struct Cluster {
-    dir: PathBuf,
-    rest: SocketAddr,
+pub(crate) struct Cluster {
+    pub dir: PathBuf,
+    pub rest: SocketAddr,
     children: Vec<Child>,
 }
 
 impl Cluster {
     fn start(dir: &Path, slots: u32) -> Cluster {
+        Self::start_with(dir, slots, &[])
+    }
+
+    /// A coordinator and worker `w1` with `slots`; both get `extra` arguments.
+    pub fn start_with(dir: &Path, slots: u32, extra: &[&str]) -> Cluster {
         certs(dir, "ui", &["coordinator", "w1"]);
         let (quic, rest) = (free_udp(), free_tcp());
         let log = |name: &str| std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
@@ -41,6 +46,7 @@ impl Cluster {
             .args(["--certs", dir.join("coordinator").to_str().unwrap()])
             .args(["--data-dir", dir.join("coordinator-data").to_str().unwrap()])
             .args(["--token", TOKEN])
+            .args(extra)
             .stderr(log("coordinator"))
             .spawn()
             .unwrap();
@@ -49,6 +55,7 @@ impl Cluster {
             .args(["--slots", &slots.to_string()])
             .args(["--certs", dir.join("w1").to_str().unwrap()])
             .args(["--cache-dir", dir.join("w1-cache").to_str().unwrap()])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log("w1"))
             .spawn()
@@ -66,14 +73,14 @@ impl Cluster {
         cluster
     }
 
-    fn cli(&self, args: &[&str]) -> flinkw_tests::Run {
+    pub fn cli(&self, args: &[&str]) -> flinkw_tests::Run {
         let mut all = args.to_vec();
         let rest = format!("http://{}", self.rest);
         all.extend(["--coordinator", &rest, "--token", TOKEN]);
         flinkw(&all, &self.dir)
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         ["coordinator", "w1"]
             .iter()
             .map(|n| {
@@ -100,6 +107,8 @@ impl Cluster {
             "--set",
             "checkpoint.interval-ms=300",
             "--set",
+            "metrics.latency.interval-ms=200",
+            "--set",
             &format!("output={}", out.display()),
             "--checkpoint-dir",
             checkpoints.to_str().unwrap(),
@@ -110,7 +119,7 @@ impl Cluster {
         job
     }
 
-    fn await_running(&self, job: &str) {
+    pub fn await_running(&self, job: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let run = self.cli(&["status", job, "--json"]);
@@ -128,7 +137,7 @@ impl Cluster {
     }
 
     /// `GET path` on the REST API; `(status, body)`.
-    fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
         http(self.rest, "GET", path, token)
     }
 }
@@ -464,6 +473,15 @@ fn the_ui_shows_a_running_job_with_its_graph_live_counters_and_checkpoints() {
         STEP,
     );
     assert!(completed.as_str().unwrap().contains("completed"), "{completed}");
+    // Latency markers from the source reached the sink: a row with quantiles.
+    let latency = b.wait_for(
+        "a latency row",
+        "document.querySelector('#latency-table tbody tr [data-metric=markers]')?.textContent !== '0' \
+         && document.querySelector('#latency-table tbody tr')?.innerText",
+        STEP,
+    );
+    let latency = latency.as_str().unwrap_or_default();
+    assert!(latency.contains(" ms"), "{latency}");
     b.wait_for(
         "the checkpoint summary",
         "document.querySelector('#checkpoint-summary').textContent.includes('newest completed')",
@@ -538,7 +556,7 @@ fn ui_calls_without_the_token_are_refused_and_a_bad_plugin_shows_the_clis_error(
 }
 
 /// `/metrics` parsed: (name, labels) -> value.
-fn scrape(cluster: &Cluster) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+pub(crate) fn scrape(cluster: &Cluster) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
     let (status, text) = cluster.get("/metrics", Some(TOKEN));
     assert_eq!(status, 200, "{text}");
     let mut out = BTreeMap::new();
@@ -546,7 +564,7 @@ fn scrape(cluster: &Cluster) -> BTreeMap<(String, BTreeMap<String, String>), f64
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap();
-            assert!(["counter", "gauge"].contains(&kind), "{line}");
+            assert!(["counter", "gauge", "summary"].contains(&kind), "{line}");
             assert!(typed.insert(name.to_owned(), kind.to_owned()).is_none(), "TYPE twice: {line}");
             continue;
         }
@@ -559,7 +577,13 @@ fn scrape(cluster: &Cluster) -> BTreeMap<(String, BTreeMap<String, String>), f64
             Some((name, rest)) => (name, rest.strip_suffix('}').expect(line)),
             None => (series, ""),
         };
-        assert!(typed.contains_key(name), "{name} has no TYPE line");
+        // A summary's `_sum` and `_count` belong to its TYPE.
+        let family = ["_sum", "_count"]
+            .iter()
+            .filter_map(|s| name.strip_suffix(s))
+            .find(|f| typed.get(*f).is_some_and(|k| k == "summary"))
+            .unwrap_or(name);
+        assert!(typed.contains_key(family), "{name} has no TYPE line");
         let mut map = BTreeMap::new();
         let mut rest = labels;
         while !rest.is_empty() {
@@ -581,7 +605,7 @@ fn scrape(cluster: &Cluster) -> BTreeMap<(String, BTreeMap<String, String>), f64
     out
 }
 
-fn series<'a>(
+pub(crate) fn series<'a>(
     m: &'a BTreeMap<(String, BTreeMap<String, String>), f64>,
     name: &str,
 ) -> Vec<(&'a BTreeMap<String, String>, f64)> {

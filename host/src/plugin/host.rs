@@ -62,12 +62,15 @@ fn decode_list(mut bytes: &[u8]) -> wasmtime::Result<Vec<Vec<u8>>> {
 pub(crate) struct MemoryLimiter {
     pub max_bytes: usize,
     pub refused: Option<usize>,
+    /// Bytes of linear memory the instance has (all its memories), shared
+    /// with whoever reports it (the subtask's metrics).
+    pub used: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -78,6 +81,9 @@ impl ResourceLimiter for MemoryLimiter {
                 self.max_bytes
             ));
         }
+        // Called for each memory's first allocation too (current = 0).
+        let grown = desired.saturating_sub(current) as u64;
+        self.used.fetch_add(grown, std::sync::atomic::Ordering::Relaxed);
         Ok(true)
     }
 
@@ -148,7 +154,11 @@ impl HostState {
         HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { max_bytes: limits.memory_bytes, refused: None },
+            limiter: MemoryLimiter {
+                max_bytes: limits.memory_bytes,
+                refused: None,
+                used: Default::default(),
+            },
             keyed_batch: None,
             state: Box::new(MemoryState::default()),
             max_parallelism: DEFAULT_MAX_PARALLELISM,

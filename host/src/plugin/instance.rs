@@ -146,6 +146,15 @@ impl Instance {
         Ok(Instance { store, job, limits, upgrade })
     }
 
+    /// Makes `gauge` hold the bytes of linear memory of this instance (now,
+    /// and as its memory grows): what the subtask's metrics report.
+    pub fn share_memory_gauge(&mut self, gauge: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        use std::sync::atomic::Ordering;
+        let limiter = &mut self.store.data_mut().limiter;
+        gauge.store(limiter.used.load(Ordering::Relaxed), Ordering::Relaxed);
+        limiter.used = gauge;
+    }
+
     /// The plugin's version (its optional `upgrade` export); `None` for a
     /// plugin without one.
     pub fn version(&mut self) -> Result<Option<String>, GuestError> {

@@ -15,9 +15,14 @@
 //! part of busy time. [`MetricsHandle::sample`] turns the atomics into
 //! [`SubtaskSample`]s, which a cluster worker sends with its heartbeats.
 //!
+//! A sink subtask also keeps the latencies of the latency markers it
+//! received (the newest [`LATENCY_HISTORY`] per source vertex, as Flink's
+//! `metrics.latency.history-size`), and every subtask its thread's CPU
+//! time and its plugin instance's linear memory.
+//!
 //! Checkpoints are recorded once each in a bounded [`CheckpointHistory`].
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,6 +58,98 @@ pub struct SubtaskMetrics {
     pub alignment_us: AtomicU64,
     /// Nanoseconds from the start until the subtask ended (0 while it runs).
     pub ended_ns: AtomicU64,
+    /// CPU time of the subtask's thread, ns (read now and then by the thread).
+    pub cpu_ns: AtomicU64,
+    /// Bytes of linear memory of the subtask's plugin instance (written by
+    /// its memory limiter as the memory grows; 0 without guest code).
+    pub memory_bytes: Arc<AtomicU64>,
+    /// Latency markers received, by source task (sinks only; markers are
+    /// rare, so a lock is cheap here).
+    latency: Mutex<BTreeMap<u32, LatencyWindow>>,
+}
+
+/// Latencies kept per source vertex in a sink subtask (Flink's default
+/// `metrics.latency.history-size`).
+pub const LATENCY_HISTORY: usize = 128;
+
+/// The newest latencies from one source, and totals.
+#[derive(Debug, Default)]
+struct LatencyWindow {
+    recent: VecDeque<u64>,
+    markers: u64,
+    sum_us: u64,
+}
+
+impl LatencyWindow {
+    fn add(&mut self, us: u64) {
+        if self.recent.len() >= LATENCY_HISTORY {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(us);
+        self.markers += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    fn sample(&self, source_task: u32) -> LatencySample {
+        let mut sorted: Vec<u64> = self.recent.iter().copied().collect();
+        sorted.sort_unstable();
+        LatencySample {
+            source_task,
+            markers: self.markers,
+            sum_us: self.sum_us,
+            p50_us: quantile(&sorted, 0.50),
+            p95_us: quantile(&sorted, 0.95),
+            p99_us: quantile(&sorted, 0.99),
+            max_us: sorted.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+/// The nearest-rank `q` quantile of sorted values (0 when empty).
+pub fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Latencies a sink subtask measured from one source vertex: quantiles of
+/// the newest [`LATENCY_HISTORY`] markers, totals of all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencySample {
+    /// The source's task (vertex) index.
+    pub source_task: u32,
+    /// Markers received in all.
+    pub markers: u64,
+    /// Sum of their latencies, µs.
+    pub sum_us: u64,
+    /// Median of the newest, µs.
+    pub p50_us: u64,
+    /// 95th percentile of the newest, µs.
+    pub p95_us: u64,
+    /// 99th percentile of the newest, µs.
+    pub p99_us: u64,
+    /// Largest of the newest, µs.
+    pub max_us: u64,
+}
+
+/// The wall clock in µs since the epoch (latency markers' stamps).
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// CPU time the calling thread used, ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec for clock_gettime to write.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if r != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
 }
 
 impl Default for SubtaskMetrics {
@@ -70,6 +167,9 @@ impl Default for SubtaskMetrics {
             watermark: AtomicI64::new(MIN_WATERMARK),
             alignment_us: AtomicU64::new(0),
             ended_ns: AtomicU64::new(0),
+            cpu_ns: AtomicU64::new(0),
+            memory_bytes: Arc::new(AtomicU64::new(0)),
+            latency: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -112,8 +212,25 @@ impl SubtaskMetrics {
         self.watermark.store(wm, Ordering::Relaxed);
     }
 
-    /// Marks the subtask as ended (its wall time stops growing).
+    /// Reads the calling thread's CPU time (call it from the subtask's own
+    /// thread).
+    pub fn read_cpu(&self) {
+        self.cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
+    }
+
+    /// A latency marker from source task `source_task`, stamped
+    /// `marked_us`, arrived now.
+    pub fn record_latency(&self, source_task: u32, marked_us: i64) {
+        let us = u64::try_from(now_micros().saturating_sub(marked_us)).unwrap_or(0);
+        let mut l = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        l.entry(source_task).or_default().add(us);
+    }
+
+    /// Marks the subtask as ended (its wall time stops growing). Call it
+    /// from the subtask's thread: it reads the thread's CPU time a last time.
     pub fn end(&self) {
+        self.read_cpu();
+        self.memory_bytes.store(0, Ordering::Relaxed);
         let _ = self.ended_ns.compare_exchange(
             0,
             nanos(self.started.elapsed()).max(1),
@@ -145,6 +262,12 @@ impl SubtaskMetrics {
             watermark: (wm > MIN_WATERMARK).then_some(wm),
             alignment_us: self.alignment_us.load(Ordering::Relaxed),
             ended: ended > 0,
+            cpu_ns: self.cpu_ns.load(Ordering::Relaxed),
+            memory_bytes: self.memory_bytes.load(Ordering::Relaxed),
+            latency: {
+                let l = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+                l.iter().map(|(t, w)| w.sample(*t)).collect()
+            },
         }
     }
 }
@@ -182,6 +305,15 @@ pub struct SubtaskSample {
     pub alignment_us: u64,
     /// Whether the subtask ended.
     pub ended: bool,
+    /// CPU time of the subtask's thread, ns.
+    #[serde(default)]
+    pub cpu_ns: u64,
+    /// Linear memory of its plugin instance, bytes (0 once ended).
+    #[serde(default)]
+    pub memory_bytes: u64,
+    /// Latency markers received (sinks), by source vertex.
+    #[serde(default)]
+    pub latency: Vec<LatencySample>,
 }
 
 /// The metrics of every subtask of a job in this process:
@@ -301,6 +433,42 @@ mod tests {
         assert_eq!(s.watermark, None);
         m.set_watermark(42);
         assert_eq!(m.sample(0, 0).watermark, Some(42));
+    }
+
+    #[test]
+    fn latency_quantiles_cover_the_newest_markers() {
+        assert_eq!(quantile(&[], 0.5), 0);
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!((quantile(&v, 0.5), quantile(&v, 0.95), quantile(&v, 0.99)), (50, 95, 99));
+        assert_eq!(quantile(&[7], 0.99), 7);
+        let m = SubtaskMetrics::default();
+        let now = now_micros();
+        // 200 markers 1..=200 ms old: the quantiles cover the newest 128.
+        for i in 1..=200i64 {
+            m.record_latency(3, now - (201 - i) * 1000);
+        }
+        let l = &m.sample(0, 0).latency[0];
+        assert_eq!((l.source_task, l.markers), (3, 200));
+        // The newest 128 are 1..=128 ms old (plus the µs since `now`).
+        assert!((64_000..66_000).contains(&l.p50_us), "{l:?}");
+        assert!((128_000..130_000).contains(&l.max_us), "{l:?}");
+        assert!(l.p99_us <= l.max_us && l.p95_us <= l.p99_us);
+    }
+
+    #[test]
+    fn cpu_time_of_the_thread_grows_with_work() {
+        let m = SubtaskMetrics::default();
+        m.read_cpu();
+        let before = m.cpu_ns.load(Ordering::Relaxed);
+        // Work until the thread's clock moved 5 ms (bounded in wall time).
+        let mut x = 0u64;
+        let start = Instant::now();
+        while thread_cpu_ns() < before + 5_000_000 && start.elapsed() < Duration::from_secs(10) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert_eq!(m.sample(0, 0).cpu_ns, before, "read only when asked");
+        m.end();
+        assert!(m.sample(0, 0).cpu_ns >= before + 5_000_000, "{x}");
     }
 
     #[test]

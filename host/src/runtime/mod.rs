@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 pub use checkpointing::{Ack, CheckpointCoordinator, CheckpointLink};
 pub use metrics::{
-    CheckpointHistory, CheckpointStats, CheckpointStatus, MetricsHandle, SubtaskMetrics,
-    SubtaskSample,
+    CheckpointHistory, CheckpointStats, CheckpointStatus, LATENCY_HISTORY, LatencySample,
+    MetricsHandle, SubtaskMetrics, SubtaskSample, now_micros, quantile,
 };
 pub use physical::{PhysicalPlan, TaskOutput, TaskSpec, plan as physical_plan};
 

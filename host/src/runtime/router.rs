@@ -51,6 +51,17 @@ pub enum Message {
         /// The sender.
         from: u32,
     },
+    /// A latency marker (Flink's `LatencyMarker`): a source stamped it with
+    /// the wall clock; it overtakes windows and waits only in channels, so
+    /// a sink's `now - marked_us` is the time records spend travelling.
+    LatencyMarker {
+        /// The sender.
+        from: u32,
+        /// When the source emitted it, µs since the epoch.
+        marked_us: i64,
+        /// The source's task (vertex) index.
+        source_task: u32,
+    },
 }
 
 /// The receiving side is gone: the job is being torn down.
@@ -103,6 +114,8 @@ pub(crate) struct Output {
     max_parallelism: u32,
     split: Vec<BatchBuilder>,
     metrics: Arc<SubtaskMetrics>,
+    /// The target of the next latency marker (they go to one target each).
+    next_marker: usize,
 }
 
 impl Output {
@@ -115,7 +128,17 @@ impl Output {
         metrics: Arc<SubtaskMetrics>,
     ) -> Self {
         let split = (0..targets.len()).map(|_| BatchBuilder::new()).collect();
-        Output { side, partitioning, sender, targets, next: 0, max_parallelism, split, metrics }
+        Output {
+            side,
+            partitioning,
+            sender,
+            targets,
+            next: 0,
+            max_parallelism,
+            split,
+            metrics,
+            next_marker: 0,
+        }
     }
 
     /// Sends `batch` on; `index` is the sending subtask's index.
@@ -171,6 +194,26 @@ impl Output {
             t.send(make(self.sender), &self.metrics).map_err(|_| Disconnected)?;
         }
         Ok(())
+    }
+
+    /// Sends a latency marker to one downstream subtask (Flink sends each
+    /// to one random channel): the one this subtask forwards to, else the
+    /// next in turn.
+    fn marker(
+        &mut self,
+        index: usize,
+        marked_us: i64,
+        source_task: u32,
+    ) -> Result<(), Disconnected> {
+        let t = match self.partitioning {
+            Partitioning::Forward => index,
+            _ => {
+                self.next_marker = (self.next_marker + 1) % self.targets.len();
+                self.next_marker
+            }
+        };
+        let message = Message::LatencyMarker { from: self.sender, marked_us, source_task };
+        self.targets[t].send(message, &self.metrics)
     }
 
     fn send_to(
@@ -245,6 +288,15 @@ impl Router {
     /// Sends checkpoint barrier `id` along every output edge.
     pub fn barrier(&mut self, id: u64) -> Result<(), Disconnected> {
         self.control(|from| Message::Barrier { from, id })
+    }
+
+    /// Sends a latency marker along every output edge, to one downstream
+    /// subtask of each.
+    pub fn latency_marker(&mut self, marked_us: i64, source_task: u32) -> Result<(), Disconnected> {
+        for out in &mut self.outputs {
+            out.marker(self.index, marked_us, source_task)?;
+        }
+        Ok(())
     }
 
     /// Tells every downstream subtask this one is idle.

@@ -30,6 +30,8 @@ const CANCEL_CHECK: Duration = Duration::from_millis(100);
 const FINAL_CHECKPOINT_WAIT: Duration = Duration::from_secs(60);
 /// How often processing-time timers are checked.
 const PROCESSING_TIMER_CHECK: Duration = Duration::from_millis(10);
+/// How often a subtask reads its thread's CPU time (a system call).
+const CPU_READ_EVERY: Duration = Duration::from_millis(100);
 
 enum Operator {
     Transform { node: u32, chain: u32 },
@@ -100,6 +102,10 @@ pub(super) struct Subtask {
     current_input: u32,
     /// This subtask's counters (records, bytes, time, watermark).
     metrics: Arc<SubtaskMetrics>,
+    /// Whether the task ends in a sink (it records latency markers).
+    has_sink: bool,
+    /// When the thread's CPU time was last read.
+    cpu_read: Instant,
 }
 
 /// How a subtask stopped early.
@@ -134,7 +140,8 @@ fn sender_of(m: &Message) -> Option<usize> {
         | Message::Watermark { from, .. }
         | Message::Idle { from }
         | Message::Barrier { from, .. }
-        | Message::End { from } => Some(*from as usize),
+        | Message::End { from }
+        | Message::LatencyMarker { from, .. } => Some(*from as usize),
     }
 }
 
@@ -178,7 +185,19 @@ impl Subtask {
             align_started: None,
             alignment_ms: 0,
         };
-        Subtask { shared, task, index, router, input, time, barriers, current_input: 0, metrics }
+        Subtask {
+            shared,
+            task,
+            index,
+            router,
+            input,
+            time,
+            barriers,
+            current_input: 0,
+            metrics,
+            has_sink: false,
+            cpu_read: Instant::now(),
+        }
     }
 
     fn label(&self, node: u32) -> String {
@@ -201,6 +220,10 @@ impl Subtask {
 
     fn run_inner(&mut self) -> Result<(), Stop> {
         let (mut instance, mut ops) = self.open()?;
+        self.has_sink = ops.iter().any(|op| matches!(op, Operator::Sink { .. }));
+        if let Some(inst) = &mut instance {
+            inst.share_memory_gauge(self.metrics.memory_bytes.clone());
+        }
         let head = self.task.nodes[0];
         let source = self.shared.sources.get(&head).cloned();
         match source {
@@ -341,9 +364,17 @@ impl Subtask {
         let timeout = self.shared.config.batch_timeout;
         let mut builder = BatchBuilder::with_capacity(batch_size, batch_size * 32);
         let mut last_record = Instant::now();
+        let latency_every = self.shared.config.latency_interval;
+        let mut last_marker = Instant::now();
         loop {
             if self.shared.is_cancelled() {
                 return Err(Stop::Cancelled);
+            }
+            self.read_cpu();
+            if !latency_every.is_zero() && last_marker.elapsed() >= latency_every {
+                last_marker = Instant::now();
+                let source_task = self.task.index as u32;
+                self.latency_marker(super::metrics::now_micros(), source_task)?;
             }
             self.commit_sinks(ops)?;
             if let Some(ck) = &self.shared.checkpoints {
@@ -405,6 +436,7 @@ impl Subtask {
         });
         let mut timers_checked = Instant::now();
         while ends < self.task.expected_ends {
+            self.read_cpu();
             if has_keyed && timers_checked.elapsed() >= PROCESSING_TIMER_CHECK {
                 timers_checked = Instant::now();
                 self.processing_time(instance, ops)?;
@@ -473,6 +505,9 @@ impl Subtask {
                     let advanced = self.time.combiner.set_idle(from as usize);
                     self.input_watermark(advanced, instance, ops)?;
                 }
+                Ok(Message::LatencyMarker { marked_us, source_task, .. }) => {
+                    self.latency_marker(marked_us, source_task)?;
+                }
                 Ok(Message::End { from }) => {
                     ends += 1;
                     let advanced = self.time.combiner.end(from as usize);
@@ -489,6 +524,24 @@ impl Subtask {
             }
         }
         Ok(())
+    }
+
+    /// Reads the thread's CPU time if it has not for a while.
+    fn read_cpu(&mut self) {
+        if self.cpu_read.elapsed() >= CPU_READ_EVERY {
+            self.cpu_read = Instant::now();
+            self.metrics.read_cpu();
+        }
+    }
+
+    /// A latency marker passes: a task with a sink records how long it took
+    /// from its source, and it goes on downstream at once — past windows
+    /// and buffered batches, as a watermark does, never into user code.
+    fn latency_marker(&mut self, marked_us: i64, source_task: u32) -> Result<(), Stop> {
+        if self.has_sink {
+            self.metrics.record_latency(source_task, marked_us);
+        }
+        self.router.latency_marker(marked_us, source_task).map_err(|_| self.stopped())
     }
 
     /// The name of this subtask's state file in a checkpoint.

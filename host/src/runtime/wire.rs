@@ -12,6 +12,7 @@ const WATERMARK: u8 = 1;
 const IDLE: u8 = 2;
 const BARRIER: u8 = 3;
 const END: u8 = 4;
+const LATENCY_MARKER: u8 = 5;
 
 /// Bytes that are not a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +56,12 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) {
             out.push(END);
             out.extend_from_slice(&from.to_le_bytes());
         }
+        Message::LatencyMarker { from, marked_us, source_task } => {
+            out.push(LATENCY_MARKER);
+            out.extend_from_slice(&from.to_le_bytes());
+            out.extend_from_slice(&marked_us.to_le_bytes());
+            out.extend_from_slice(&source_task.to_le_bytes());
+        }
     }
 }
 
@@ -84,6 +91,9 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
         IDLE => Message::Idle { from },
         BARRIER => Message::Barrier { from, id: r.i64()? as u64 },
         END => Message::End { from },
+        LATENCY_MARKER => {
+            Message::LatencyMarker { from, marked_us: r.i64()?, source_task: r.u32()? }
+        }
         _ => return Err(WireError("unknown message kind")),
     };
     if !r.0.is_empty() {
@@ -143,6 +153,11 @@ mod tests {
         round_trip(Message::Idle { from: 1 });
         round_trip(Message::Barrier { from: 2, id: 77 });
         round_trip(Message::End { from: u32::MAX });
+        round_trip(Message::LatencyMarker {
+            from: 4,
+            marked_us: 1_700_000_000_000_000,
+            source_task: 2,
+        });
     }
 
     #[test]
@@ -157,7 +172,7 @@ mod tests {
         }
         out.push(0);
         assert_eq!(decode(&out), Err(WireError("bytes after the message")));
-        assert_eq!(decode(&[7, 0, 0, 0, 0]), Err(WireError("unknown message kind")));
+        assert_eq!(decode(&[9, 0, 0, 0, 0]), Err(WireError("unknown message kind")));
         // A length far past the end is refused without allocating it.
         let mut huge = vec![BATCH, 0, 0, 0, 0];
         huge.extend_from_slice(&(u64::MAX >> 1).to_le_bytes());
