@@ -34,6 +34,12 @@ pub enum ClusterCommand {
         /// Where plugins and compiled plugins are kept.
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
+        /// Where job records and the plugins they run are kept: a directory
+        /// or s3://bucket/prefix (AWS_* variables give endpoint and
+        /// credentials; default: DATA_DIR). A coordinator started on another
+        /// machine with the same store resumes the running jobs.
+        #[arg(long, value_name = "URL")]
+        job_store: Option<String>,
         /// A worker silent this long (ms) counts as lost.
         #[arg(long, default_value_t = 3000, value_name = "MS")]
         heartbeat_timeout: u64,
@@ -84,6 +90,10 @@ pub enum ClusterCommand {
         /// How long to keep trying to reach the coordinator, in seconds.
         #[arg(long, default_value_t = 30.0, value_name = "SECS")]
         connect_timeout: f64,
+        /// The data address other workers are told to use (default: the
+        /// --bind address); for a worker behind NAT or a proxy.
+        #[arg(long, value_name = "ADDR")]
+        advertise: Option<SocketAddr>,
     },
     /// Uploads a plugin to a cluster and runs it as a job.
     Deploy {
@@ -278,6 +288,7 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
             certs,
             token,
             data_dir,
+            job_store,
             heartbeat_timeout,
             tenant_storage,
         } => {
@@ -289,11 +300,21 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
                 certs,
                 token,
                 data_dir,
+                job_store,
                 heartbeat_timeout: Duration::from_millis(heartbeat_timeout.max(100)),
                 tenant_storage,
             })
         }
-        ClusterCommand::Worker { join, slots, bind, name, certs, cache_dir, connect_timeout } => {
+        ClusterCommand::Worker {
+            join,
+            slots,
+            bind,
+            name,
+            certs,
+            cache_dir,
+            connect_timeout,
+            advertise,
+        } => {
             anyhow::ensure!(slots > 0, "--slots must be at least 1");
             let cache_dir = cache_dir
                 .or_else(|| {
@@ -310,6 +331,7 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
                 certs,
                 cache_dir,
                 connect_timeout: secs(connect_timeout, "--connect-timeout")?,
+                advertise,
             })
         }
         ClusterCommand::Deploy {

@@ -169,6 +169,10 @@ pub struct Deployment {
     pub restore: Option<u64>,
     /// Or, before its first checkpoint, the savepoint it starts from.
     pub from_savepoint: Option<std::path::PathBuf>,
+    /// The attempt's fencing epoch in the checkpoint folder: its sinks
+    /// commit only while no newer attempt of the job has started.
+    #[serde(default)]
+    pub epoch: Option<u64>,
     /// Whether guests read the real WASI clocks (else a clock frozen at 0).
     #[serde(default = "granted")]
     pub clocks: bool,

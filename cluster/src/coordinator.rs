@@ -42,8 +42,13 @@ pub struct CoordinatorOptions {
     pub certs: PathBuf,
     /// The API token clients must send.
     pub token: String,
-    /// Plugins and job records.
+    /// Compiled plugins, tenants, the audit log; job records and plugins
+    /// too unless `job_store` says otherwise.
     pub data_dir: PathBuf,
+    /// Where job records and the plugins they run are kept: a directory or
+    /// `s3://bucket/prefix` (default: the data dir). A coordinator started
+    /// elsewhere with the same store resumes the live jobs.
+    pub job_store: Option<String>,
     /// A worker silent this long is lost.
     pub heartbeat_timeout: Duration,
     /// Tenants' checkpoint folders (default: `data-dir/storage`).
@@ -92,6 +97,9 @@ pub(crate) struct JobEntry {
     pub live: BTreeMap<u32, Vec<(String, u64, u64)>>,
     /// Per-subtask metrics, checkpoint history, exceptions, log lines.
     pub observed: crate::metrics::JobMetrics,
+    /// How often its record was written (0: never; the first write is
+    /// create-only).
+    pub record_version: u64,
 }
 
 /// What the coordinator keeps of a job in `data-dir/jobs/ID.json`, written
@@ -100,6 +108,9 @@ pub(crate) struct JobEntry {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 struct JobRecord {
     id: String,
+    /// Counts the writes of this record.
+    #[serde(default)]
+    version: u64,
     request: JobRequest,
     state: String,
     error: Option<String>,
@@ -209,6 +220,8 @@ pub struct Coordinator {
     pub(crate) tenants: crate::tenant::TenantStore,
     /// What was deployed, cancelled, … by whom.
     pub(crate) audit: crate::audit::AuditLog,
+    /// Job records and plugins.
+    job_store: crate::records::JobStore,
     engine: Engine,
     started: Instant,
 }
@@ -225,81 +238,125 @@ impl Coordinator {
     /// Stores a plugin by its content hash; returns the hash.
     pub fn store_plugin(&self, bytes: &[u8]) -> anyhow::Result<String> {
         let hash = hex::encode(Sha256::digest(bytes));
-        let path = self.plugin_path(&hash);
+        self.cache_plugin(&hash, bytes)?;
+        self.job_store.put_plugin(&hash, bytes)?;
+        Ok(hash)
+    }
+
+    /// Keeps a plugin in the data dir, where workers' downloads read it.
+    fn cache_plugin(&self, hash: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let path = self.plugin_path(hash);
         if !path.exists() {
             std::fs::create_dir_all(path.parent().context("no plugin folder")?)?;
-            let tmp = path.with_extension("part");
+            let tmp = path.with_extension(format!("part{}", std::process::id()));
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, &path)?;
         }
-        Ok(hash)
+        Ok(())
+    }
+
+    /// A stored plugin: from the data dir, else from the job store (a
+    /// coordinator taking over another's jobs), then kept in the data dir.
+    fn plugin_bytes(&self, hash: &str) -> anyhow::Result<Vec<u8>> {
+        if let Ok(bytes) = std::fs::read(self.plugin_path(hash)) {
+            return Ok(bytes);
+        }
+        match self.job_store.plugin(hash)? {
+            Some(bytes) => {
+                self.cache_plugin(hash, &bytes)?;
+                Ok(bytes)
+            }
+            None => anyhow::bail!("no plugin {hash} was uploaded"),
+        }
     }
 
     /// Checks and plans a job, then schedules it; returns its id.
     pub fn submit(self: &Arc<Self>, request: JobRequest) -> anyhow::Result<String> {
-        let id = {
-            let mut next = self.next_job.lock().unwrap_or_else(|p| p.into_inner());
-            *next += 1;
-            format!("job-{}", *next)
-        };
+        let id = self.next_id();
         let entry = self.entry(&id, request)?;
         // Quotas: refused here, nothing started; admitted under a lock
         // held until the job is registered.
         let _admitted = crate::tenant_api::admit(self, &entry, self.now_ms())?;
+        let mut entry = entry;
         let actions = entry.lifecycle.start();
+        // A job store shared with another coordinator may hold this id
+        // already: the record is created create-only, else the next id.
+        let mut id = id;
+        for _ in 0..1000 {
+            if self.persist(&mut entry) {
+                break;
+            }
+            id = self.next_id();
+            entry.id = id.clone();
+        }
         tracing::info!(job = %id, name = %entry.name, "job submitted");
-        self.persist(&entry);
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), entry);
         self.act(&id, actions);
         Ok(id)
     }
 
-    fn record_path(&self, id: &str) -> PathBuf {
-        self.options.data_dir.join("jobs").join(format!("{id}.json"))
+    fn next_id(&self) -> String {
+        let mut next = self.next_job.lock().unwrap_or_else(|p| p.into_inner());
+        *next += 1;
+        format!("job-{}", *next)
     }
 
-    /// Writes a job's record (temp file + rename: never half written).
-    fn persist(&self, j: &JobEntry) {
+    /// Writes a job's record to the job store, whole in one put (never
+    /// half written); its first write is create-only. False if that found
+    /// a record with the job's id.
+    fn persist(&self, j: &mut JobEntry) -> bool {
         let (state, error) = match &j.lifecycle.state {
             JobState::Failed { error } => ("failed", Some(error.clone())),
             s => (s.name(), None),
         };
+        j.record_version += 1;
         let record = JobRecord {
             id: j.id.clone(),
+            version: j.record_version,
             request: j.request.clone(),
             state: state.to_owned(),
             error,
             attempt: j.lifecycle.attempt,
             restarts: j.lifecycle.restarts,
         };
-        let path = self.record_path(&j.id);
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(path.parent().unwrap_or(&path))?;
-            let tmp = path.with_extension("part");
-            std::fs::write(&tmp, serde_json::to_vec_pretty(&record)?)?;
-            std::fs::rename(&tmp, &path)
+        let bytes = match serde_json::to_vec_pretty(&record) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(job = %j.id, error = %e, "cannot encode the job's record");
+                return true;
+            }
         };
-        if let Err(e) = write() {
-            tracing::warn!(job = %j.id, error = %e, "cannot write the job's record");
+        let written = if record.version == 1 {
+            self.job_store.create_record(&j.id, bytes)
+        } else {
+            self.job_store.put_record(&j.id, bytes).map(|()| true)
+        };
+        match written {
+            Ok(created) => {
+                if !created {
+                    j.record_version = 0;
+                }
+                created
+            }
+            Err(e) => {
+                tracing::warn!(job = %j.id, error = %e, "cannot write the job's record");
+                true
+            }
         }
     }
 
     /// After a restart: takes back the jobs of the records; the live ones
     /// restart (from their newest checkpoint) once workers offer slots.
     fn recover(&self) -> anyhow::Result<()> {
-        let dir = self.options.data_dir.join("jobs");
-        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
-        for e in entries.flatten() {
-            if e.path().extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let record: JobRecord = match std::fs::read(e.path())
-                .map_err(anyhow::Error::from)
-                .and_then(|b| Ok(serde_json::from_slice(&b)?))
-            {
+        let records = self
+            .job_store
+            .records()
+            .with_context(|| format!("cannot read the job records in {}", self.job_store.url()))?;
+        for (name, bytes) in records {
+            let record: JobRecord = match serde_json::from_slice(&bytes) {
                 Ok(r) => r,
                 Err(err) => {
-                    tracing::warn!(file = %e.path().display(), error = %err, "skipping a job record");
+                    tracing::warn!(file = %name, error = %err, "skipping a job record");
                     continue;
                 }
             };
@@ -334,6 +391,7 @@ impl Coordinator {
             if entry.lifecycle.state.is_terminal() {
                 entry.ended = Some(Instant::now());
             }
+            entry.record_version = record.version.max(1);
             self.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(record.id, entry);
         }
         Ok(())
@@ -341,9 +399,7 @@ impl Coordinator {
 
     /// Loads and plans a job's plugin into a new job entry.
     fn entry(&self, id: &str, request: JobRequest) -> anyhow::Result<JobEntry> {
-        let path = self.plugin_path(&request.plugin);
-        let bytes = std::fs::read(&path)
-            .map_err(|_| anyhow::anyhow!("no plugin {} was uploaded", request.plugin))?;
+        let bytes = self.plugin_bytes(&request.plugin)?;
         let memory_mib = if request.memory_limit_mib == 0 { 512 } else { request.memory_limit_mib };
         let call_ms = if request.call_timeout_ms == 0 { 10_000 } else { request.call_timeout_ms };
         // `plan` runs here under the job's own limits.
@@ -405,6 +461,7 @@ impl Coordinator {
             savepoint: Arc::new(Mutex::new(None)),
             live: BTreeMap::new(),
             observed: Default::default(),
+            record_version: 0,
         })
     }
 
@@ -529,12 +586,14 @@ impl Coordinator {
         j.started = Arc::new(AtomicBool::new(false));
         let mut restore = None;
         let mut from_savepoint = None;
+        let mut epoch = None;
         if let Some(dir) = &j.checkpoint_dir {
             let savepoints = Some(dir.join("savepoints"));
             let from = j.request.from_savepoint.as_deref();
             match CheckpointCoordinator::start(&j.graph, &j.job_config, dir, savepoints, from) {
                 Ok(c) => {
                     restore = c.restore_id();
+                    epoch = Some(c.epoch());
                     from_savepoint =
                         if restore.is_none() { from.map(Path::to_path_buf) } else { None };
                     let c = Arc::new(c);
@@ -567,6 +626,7 @@ impl Coordinator {
             checkpoint_dir: j.checkpoint_dir.clone(),
             restore,
             from_savepoint,
+            epoch,
             clocks: j.request.clocks.unwrap_or(true),
             tenant: j.request.tenant.clone(),
         };
@@ -759,9 +819,13 @@ async fn serve(options: CoordinatorOptions) -> anyhow::Result<()> {
         options.tenant_storage.clone().unwrap_or_else(|| options.data_dir.join("storage"));
     let tenants = crate::tenant::TenantStore::open(&options.data_dir, storage)?;
     let audit = crate::audit::AuditLog::new(&options.data_dir);
+    let job_store = crate::records::JobStore::open(
+        &options.job_store.clone().unwrap_or_else(|| options.data_dir.display().to_string()),
+    )?;
     let coordinator = Arc::new(Coordinator {
         tenants,
         audit,
+        job_store,
         workers: Mutex::new(BTreeMap::new()),
         jobs: Mutex::new(BTreeMap::new()),
         next_worker: Mutex::new(0),
@@ -771,7 +835,10 @@ async fn serve(options: CoordinatorOptions) -> anyhow::Result<()> {
         started: Instant::now(),
     });
     coordinator.recover()?;
-    eprintln!("coordinator: workers join at {quic_addr}, REST API on http://{rest_addr}");
+    eprintln!(
+        "coordinator: workers join at {quic_addr}, REST API on http://{rest_addr}, job records in {}",
+        coordinator.job_store.url()
+    );
     tokio::spawn(clock(coordinator.clone()));
     let app = crate::rest::router(coordinator.clone());
     tokio::spawn(async move {

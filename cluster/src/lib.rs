@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod progress;
 pub mod quota;
+pub mod records;
 pub mod rest;
 pub mod scheduler;
 pub mod tenant;

@@ -54,6 +54,9 @@ pub struct WorkerOptions {
     pub cache_dir: PathBuf,
     /// How long to keep trying to reach the coordinator at start.
     pub connect_timeout: Duration,
+    /// The data address other workers are told (default: the bound one);
+    /// for a worker behind NAT, a proxy or a relay.
+    pub advertise: Option<SocketAddr>,
 }
 
 /// Runs a worker until its coordinator goes away for good.
@@ -106,7 +109,10 @@ async fn session(
     endpoint: &quinn::Endpoint,
     plane: &Arc<DataPlane>,
 ) -> anyhow::Result<String> {
-    let data_addr = endpoint.local_addr().context("no local address")?;
+    let data_addr = match options.advertise {
+        Some(a) => a,
+        None => endpoint.local_addr().context("no local address")?,
+    };
     let connection = connect(endpoint, options.coordinator, options.connect_timeout).await?;
     let (mut send, mut recv) = connection.open_bi().await.context("cannot open a session")?;
     write_frame(
@@ -299,12 +305,32 @@ impl Worker {
         live.iter().map(|((job, attempt), (c, m))| progress(job, *attempt, c, m)).collect()
     }
 
+    /// Stops every part of this session: running ones are cancelled (their
+    /// threads end by themselves), prepared ones dropped.
     fn cancel_all(&self) {
-        for (_, part, _) in self.parts.lock().unwrap_or_else(|p| p.into_inner()).values() {
-            if let Part::Running(c) = part {
-                c.cancel();
-            }
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        if !parts.is_empty() {
+            eprintln!(
+                "worker {}: stopping {} stale job part(s) ({}); the coordinator restarts them elsewhere",
+                self.options.name,
+                parts.len(),
+                parts
+                    .iter()
+                    .map(|(j, (a, _, _))| format!("{j} attempt {a}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
+        parts.retain(|job, (attempt, part, _)| match part {
+            Part::Running(c) => {
+                c.cancel();
+                true
+            }
+            Part::Prepared(_) => {
+                self.plane.unregister(job, *attempt);
+                false
+            }
+        });
     }
 
     async fn deploy(self: Arc<Self>, d: Deployment) -> anyhow::Result<()> {
@@ -315,7 +341,9 @@ impl Worker {
         let mut prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<PreparedJob> {
             let engine = worker.engine(d2.memory_limit, d2.call_timeout_ms, d2.clocks)?;
             let plugin = Plugin::load(&engine, &d2.plugin, &bytes)?;
-            let config = JobConfig::parse(&d2.config)?;
+            let mut config = JobConfig::parse(&d2.config)?;
+            // The plugin sees which attempt it runs in (`flinkw.attempt`).
+            config.attempt = d2.attempt;
             let placement = d2.placement.clone();
             let local = move |t: usize, s: u32| {
                 placement.get(t).and_then(|p| p.get(s as usize)) == Some(&me)
@@ -324,6 +352,7 @@ impl Worker {
                 checkpoint_dir: d2.checkpoint_dir.clone(),
                 checkpoints_coordinated_elsewhere: d2.checkpoint_dir.as_ref().map(|_| d2.restore),
                 from_savepoint: d2.from_savepoint.clone(),
+                fencing_epoch: d2.epoch,
                 ..RunOptions::default()
             };
             Ok(prepare_job(&plugin, &config, options, Some(&local))?)

@@ -54,23 +54,48 @@ pub(crate) struct Cluster {
     pub(crate) rest: String,
     coordinator: Child,
     pub(crate) workers: Vec<Child>,
+    setup: Setup,
+    /// Where workers join: the coordinator, or a relay in front of it.
+    join: SocketAddr,
+    /// Per worker (in order): the address its traffic leaves from.
+    pub(crate) binds: Vec<SocketAddr>,
+}
+
+/// How a cluster's processes are started, beyond the defaults.
+#[derive(Default)]
+pub(crate) struct Setup {
+    /// More arguments for the coordinator.
+    pub(crate) coordinator_args: Vec<String>,
+    /// Environment of every process.
+    pub(crate) env: Vec<(String, String)>,
+    /// Workers join the coordinator through a relay of this network, bind
+    /// a known address and advertise a relay in front of it for data.
+    pub(crate) net: Option<std::sync::Arc<crate::relay::Net>>,
 }
 
 impl Cluster {
     pub(crate) fn start(dir: &Path, workers: usize, slots: u32) -> Cluster {
+        Self::start_with(dir, workers, slots, Setup::default())
+    }
+
+    pub(crate) fn start_with(dir: &Path, workers: usize, slots: u32, setup: Setup) -> Cluster {
         let names: Vec<String> = (1..=workers).map(|i| format!("w{i}")).collect();
         let mut nodes: Vec<&str> = names.iter().map(String::as_str).collect();
         nodes.push("coordinator");
         certs(dir, "cluster", &nodes);
         let quic = free_udp();
         let rest = free_tcp();
-        let coordinator = coordinator(dir, quic, rest);
+        let coordinator = coordinator(dir, quic, rest, "coordinator-data", &setup);
+        let join = setup.net.as_ref().map_or(quic, |n| n.relay(quic));
         let mut cluster = Cluster {
             dir: dir.to_owned(),
             quic,
             rest: format!("http://{rest}"),
             coordinator,
             workers: Vec::new(),
+            setup,
+            join,
+            binds: Vec::new(),
         };
         for name in &names {
             let w = cluster.worker(name, name, slots);
@@ -83,22 +108,37 @@ impl Cluster {
     /// Kills the coordinator with SIGKILL and starts it again on the same
     /// addresses and data folder.
     fn restart_coordinator(&mut self) {
+        self.replace_coordinator("coordinator-data");
+    }
+
+    /// Kills the coordinator with SIGKILL and starts a new one on the same
+    /// addresses, with the data folder `data` (under the cluster's folder).
+    pub(crate) fn replace_coordinator(&mut self, data: &str) {
         self.coordinator.kill().unwrap();
         self.coordinator.wait().unwrap();
         let rest: SocketAddr = self.rest.trim_start_matches("http://").parse().unwrap();
-        self.coordinator = coordinator(&self.dir, self.quic, rest);
+        self.coordinator = coordinator(&self.dir, self.quic, rest, data, &self.setup);
     }
 
-    fn worker(&self, name: &str, certs: &str, slots: u32) -> Child {
-        Command::new(bin())
-            .args(["worker", "--join", &self.quic.to_string(), "--name", name])
+    fn worker(&mut self, name: &str, certs: &str, slots: u32) -> Child {
+        let mut cmd = Command::new(bin());
+        cmd.args(["worker", "--join", &self.join.to_string(), "--name", name])
             .args(["--slots", &slots.to_string()])
             .args(["--certs", self.dir.join(certs).to_str().unwrap()])
             .args(["--cache-dir", self.dir.join(format!("{name}-cache")).to_str().unwrap()])
+            .envs(self.setup.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap())
-            .spawn()
-            .unwrap()
+            .stderr(std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap());
+        if let Some(net) = &self.setup.net {
+            // All of the worker's traffic leaves from `bind`; others reach
+            // it through a relay.
+            let bind = free_udp();
+            cmd.args(["--bind", &bind.to_string(), "--advertise", &net.relay(bind).to_string()]);
+            // A partition may outlast the default rejoin attempts.
+            cmd.args(["--connect-timeout", "120"]);
+            self.binds.push(bind);
+        }
+        cmd.spawn().unwrap()
     }
 
     pub(crate) fn cli(&self, args: &[&str]) -> flinkw_tests::Run {
@@ -111,7 +151,7 @@ impl Cluster {
         flinkw(&all, &self.dir)
     }
 
-    fn await_workers(&self, n: usize) {
+    pub(crate) fn await_workers(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let run = self.cli(&["workers", "--json"]);
@@ -138,7 +178,10 @@ impl Cluster {
     }
 }
 
-fn coordinator(dir: &Path, quic: SocketAddr, rest: SocketAddr) -> Child {
+/// The coordinators' heartbeat timeout in these tests, in ms.
+pub(crate) const HEARTBEAT_TIMEOUT_MS: u64 = 2000;
+
+fn coordinator(dir: &Path, quic: SocketAddr, rest: SocketAddr, data: &str, setup: &Setup) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -147,8 +190,10 @@ fn coordinator(dir: &Path, quic: SocketAddr, rest: SocketAddr) -> Child {
     Command::new(bin())
         .args(["coordinator", "--listen", &quic.to_string(), "--rest", &rest.to_string()])
         .args(["--certs", dir.join("coordinator").to_str().unwrap()])
-        .args(["--data-dir", dir.join("coordinator-data").to_str().unwrap()])
-        .args(["--token", TOKEN, "--heartbeat-timeout", "2000"])
+        .args(["--data-dir", dir.join(data).to_str().unwrap()])
+        .args(["--token", TOKEN, "--heartbeat-timeout", &HEARTBEAT_TIMEOUT_MS.to_string()])
+        .args(&setup.coordinator_args)
+        .envs(setup.env.iter().map(|(k, v)| (k, v)))
         .stderr(log)
         .spawn()
         .unwrap()
@@ -274,7 +319,7 @@ fn a_job_on_three_workers_gives_the_embedded_output() {
 #[test]
 fn strangers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path(), 1, 1);
+    let mut cluster = Cluster::start(dir.path(), 1, 1);
     // A worker whose certificate comes from another CA cannot join.
     certs(dir.path(), "other", &["intruder"]);
     let mut intruder = cluster.worker("intruder", "intruder", 1);
@@ -322,7 +367,7 @@ fn strangers_are_refused() {
 }
 
 /// Visible lines of every part file in `dir`, sorted.
-fn part_lines(dir: &Path) -> Vec<String> {
+pub(crate) fn part_lines(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let name = e.file_name().into_string().unwrap();
@@ -346,7 +391,7 @@ fn w2_settings(count: u64, out: &Path) -> Vec<String> {
 }
 
 /// The W2 job's output from one embedded run: the reference.
-fn embedded_w2(dir: &Path, count: u64) -> Vec<String> {
+pub(crate) fn embedded_w2(dir: &Path, count: u64) -> Vec<String> {
     let out = dir.join("local");
     let mut args = vec!["run".to_owned(), artifacts::NEXMARK_WINDOWS.to_owned()];
     for s in w2_settings(count, &out) {
@@ -363,7 +408,7 @@ impl Cluster {
     /// Deploys the W2 job with its sources held to 80,000 bids/s (so it
     /// runs long enough to be disturbed), plus `extra` deploy arguments;
     /// returns the job's id.
-    fn deploy_w2(&self, count: u64, out: &Path, extra: &[&str]) -> String {
+    pub(crate) fn deploy_w2(&self, count: u64, out: &Path, extra: &[&str]) -> String {
         let mut args = vec!["deploy", artifacts::NEXMARK_WINDOWS, "--set", "rate=80000"];
         args.extend(extra);
         let settings = w2_settings(count, out);
@@ -376,7 +421,7 @@ impl Cluster {
     }
 
     /// A job's status, or none while the API does not answer.
-    fn status(&self, job: &str) -> Option<serde_json::Value> {
+    pub(crate) fn status(&self, job: &str) -> Option<serde_json::Value> {
         let run = self.cli(&["status", job, "--json"]);
         run.ok().then(|| serde_json::from_str(&run.stdout).unwrap())
     }
@@ -400,7 +445,7 @@ impl Cluster {
     }
 
     /// Waits for the job to end and checks it finished after a restart.
-    fn await_recovered_end(&self, job: &str, deadline: Instant) -> serde_json::Value {
+    pub(crate) fn await_recovered_end(&self, job: &str, deadline: Instant) -> serde_json::Value {
         let last = self.await_state(job, &["finished", "failed", "cancelled"], deadline);
         assert_eq!(last["state"]["state"], "finished", "{last}\n{}", self.logs());
         assert!(last["attempt"].as_u64().unwrap() >= 1, "{last}");
@@ -437,12 +482,12 @@ impl Cluster {
 }
 
 /// The index in [`Cluster::workers`] of worker `wN`.
-fn worker_index(name: &str) -> usize {
+pub(crate) fn worker_index(name: &str) -> usize {
     name.trim_start_matches('w').parse::<usize>().unwrap() - 1
 }
 
 /// The worker running subtask `subtask` of the job's first task.
-fn worker_of(status: &serde_json::Value, subtask: usize) -> String {
+pub(crate) fn worker_of(status: &serde_json::Value, subtask: usize) -> String {
     status["placement"][0][subtask].as_str().unwrap().to_owned()
 }
 

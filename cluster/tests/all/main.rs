@@ -14,6 +14,8 @@ mod kafka;
 mod nexmark;
 mod object_store;
 mod observability;
+mod partition;
+mod relay;
 mod sdks;
 mod state;
 mod tenants;

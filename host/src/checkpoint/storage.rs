@@ -46,6 +46,20 @@ pub enum CheckpointError {
         /// Why the last one failed.
         last: String,
     },
+    /// A newer attempt of the job claimed a fencing epoch after this
+    /// attempt's: this one is a zombie and must commit nothing more.
+    #[error(
+        "this attempt of the job (fencing epoch {epoch}) was replaced by a newer one (epoch \
+         {newer}) in {dir}: it commits nothing more and stops"
+    )]
+    Superseded {
+        /// This attempt's epoch.
+        epoch: u64,
+        /// The newer attempt's.
+        newer: u64,
+        /// The checkpoint directory.
+        dir: String,
+    },
     /// The checkpoint was taken by another job or a job of another shape.
     #[error(
         "checkpoint {id} in {dir} belongs to another job graph (its fingerprint is {found}, \
@@ -385,6 +399,54 @@ impl CheckpointStorage {
         Ok((None, skipped))
     }
 
+    /// Claims the next fencing epoch for a new attempt of the job: creates
+    /// `_epochs/<n>` create-only, so two attempts never share an epoch.
+    /// An attempt whose epoch has a successor ([`CheckpointStorage::superseded`])
+    /// was replaced and must not complete checkpoints or commit output.
+    pub fn claim_epoch(&self) -> Result<u64, CheckpointError> {
+        let mut last = Err(CheckpointError::Io {
+            path: self.root.url.clone(),
+            reason: "no epoch could be claimed".into(),
+        });
+        for _ in 0..16 {
+            let next = self.epochs()?.last().map_or(1, |e| e + 1);
+            let path = self.epoch_path(next);
+            match objstore::block_on(create(&self.root, &path, next.to_string().into_bytes())) {
+                Ok(()) => return Ok(next),
+                // Another attempt took it at the same moment: the next one.
+                Err(e) => last = Err(e),
+            }
+        }
+        last
+    }
+
+    /// The newer epoch, if an attempt claimed one after `epoch`.
+    pub fn superseded(&self, epoch: u64) -> Result<Option<u64>, CheckpointError> {
+        let path = self.epoch_path(epoch + 1);
+        match objstore::block_on(self.root.store.head(&path)) {
+            Ok(_) => Ok(Some(epoch + 1)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io(&self.root, &path, e)),
+        }
+    }
+
+    fn epoch_path(&self, epoch: u64) -> ObjectPath {
+        self.root.child(&format!("_epochs/{epoch}"))
+    }
+
+    fn epochs(&self) -> Result<Vec<u64>, CheckpointError> {
+        let dir = self.root.child("_epochs");
+        let listed = match objstore::block_on(self.root.store.list_with_delimiter(Some(&dir))) {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(io(&self.root, &dir, e)),
+        };
+        let mut epochs: Vec<u64> =
+            listed.objects.iter().filter_map(|o| o.location.filename()?.parse().ok()).collect();
+        epochs.sort_unstable();
+        Ok(epochs)
+    }
+
     /// The id the next checkpoint should take (after every existing one).
     pub fn next_id(&self) -> Result<u64, CheckpointError> {
         Ok(self.ids()?.last().map_or(1, |l| l + 1))
@@ -489,6 +551,23 @@ mod tests {
         let s = CheckpointStorage::open(dir.path()).unwrap();
         s.commit(&meta(&s, 1, &[])).unwrap();
         assert!(matches!(s.latest("other"), Err(CheckpointError::Mismatch { .. })));
+    }
+
+    #[test]
+    fn each_attempt_claims_a_new_epoch_and_older_ones_are_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = CheckpointStorage::open(dir.path()).unwrap();
+        let first = s.claim_epoch().unwrap();
+        assert_eq!(s.superseded(first).unwrap(), None);
+        let second = CheckpointStorage::open(dir.path()).unwrap().claim_epoch().unwrap();
+        assert_eq!((first, second), (1, 2));
+        assert_eq!(s.superseded(first).unwrap(), Some(2));
+        assert_eq!(s.superseded(second).unwrap(), None);
+        // Epochs are not checkpoints.
+        assert_eq!(s.next_id().unwrap(), 1);
+        s.commit(&meta(&s, 1, &[("a", b"x")])).unwrap();
+        s.retain(1).unwrap();
+        assert_eq!(s.superseded(first).unwrap(), Some(2));
     }
 
     #[test]

@@ -262,9 +262,17 @@ impl PartFileWriter {
 impl SinkWriter for PartFileWriter {
     fn write(&mut self, batch: &Batch<'_>) -> Result<(), ConnectorError> {
         if self.current.is_none() {
-            let path = self.dir.join(format!(".{}{}.inprogress", self.prefix(), self.next_seq));
-            self.next_seq += 1;
-            let file = File::create(&path).map_err(|e| self.io(e))?;
+            // A fresh file, never one another attempt (a zombie) still
+            // writes: a taken number is skipped.
+            let (path, file) = loop {
+                let path = self.dir.join(format!(".{}{}.inprogress", self.prefix(), self.next_seq));
+                self.next_seq += 1;
+                match File::create_new(&path) {
+                    Ok(f) => break (path, f),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(self.io(e)),
+                }
+            };
             self.current = Some((path, BufWriter::new(file)));
         }
         let Some((_, file)) = &mut self.current else { return Ok(()) };

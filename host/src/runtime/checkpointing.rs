@@ -39,6 +39,8 @@ pub enum Ack {
 /// Checkpointing state shared by the subtasks of a job.
 pub(crate) struct Checkpointing {
     pub storage: CheckpointStorage,
+    /// This attempt's fencing epoch in `storage` (0: none, no fencing).
+    pub epoch: u64,
     /// The newest barrier the sources should inject.
     pub requested: AtomicU64,
     /// The newest complete checkpoint (sinks commit up to it).
@@ -65,6 +67,23 @@ pub(crate) struct Checkpointing {
 }
 
 impl Checkpointing {
+    /// Fails once a newer attempt of the job claimed an epoch after this
+    /// one's: a zombie attempt (cut off, paused, replaced) completes no
+    /// checkpoint and commits no output.
+    pub fn check_fence(&self) -> Result<(), CheckpointError> {
+        if self.epoch == 0 {
+            return Ok(());
+        }
+        match self.storage.superseded(self.epoch)? {
+            None => Ok(()),
+            Some(newer) => Err(CheckpointError::Superseded {
+                epoch: self.epoch,
+                newer,
+                dir: self.storage.url().to_owned(),
+            }),
+        }
+    }
+
     /// Acknowledges a barrier.
     pub fn ack(&self, ack: Ack) {
         let acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
@@ -156,7 +175,7 @@ pub(crate) fn setup(
     graph: &JobGraph,
     physical: &PhysicalPlan,
     config: &JobConfig,
-    storage: CheckpointStorage,
+    (storage, epoch): (CheckpointStorage, u64),
     restore: Option<RestorePoint>,
     (fingerprint, shape): (String, String),
     savepoint: Option<(std::path::PathBuf, &'static AtomicBool)>,
@@ -167,6 +186,7 @@ pub(crate) fn setup(
     let (tx, rx) = std::sync::mpsc::channel();
     let ck = Arc::new(Checkpointing {
         storage,
+        epoch,
         requested: AtomicU64::new(0),
         completed: AtomicU64::new(restore.as_ref().map_or(0, |p| p.metadata.id)),
         restore,
@@ -269,6 +289,9 @@ impl CheckpointCoordinator {
     ) -> Result<CheckpointCoordinator, super::JobError> {
         let physical = super::physical_plan(graph, config.parallelism)?;
         let storage = CheckpointStorage::open(dir)?;
+        // The epoch first: a checkpoint an older attempt completes after
+        // this point is either seen below or refused by its fence.
+        let epoch = storage.claim_epoch()?;
         let fingerprint = fingerprint(graph, &physical, config);
         let shape = shape(graph, &physical, config);
         let (mut restore, _) = latest_point(&storage, &fingerprint)?;
@@ -281,8 +304,15 @@ impl CheckpointCoordinator {
         let stop: Option<&'static AtomicBool> =
             savepoint_dir.as_ref().map(|_| &*Box::leak(Box::new(AtomicBool::new(false))));
         let savepoint = savepoint_dir.zip(stop);
-        let (ck, args) =
-            setup(graph, &physical, config, storage, restore, (fingerprint, shape), savepoint)?;
+        let (ck, args) = setup(
+            graph,
+            &physical,
+            config,
+            (storage, epoch),
+            restore,
+            (fingerprint, shape),
+            savepoint,
+        )?;
         let finished = args.finished.clone();
         let thread = std::thread::Builder::new()
             .name("flinkw-checkpoints".into())
@@ -303,6 +333,12 @@ impl CheckpointCoordinator {
             return None;
         }
         self.ck.savepoint.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The attempt's fencing epoch: the workers' subtasks commit only while
+    /// no newer attempt claimed one ([`RunOptions::fencing_epoch`](super::RunOptions)).
+    pub fn epoch(&self) -> u64 {
+        self.ck.epoch
     }
 
     /// The checkpoint the job restores from.
@@ -449,6 +485,13 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                     shape: args.shape.clone(),
                     parallelism: args.parallelism.clone(),
                 };
+                // A replaced attempt completes nothing: the job fails.
+                if let Err(e) = ck.check_fence() {
+                    tracing::warn!(checkpoint = id, error = %e, "not completing the checkpoint");
+                    *ck.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    (args.on_failure)();
+                    return;
+                }
                 match ck.storage.commit(&metadata) {
                     Ok(()) => {
                         ck.completed.store(id, Ordering::SeqCst);

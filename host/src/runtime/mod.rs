@@ -62,6 +62,11 @@ pub struct RunOptions {
     /// [`CheckpointLink`] of the prepared job; this process restores from
     /// checkpoint `restore`, if any.
     pub checkpoints_coordinated_elsewhere: Option<Option<u64>>,
+    /// With checkpoints coordinated elsewhere: the attempt's fencing epoch,
+    /// claimed by that coordinator ([`CheckpointCoordinator::epoch`]).
+    /// Embedded runs claim their own. Sinks commit only while no newer
+    /// attempt of the job claimed one.
+    pub fencing_epoch: Option<u64>,
     /// Hears of each attempt's job once it is prepared, before it runs
     /// (`flinkw run --ui` shows its metrics).
     pub observer: Option<JobObserver>,
@@ -89,6 +94,7 @@ impl Default for RunOptions {
             stop: None,
             from_savepoint: None,
             checkpoints_coordinated_elsewhere: None,
+            fencing_epoch: None,
             observer: None,
         }
     }
@@ -506,6 +512,13 @@ pub fn prepare_job(
         None => None,
         Some(dir) => {
             let storage = crate::checkpoint::CheckpointStorage::open(dir)?;
+            // Claimed before the restore point is chosen (see
+            // `CheckpointCoordinator::start`).
+            let epoch = match (options.fencing_epoch, options.checkpoints_coordinated_elsewhere) {
+                (Some(e), _) => e,
+                (None, Some(_)) => 0,
+                (None, None) => storage.claim_epoch()?,
+            };
             let fingerprint = checkpointing::fingerprint(&graph, &physical, config);
             let shape = checkpointing::shape(&graph, &physical, config);
             let restore = match (&options.from_savepoint, options.checkpoints_coordinated_elsewhere)
@@ -523,7 +536,7 @@ pub fn prepare_job(
                 &graph,
                 &physical,
                 config,
-                storage,
+                (storage, epoch),
                 restore,
                 (fingerprint, shape),
                 match (&options.savepoint_dir, options.stop) {

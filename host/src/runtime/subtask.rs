@@ -247,6 +247,8 @@ impl Subtask {
                 self.await_final_checkpoint(&mut ops)?;
             }
         }
+        // The end of input publishes everything: not from a replaced attempt.
+        self.check_fence(&ops)?;
         for op in &mut ops {
             if let Operator::Sink { node, writer } = op {
                 let node = *node;
@@ -802,6 +804,16 @@ impl Subtask {
         Ok(())
     }
 
+    /// Fails if this subtask has sinks and a newer attempt of the job
+    /// started (fencing): a zombie's output must never become visible.
+    fn check_fence(&self, ops: &[Operator]) -> Result<(), Stop> {
+        let Some(ck) = &self.shared.checkpoints else { return Ok(()) };
+        if !ops.iter().any(|op| matches!(op, Operator::Sink { .. })) {
+            return Ok(());
+        }
+        ck.check_fence().map_err(|e| Stop::Failed(JobError::Checkpoint(e)))
+    }
+
     /// Commits sinks up to the newest complete checkpoint.
     fn commit_sinks(&mut self, ops: &mut [Operator]) -> Result<(), Stop> {
         let Some(ck) = &self.shared.checkpoints else { return Ok(()) };
@@ -809,6 +821,7 @@ impl Subtask {
         if completed <= self.barriers.committed {
             return Ok(());
         }
+        self.check_fence(ops)?;
         self.barriers.committed = completed;
         for op in ops.iter_mut() {
             if let Operator::Sink { node, writer } = op {

@@ -12,6 +12,8 @@ use flinkw_host::plugin::{GuestError, Plugin, TrapCause};
 use flinkw_host::runtime::{JobError, RunOptions, run_job};
 use flinkw_tests::{artifacts, example};
 
+mod fencing;
+
 fn engine() -> Engine {
     let limits = Limits { call_timeout: Duration::from_secs(2), ..Limits::default() };
     Engine::new(limits, None).unwrap()
