@@ -6,5 +6,7 @@ mod snapshot;
 mod storage;
 
 pub use aligner::{Alignment, BarrierAligner};
-pub use snapshot::{KafkaOffset, ObjectSplit, SourcePosition, SubtaskSnapshot, TableDump};
+pub use snapshot::{
+    KafkaOffset, ObjectSplit, RocksFiles, SourcePosition, SubtaskSnapshot, TableDump,
+};
 pub use storage::{CheckpointError, CheckpointStorage, Metadata, RestorePoint, StateFile};

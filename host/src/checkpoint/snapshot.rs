@@ -75,6 +75,27 @@ pub struct TableDump {
     pub entries: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// A RocksDB subtask's keyed state as files (an incremental checkpoint):
+/// the SST files are uploaded once, as `shared/<uid>/<name>` beside the
+/// checkpoint folders, and referenced by every checkpoint that still needs
+/// them; the small files that name them travel in the state file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RocksFiles {
+    /// The database instance the SST names belong to.
+    pub uid: String,
+    /// The SST files, by name.
+    pub shared: Vec<String>,
+    /// The other files (CURRENT, MANIFEST, OPTIONS), with their bytes.
+    pub private: Vec<(String, Vec<u8>)>,
+}
+
+impl RocksFiles {
+    /// The shared keys (`<uid>/<name>`) of the SST files.
+    pub fn keys(&self) -> Vec<String> {
+        self.shared.iter().map(|n| format!("{}/{n}", self.uid)).collect()
+    }
+}
+
 /// One subtask's part of a checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SubtaskSnapshot {
@@ -98,6 +119,8 @@ pub struct SubtaskSnapshot {
     /// Sink state (what waits for the checkpoint to complete: file names,
     /// or a write-ahead sink's records), by node; opaque to the runtime.
     pub sinks: Vec<(u32, Vec<Vec<u8>>)>,
+    /// Keyed state as RocksDB files instead of `tables` (incremental).
+    pub rocks: Option<RocksFiles>,
 }
 
 impl SubtaskSnapshot {

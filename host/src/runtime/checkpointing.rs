@@ -484,6 +484,7 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                     completed_at: crate::time::now_millis(),
                     shape: args.shape.clone(),
                     parallelism: args.parallelism.clone(),
+                    shared_inside: false,
                 };
                 // A replaced attempt completes nothing: the job fails.
                 if let Err(e) = ck.check_fence() {

@@ -125,12 +125,18 @@ impl From<JobError> for Stop {
 /// Reads and decodes one subtask's state file of a checkpoint or savepoint.
 fn read_snapshot(point: &RestorePoint, name: &str) -> Result<SubtaskSnapshot, Stop> {
     let bytes = point.read_state(name).map_err(JobError::from)?;
-    SubtaskSnapshot::decode(&bytes).map_err(|reason| {
+    let corrupt = |reason| {
         Stop::Failed(JobError::Checkpoint(CheckpointError::Corrupt {
             id: point.metadata.id,
             reason,
         }))
-    })
+    };
+    let mut snap = SubtaskSnapshot::decode(&bytes).map_err(corrupt)?;
+    if let Some(files) = snap.rocks.take() {
+        snap.tables = crate::state::rocks_tables(&files, |key| point.read_shared(key))
+            .map_err(|e| corrupt(format!("{name}: {e}")))?;
+    }
+    Ok(snap)
 }
 
 /// The input a message came from.
@@ -569,10 +575,10 @@ impl Subtask {
         match snapshot {
             // The upload runs while the subtask goes on (Flink's asynchronous
             // phase); the acknowledgement follows once the file is stored.
-            Ok(bytes) => {
+            Ok((bytes, local)) => {
                 let name = self.state_file();
                 crate::objstore::runtime().spawn(async move {
-                    let ack = match ck.storage.put_state(id, &name, bytes).await {
+                    let ack = match ck.storage.put_subtask(id, &name, bytes, local).await {
                         Ok(file) => Ack::Done { id, file, alignment_ms },
                         Err(e) => Ack::Failed { id, reason: format!("{label}: {e}") },
                     };
@@ -594,10 +600,17 @@ impl Subtask {
         source: Option<SourcePosition>,
         instance: &mut Option<Instance>,
         ops: &mut [Operator],
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<(Vec<u8>, Option<crate::state::LocalCheckpoint>), String> {
         let mut snap = SubtaskSnapshot { source, watermark: self.time.sent, ..Default::default() };
+        let mut local = None;
         if let Some(inst) = instance.as_mut() {
-            snap.tables = inst.state_backend().0.export().map_err(|e| e.to_string())?;
+            let backend = inst.state_backend().0;
+            // RocksDB: its files (incremental); otherwise every entry.
+            local = backend.local_checkpoint(id).map_err(|e| e.to_string())?;
+            match &local {
+                Some(l) => snap.rocks = Some(l.files.clone()),
+                None => snap.tables = backend.export().map_err(|e| e.to_string())?,
+            }
             snap.timers = inst.timers();
             snap.guest = Some(inst.snapshot().map_err(|e| e.to_string())?);
             snap.guest_version = inst.version().map_err(|e| e.to_string())?;
@@ -612,7 +625,7 @@ impl Subtask {
                 _ => {}
             }
         }
-        snap.encode()
+        Ok((snap.encode()?, local))
     }
 
     /// Restores this subtask from the checkpoint the job restarts from, if

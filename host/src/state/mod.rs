@@ -14,7 +14,7 @@ pub mod ttl;
 use std::path::PathBuf;
 
 pub use memory::MemoryState;
-pub use rocks::RocksDbState;
+pub use rocks::{LocalCheckpoint, RocksDbState, rocks_tables};
 
 /// Identifies a named state inside one backend.
 pub type StateId = u32;
@@ -81,6 +81,13 @@ pub trait StateBackend: Send {
     fn remove(&mut self, state: StateId, key: &[u8]) -> Result<(), StateError>;
     /// Every state in full, for a checkpoint.
     fn export(&mut self) -> Result<Vec<crate::checkpoint::TableDump>, StateError>;
+    /// For a backend that checkpoints incrementally (RocksDB): its files as
+    /// of now, on local disk, for checkpoint `id`; `None`: use
+    /// [`StateBackend::export`].
+    fn local_checkpoint(&mut self, id: u64) -> Result<Option<LocalCheckpoint>, StateError> {
+        let _ = id;
+        Ok(None)
+    }
     /// Loads states exported by [`StateBackend::export`] (on recovery).
     fn import(&mut self, tables: Vec<crate::checkpoint::TableDump>) -> Result<(), StateError> {
         for t in tables {

@@ -1,16 +1,30 @@
 //! Keyed state in RocksDB: one column family per named state, on local
 //! disk, so state can outgrow memory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 
 use super::{Entries, StateBackend, StateError, StateId};
+use crate::checkpoint::RocksFiles;
+
+/// A RocksDB checkpoint on local disk (hard links to the live SST files),
+/// ready to upload: the SST files are immutable and shared between
+/// checkpoints; the few other files are small and go into the state file.
+pub struct LocalCheckpoint {
+    /// The directory holding it; deleted once uploaded.
+    pub dir: PathBuf,
+    /// What the state file records (instance id, small files, SST names).
+    pub files: RocksFiles,
+}
 
 /// A RocksDB database holding one subtask's keyed state.
 pub struct RocksDbState {
     db: DB,
     path: String,
+    /// Unique to this opening of the database: SST file names restart in
+    /// every new database, so shared files are named `<uid>/<file>`.
+    uid: String,
     names: Vec<String>,
     ordered: Vec<bool>,
     cf_options: Options,
@@ -44,7 +58,13 @@ impl RocksDbState {
         write.disable_wal(true);
         let names: Vec<String> = existing.into_iter().filter(|n| n != "default").collect();
         let ordered = names.iter().map(|n| n.starts_with("map/")).collect();
-        Ok(RocksDbState { db, path: shown, names, ordered, cf_options, write })
+        let uid = {
+            use std::hash::BuildHasher;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            let seed = (std::process::id(), now.map(|d| d.as_nanos()).unwrap_or(0), &shown);
+            format!("{:016x}", std::collections::hash_map::RandomState::new().hash_one(seed))
+        };
+        Ok(RocksDbState { db, path: shown, uid, names, ordered, cf_options, write })
     }
 
     /// The database's directory.
@@ -57,6 +77,37 @@ impl RocksDbState {
         let cf = self.db.cf_handle(name).ok_or(StateError::UnknownState(state))?;
         Ok((cf, name))
     }
+}
+
+/// The keyed state of an incremental RocksDB checkpoint, as tables: the
+/// files are fetched (`fetch` reads a shared file by key) into a scratch
+/// database, read out and deleted. Restores go through this canonical form,
+/// so they work at any parallelism and into either backend.
+pub fn rocks_tables(
+    files: &RocksFiles,
+    fetch: impl Fn(&str) -> Result<Vec<u8>, crate::checkpoint::CheckpointError>,
+) -> Result<Vec<crate::checkpoint::TableDump>, String> {
+    static SCRATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "flinkw-restore-{}-{}-{n}",
+        std::process::id(),
+        files.uid
+    ));
+    let result = (|| {
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        for (name, bytes) in &files.private {
+            std::fs::write(dir.join(name), bytes).map_err(|e| e.to_string())?;
+        }
+        for (name, key) in files.shared.iter().zip(files.keys()) {
+            let bytes = fetch(&key).map_err(|e| e.to_string())?;
+            std::fs::write(dir.join(name), bytes).map_err(|e| e.to_string())?;
+        }
+        let mut db = RocksDbState::open(&dir, 8 << 20).map_err(|e| e.to_string())?;
+        db.export().map_err(|e| e.to_string())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 fn io(state: &str, e: rocksdb::Error) -> StateError {
@@ -105,6 +156,37 @@ impl StateBackend for RocksDbState {
             });
         }
         Ok(tables)
+    }
+
+    fn local_checkpoint(&mut self, id: u64) -> Result<Option<LocalCheckpoint>, StateError> {
+        let failed = |reason: String| StateError::Io { state: format!("checkpoint {id}"), reason };
+        let dir = PathBuf::from(format!("{}.checkpoints/{id}", self.path));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+        }
+        std::fs::create_dir_all(dir.parent().unwrap_or(&dir)).map_err(|e| failed(e.to_string()))?;
+        // Memtables go to SST files first (there is no write-ahead log).
+        let cfs: Vec<_> = self.names.iter().filter_map(|n| self.db.cf_handle(n)).collect();
+        self.db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
+            .map_err(|e| failed(e.to_string()))?;
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(&dir))
+            .map_err(|e| failed(e.to_string()))?;
+        let mut files = RocksFiles { uid: self.uid.clone(), ..RocksFiles::default() };
+        for entry in std::fs::read_dir(&dir).map_err(|e| failed(e.to_string()))? {
+            let entry = entry.map_err(|e| failed(e.to_string()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".sst") {
+                files.shared.push(name);
+            } else {
+                let bytes = std::fs::read(entry.path()).map_err(|e| failed(e.to_string()))?;
+                files.private.push((name, bytes));
+            }
+        }
+        files.shared.sort();
+        files.private.sort();
+        Ok(Some(LocalCheckpoint { dir, files }))
     }
 
     fn scan_prefix(&mut self, state: StateId, prefix: &[u8]) -> Result<Entries, StateError> {
