@@ -261,6 +261,7 @@ fn latency_markers_reach_the_sinks_and_tenants_have_cpu_and_memory_series() {
     ]);
     assert!(admin.ok(), "{}", admin.stderr);
     cluster.await_running(&job);
+    cluster.await_running(admin.stdout.trim());
 
     let status: Value =
         serde_json::from_str(&cluster.cli(&["status", &job, "--json"]).stdout).unwrap();
@@ -285,7 +286,10 @@ fn latency_markers_reach_the_sinks_and_tenants_have_cpu_and_memory_series() {
     let first = loop {
         let m = scrape(&cluster);
         let counts = series(&m, "flinkw_latency_seconds_count");
-        if counts.iter().filter(|(_, v)| *v >= 5.0).count() == 2 {
+        let admin_memory = series(&m, "flinkw_tenant_memory_bytes")
+            .iter()
+            .any(|(l, v)| l["tenant"] == "_admin" && *v > 0.0);
+        if counts.iter().filter(|(_, v)| *v >= 5.0).count() == 2 && admin_memory {
             break m;
         }
         assert!(Instant::now() < deadline, "no latency markers at both sinks: {counts:?}");
