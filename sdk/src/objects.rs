@@ -1,6 +1,6 @@
 //! Files in object storage (S3) or a local directory, read and written by
-//! the host: `Objects::csv`, `Objects::json_lines`, `Objects::lines` and
-//! `Objects::sink` (see docs/connectors.md, "Object storage").
+//! the host: `Objects::csv`, `Objects::json_lines`, `Objects::parquet`,
+//! `Objects::lines` and `Objects::sink` (see docs/connectors.md, "Object storage").
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -51,6 +51,12 @@ impl Objects {
     /// Each line of every JSON-lines file, as a `T`.
     pub fn json_lines<T: Data>(url: &str) -> ObjectSource<T> {
         ObjectSource::new(url, "jsonl")
+    }
+
+    /// Each row of every Parquet file, as a `T` read from a JSON object of
+    /// the row (columns by name; timestamps as ms since the epoch).
+    pub fn parquet<T: Data>(url: &str) -> ObjectSource<T> {
+        ObjectSource::new(url, "parquet")
     }
 
     /// A sink writing JSON lines (strings as they are, other values as

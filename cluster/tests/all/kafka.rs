@@ -326,6 +326,152 @@ fn kafka_wrong_sasl_mechanism_is_reported() {
     assert_fails_with(&run, &["cannot reach the Kafka brokers at", &broker.servers(), "SASL"]);
 }
 
+/// The windowed job at parallelism 1 over `topic` (so one source subtask
+/// reads every partition), bounded unless `extra` says otherwise.
+fn one_subtask_args(broker: &Broker, topic: &str, output: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["run".into(), artifacts::KAFKA_WINDOWED.into()];
+    let sets = [
+        format!("brokers={}", broker.servers()),
+        format!("input={topic}"),
+        format!("output={output}"),
+        "parallelism=1".into(),
+        "batch.size=64".into(),
+    ];
+    for s in sets.iter().map(String::as_str).chain(extra.iter().copied()) {
+        args.push("--set".into());
+        args.push(s.into());
+    }
+    args
+}
+
+/// One subtask reads two partitions, one half an hour behind the other in
+/// event time. With a watermark per partition (the least of the two goes
+/// on), no record of the slow partition is late, so every window is exact;
+/// one watermark over both would have passed the slow partition's windows
+/// as soon as the fast partition's records came, dropping its records.
+#[test]
+fn kafka_a_partition_behind_in_event_time_holds_windows_back() {
+    let broker = Broker::start();
+    broker.create_topic("events", 2);
+    broker.create_topic("sums", 1);
+    let base = base_ts();
+    let n = 200_000;
+    let records: Vec<(String, i64, i64, i32)> = (0..n)
+        .map(|i| {
+            let key = format!("user-{}", (i * 7919) % 23);
+            let value = ((i * 31) % 100) as i64;
+            let (partition, behind) = if i % 2 == 0 { (0, 0) } else { (1, 1_800_000) };
+            (key, value, base - behind + (i as i64 / 2) * 5 / 2, partition)
+        })
+        .collect();
+    let values: Vec<String> = records.iter().map(|r| r.1.to_string()).collect();
+    let rows: Vec<Row<'_>> = records
+        .iter()
+        .zip(&values)
+        .map(|((k, _, ts, p), v)| (*p, Some(k.as_bytes()), v.as_bytes(), Some(*ts)))
+        .collect();
+    broker.produce("events", &rows);
+    let plain: Vec<(String, i64, i64)> =
+        records.iter().map(|(k, v, ts, _)| (k.clone(), *v, *ts)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let args =
+        // Watermarks sent on often, so that a late record cannot slip
+        // through between two of them.
+        one_subtask_args(&broker, "events", "sums", &["bounded=true", "delivery=at-least-once", "watermark.interval-ms=1"]);
+    let run = flinkw(&strs(&args), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    let got = committed(&broker, "sums");
+    assert_exactly(&got, &expected(&plain), "two partitions, one far behind, one subtask");
+}
+
+/// Kills the job's process when the test ends (also when it fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One subtask reads two partitions; one has a few records at the start
+/// and then none. After `idle-ms` without records it no longer holds event
+/// time back: the windows of the other partition fire while the job runs
+/// (unbounded), exactly.
+#[test]
+fn kafka_an_idle_partition_does_not_hold_windows_back() {
+    let broker = Broker::start();
+    broker.create_topic("events", 2);
+    broker.create_topic("sums", 1);
+    let base = base_ts();
+    let key = |i: i64| format!("user-{}", (i * 7919) % 23);
+    // Partition 1: 50 records in the first half second, then nothing.
+    let mut produced: Vec<(String, i64, i64)> =
+        (0..50).map(|i| (key(i), i % 10, base + i * 10)).collect();
+    let values: Vec<String> = produced.iter().map(|r| r.1.to_string()).collect();
+    let rows: Vec<Row<'_>> = produced
+        .iter()
+        .zip(&values)
+        .map(|((k, _, ts), v)| (1, Some(k.as_bytes()), v.as_bytes(), Some(*ts)))
+        .collect();
+    broker.produce("events", &rows);
+    let dir = tempfile::tempdir().unwrap();
+    let args = one_subtask_args(&broker, "events", "sums", &["idle-ms=300", "delivery=none"]);
+    let _job = KillOnDrop(
+        Command::new(BIN)
+            .args(&args)
+            .env("FLINKW_CACHE_DIR", dir.path().join("cache"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Partition 0 goes on: each round one more second of event time, until
+    // the windows of the first 5 seconds are out (they fire only once the
+    // watermark passes them, which partition 1 would hold back).
+    let want_until = base + 5 * WINDOW_MS;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut second = 0;
+    let got = loop {
+        assert!(
+            Instant::now() < deadline,
+            "windows before {want_until} did not fire in 90 s (an idle partition holds event \
+             time back?)"
+        );
+        if second < 60 {
+            let batch: Vec<(String, i64, i64)> = (0..100)
+                .map(|i| {
+                    let n = second * 100 + i;
+                    (key(n), n % 7, base + second * WINDOW_MS + i * 10)
+                })
+                .collect();
+            let values: Vec<String> = batch.iter().map(|r| r.1.to_string()).collect();
+            let rows: Vec<Row<'_>> = batch
+                .iter()
+                .zip(&values)
+                .map(|((k, _, ts), v)| (0, Some(k.as_bytes()), v.as_bytes(), Some(*ts)))
+                .collect();
+            broker.produce("events", &rows);
+            produced.extend(batch);
+            second += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let got = committed(&broker, "sums");
+        let early = |line: &String| {
+            line.split(',')
+                .nth(1)
+                .and_then(|s| s.parse::<i64>().ok())
+                .is_some_and(|s| s < want_until)
+        };
+        let want: Vec<String> = expected(&produced).into_iter().filter(early).collect();
+        let have: Vec<String> = got.iter().filter(|l| early(l)).cloned().collect();
+        if have.len() >= want.len() {
+            break (have, want);
+        }
+    };
+    assert_exactly(&got.0, &got.1, "windows of the first 5 s with an idle partition");
+}
+
 /// Kafka -> Kafka stateless throughput (the `copy` pipeline), for
 /// docs/benchmarks.md; run by `bench/kafka.sh`. Prints one line per
 /// delivery guarantee; asserts only that every record arrived.

@@ -1,11 +1,20 @@
 //! Object-store connectors end to end: the `object-store-etl` plugin reads
-//! orders from a local directory or a real S3-compatible server (moto, on
-//! loopback, started here) and writes rolling part files; outputs are
-//! compared with what the test computes from the input it wrote.
+//! orders (CSV, JSON lines, Parquet) from a local directory or a real
+//! S3-compatible server (moto, on loopback, started here) and writes
+//! rolling part files; outputs are compared with what the test computes
+//! from the input it wrote. Parquet files are written here with the
+//! `parquet` crate's writer (Snappy, several row groups per file).
 
 use std::collections::BTreeMap;
 use std::path::Path as FsPath;
+use std::sync::Arc;
 use std::time::Duration;
+
+use flinkw_host::connector::object_store::parquet;
+use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::writer::SerializedFileWriter;
 
 use flinkw_host::objstore::object_store::path::Path;
 use flinkw_host::objstore::object_store::{ObjectStore, ObjectStoreExt};
@@ -45,6 +54,59 @@ fn orders(n: u64, files: u64, csv: bool) -> (Files, Vec<Order>) {
         out.push((format!("day={}/orders-{f:02}.{ext}", f % 2), text));
     }
     (out, all)
+}
+
+/// One Parquet file of `orders` (id int64, customer string, amount double),
+/// `per_group` rows per row group, Snappy.
+fn parquet_file(orders: &[Order], per_group: usize) -> Vec<u8> {
+    let schema = Arc::new(
+        parquet::schema::parser::parse_message_type(
+            "message order { required int64 id; required binary customer (UTF8); \
+             required double amount; }",
+        )
+        .unwrap(),
+    );
+    let props = Arc::new(
+        WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build(),
+    );
+    let mut out = Vec::new();
+    let mut w = SerializedFileWriter::new(&mut out, schema, props).unwrap();
+    for group in orders.chunks(per_group) {
+        let ids: Vec<i64> = group.iter().map(|o| o.0 as i64).collect();
+        let customers: Vec<ByteArray> = group.iter().map(|o| o.1.as_str().into()).collect();
+        let amounts: Vec<f64> = group.iter().map(|o| o.2 as f64 / 100.0).collect();
+        let mut rg = w.next_row_group().unwrap();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<Int64Type>().write_batch(&ids, None, None).unwrap();
+        c.close().unwrap();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<ByteArrayType>().write_batch(&customers, None, None).unwrap();
+        c.close().unwrap();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<DoubleType>().write_batch(&amounts, None, None).unwrap();
+        c.close().unwrap();
+        rg.close().unwrap();
+    }
+    w.close().unwrap();
+    out
+}
+
+/// `n` orders in `files` Parquet files of row groups of `per_group` rows.
+fn parquet_orders(n: u64, files: u64, per_group: usize) -> (Vec<(String, Vec<u8>)>, Vec<Order>) {
+    let (_, all) = orders(n, files, true);
+    let out = (0..files)
+        .map(|f| {
+            let mine: Vec<Order> = all.iter().filter(|o| o.0 % files == f).cloned().collect();
+            (format!("day={}/orders-{f:02}.parquet", f % 2), parquet_file(&mine, per_group))
+        })
+        .collect();
+    (out, all)
+}
+
+fn put_bytes(loc: &StoreLocation, files: &[(String, Vec<u8>)]) {
+    for (name, bytes) in files {
+        block_on(loc.store.put(&loc.child(name), bytes.clone().into())).unwrap();
+    }
 }
 
 /// What `pipeline=map` makes of the orders, as JSON lines.
@@ -241,12 +303,29 @@ fn object_store_s3_json_lines_become_csv_parts() {
 
 #[test]
 fn object_store_counts_are_exactly_once_across_kill_9() {
+    exactly_once_across_kill_9(false);
+}
+
+/// The same with Parquet input: restores seek to a row inside a row group.
+#[test]
+fn object_store_parquet_counts_are_exactly_once_across_kill_9() {
+    exactly_once_across_kill_9(true);
+}
+
+fn exactly_once_across_kill_9(parquet: bool) {
     let server = S3Server::start();
     server.create_bucket("data");
     let opts = s3_options(&server);
     let input = objstore::open("s3://data/in", &opts).unwrap();
-    let (files, all) = orders(60_000, 6, true);
-    put_all(&input, &files);
+    let all = if parquet {
+        let (files, all) = parquet_orders(60_000, 6, 1_500);
+        put_bytes(&input, &files);
+        all
+    } else {
+        let (files, all) = orders(60_000, 6, true);
+        put_all(&input, &files);
+        all
+    };
     let expected = counted(&all);
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
@@ -257,6 +336,9 @@ fn object_store_counts_are_exactly_once_across_kill_9() {
         ["pipeline=count", "parallelism=2", "checkpoint.interval-ms=100", "batch.size=64"]
             .map(String::from),
     );
+    if parquet {
+        extra.push("format=parquet".into());
+    }
     extra.extend(["--checkpoint-dir".to_owned(), checkpoints]);
     let a = args("s3://data/in", "s3://data/out", &strs(&extra));
     // Compile the plugin once, so the runs spend their time on the job.
@@ -319,7 +401,7 @@ fn object_store_bad_urls_buckets_and_credentials_are_named() {
 }
 
 #[test]
-fn object_store_malformed_csv_names_the_file_and_line() {
+fn object_store_malformed_csv_and_json_lines_name_the_file_and_line() {
     let server = S3Server::start();
     server.create_bucket("data");
     let input = objstore::open("s3://data/in", &s3_options(&server)).unwrap();
@@ -332,4 +414,69 @@ fn object_store_malformed_csv_names_the_file_and_line() {
     skip.push("--skip-bad-lines".into());
     let run = bad_run(dir.path(), "s3://data/in", &skip);
     assert!(run.ok(), "{}", run.stderr);
+    // JSON lines: the same, naming the line.
+    let text = "{\"id\":1,\"customer\":\"a\",\"amount\":2.5}\n{\"id\":2,\"customer\":\"b\",\n";
+    put_all(&input, &[("j/bad.jsonl".to_owned(), text.to_owned())]);
+    let mut jsonl = s3_sets(&server);
+    jsonl.push("format=jsonl".into());
+    let run = bad_run(dir.path(), "s3://data/in/j", &jsonl);
+    assert_fails_with(&run, &["s3://data/in/j/bad.jsonl:2", "not valid JSON"]);
+}
+
+#[test]
+fn object_store_parquet_files_in_s3_become_json_lines_parts() {
+    let server = S3Server::start();
+    server.create_bucket("data");
+    let opts = s3_options(&server);
+    let input = objstore::open("s3://data/orders", &opts).unwrap();
+    let (files, all) = parquet_orders(5_000, 3, 700);
+    put_bytes(&input, &files);
+    let dir = tempfile::tempdir().unwrap();
+    let mut extra = s3_sets(&server);
+    extra.extend(
+        ["format=parquet", "glob=**/*.parquet", "parallelism=2", "roll-bytes=20000"]
+            .map(String::from),
+    );
+    let a = args("s3://data/orders", "s3://data/out", &strs(&extra));
+    let run = flinkw(&strs(&a), dir.path());
+    assert!(run.ok(), "{}", run.stderr);
+    let out = objstore::open("s3://data/out", &opts).unwrap();
+    let (parts, pending) = listing(&out);
+    assert!(pending.is_empty(), "staged parts left: {pending:?}");
+    assert_part_names(&parts, ".jsonl");
+    let got: Vec<String> = parts
+        .iter()
+        .flat_map(|p| read_text(&out, p).lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    assert_same_lines(&got, &mapped(&all), "s3 parquet -> s3 jsonl");
+}
+
+#[test]
+fn object_store_damaged_parquet_names_the_file_and_row_group() {
+    let server = S3Server::start();
+    server.create_bucket("data");
+    let input = objstore::open("s3://data/in", &s3_options(&server)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Not Parquet at all.
+    put_all(&input, &[("a.parquet".to_owned(), "id,customer,amount\n1,a,2.5\n".to_owned())]);
+    let mut extra = s3_sets(&server);
+    extra.push("format=parquet".into());
+    let run = bad_run(dir.path(), "s3://data/in", &extra);
+    assert_fails_with(&run, &["s3://data/in/a.parquet", "not a readable Parquet file"]);
+
+    // Row group 1 of 3 overwritten with garbage: row group 0 is read, then
+    // the error names the file and row group 1.
+    let (_, all) = orders(300, 1, true);
+    let mut bytes = parquet_file(&all, 100);
+    let local = dir.path().join("good.parquet");
+    std::fs::write(&local, &bytes).unwrap();
+    let reader = SerializedFileReader::new(std::fs::File::open(&local).unwrap()).unwrap();
+    let (start, len) = reader.metadata().row_group(1).column(0).byte_range();
+    for b in &mut bytes[start as usize..(start + len) as usize] {
+        *b = 0xee;
+    }
+    block_on(input.store.delete(&input.child("a.parquet"))).unwrap();
+    put_bytes(&input, &[("b.parquet".to_owned(), bytes)]);
+    let run = bad_run(dir.path(), "s3://data/in", &extra);
+    assert_fails_with(&run, &["s3://data/in/b.parquet, row group 1, row 0"]);
 }

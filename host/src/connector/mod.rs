@@ -12,10 +12,11 @@ pub mod kafka;
 pub mod nexmark;
 pub mod object_store;
 mod sink;
+pub mod split_watermarks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use flinkw_batch::{Batch, BatchBuilder};
 
@@ -25,6 +26,7 @@ pub use sink::SinkSpec;
 
 use crate::checkpoint::SourcePosition;
 use crate::graph::Connector;
+use crate::time::WatermarkStrategy;
 
 /// Why a connector failed.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +136,28 @@ pub trait SourceReader: Send {
 
     /// Continues from a position taken by [`SourceReader::position`].
     fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError>;
+
+    /// Asked when watermarks are set on the source itself: keep a watermark
+    /// per split (e.g. Kafka partition) with `strategy`, as Flink's
+    /// per-split watermarks; a split without records for `idle_timeout`
+    /// does not hold the others back until it has records again. Returns
+    /// whether the reader does (by default not: the runtime then derives
+    /// one watermark from all the subtask's records).
+    fn split_watermarks(
+        &mut self,
+        strategy: WatermarkStrategy,
+        idle_timeout: Option<Duration>,
+    ) -> bool {
+        let _ = (strategy, idle_timeout);
+        false
+    }
+
+    /// The least watermark of the splits that are not idle (never lower
+    /// than before); asked after each poll once
+    /// [`SourceReader::split_watermarks`] returned true.
+    fn watermark(&mut self) -> i64 {
+        crate::time::MAX_WATERMARK
+    }
 }
 
 /// One subtask's writer to a sink.

@@ -69,6 +69,10 @@ struct EventTime {
     per_record: bool,
     /// Watermarks after each record of the batch being sent.
     pending: Option<Vec<i64>>,
+    /// The source reader's own watermark (the least over its splits, e.g.
+    /// Kafka partitions), which caps the generator's; `None` when the
+    /// reader keeps none.
+    split_cap: Option<i64>,
     /// Per-record watermarks of the input batch being processed, with its sender.
     incoming: Option<(u32, Vec<i64>)>,
 }
@@ -180,6 +184,7 @@ impl Subtask {
                 && watermarks.is_some_and(|(id, _)| task.nodes.last() == Some(&id)),
             pending: None,
             incoming: None,
+            split_cap: None,
         };
         let inputs = task.expected_ends as usize;
         let barriers = Barriers {
@@ -372,6 +377,13 @@ impl Subtask {
         let timeout = self.shared.config.batch_timeout;
         let mut builder = BatchBuilder::with_capacity(batch_size, batch_size * 32);
         let mut last_record = Instant::now();
+        // Watermarks set on the source itself: per split, if the reader can.
+        if self.time.generator.as_ref().is_some_and(|(node, _)| *node == head)
+            && let Some(w) = self.shared.graph.node(head).and_then(|n| n.watermarks)
+            && reader.split_watermarks(w.strategy, w.idle_timeout)
+        {
+            self.time.split_cap = Some(MIN_WATERMARK);
+        }
         let latency_every = self.shared.config.latency_interval;
         let mut last_marker = Instant::now();
         loop {
@@ -412,6 +424,12 @@ impl Subtask {
                     .fetch_add(batch_len(&bytes), Ordering::Relaxed);
                 self.observe(head, &bytes);
                 self.run_chain(bytes, 0, instance, ops)?;
+            }
+            // A split going idle can move the reader's watermark without records.
+            if self.time.split_cap.is_some() {
+                self.time.split_cap = Some(reader.watermark());
+            }
+            if got || (self.time.split_cap.is_some() && !self.time.idle) {
                 self.emit_watermark(instance, ops)?;
             }
             if !got
@@ -854,13 +872,15 @@ impl Subtask {
             return;
         }
         let mut pending = self.time.per_record.then(Vec::new);
+        // The reader's watermark from before this batch: never ahead of it.
+        let cap = self.time.split_cap.unwrap_or(MAX_WATERMARK);
         if let Ok(batch) = Batch::new(bytes) {
             for r in batch.iter() {
                 if r.timestamp != flinkw_batch::NO_TIMESTAMP {
                     generator.on_record(r.timestamp);
                 }
                 if let Some(p) = &mut pending {
-                    p.push(generator.current());
+                    p.push(generator.current().min(cap));
                 }
             }
         }
@@ -875,7 +895,7 @@ impl Subtask {
         ops: &mut [Operator],
     ) -> Result<(), Stop> {
         let Some((_, generator)) = &self.time.generator else { return Ok(()) };
-        let wm = generator.current();
+        let wm = generator.current().min(self.time.split_cap.unwrap_or(MAX_WATERMARK));
         let due = self.time.last_emit.elapsed() >= self.time.interval;
         if (wm > self.time.sent && due) || (self.time.idle && wm > MIN_WATERMARK) {
             self.time.idle = false;

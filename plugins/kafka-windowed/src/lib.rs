@@ -10,8 +10,9 @@
 //!
 //! Config: `brokers`, `input` (topics, comma-separated), `output` (topic);
 //! `size-ms` (window, default 1000), `out-of-orderness-ms` (default 0),
-//! `idle-ms` (a subtask without records for this long stops holding event
-//! time back; default 0 = never), `delivery` = `exactly-once` (default) |
+//! `idle-ms` (a partition, or a subtask, without records for this long
+//! stops holding event time back; default 0 = never; watermarks are kept
+//! per partition), `delivery` = `exactly-once` (default) |
 //! `at-least-once` | `none`, `txn-prefix` (default `kafka-windowed`),
 //! `bounded` = `true` to stop at the offsets there are at the start (the
 //! last windows fire then), `kafka.*` (client properties, e.g.

@@ -1,5 +1,5 @@
-//! Object storage -> job -> object storage: reads orders (CSV with a header
-//! or JSON lines) from the files under `input`, and writes rolling part
+//! Object storage -> job -> object storage: reads orders (CSV with a header,
+//! JSON lines or Parquet) from the files under `input`, and writes rolling part
 //! files under `output`, exactly once with `--checkpoint-dir`.
 //!
 //! ```text
@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Config: `input`, `output` (URLs: `s3://bucket/prefix`, `file:///dir` or
-//! a directory), `format` = `csv` (default) | `jsonl` (input),
+//! a directory), `format` = `csv` (default) | `jsonl` | `parquet` (input),
 //! `glob` (default `**`), `output-format` = `jsonl` (default) | `csv`,
 //! `roll-bytes` (part size), `pipeline` = `map` (default: each order with
 //! a positive amount as `{id, customer, cents}`) | `count` (per customer,
@@ -56,7 +56,10 @@ fn job(env: &mut Env) -> Result<(), Error> {
     let source = match format.as_str() {
         "csv" => Objects::csv::<Order>(&input),
         "jsonl" => Objects::json_lines::<Order>(&input),
-        other => return Err(Error::msg(format!("format must be csv or jsonl, not {other}"))),
+        "parquet" => Objects::parquet::<Order>(&input),
+        other => {
+            return Err(Error::msg(format!("format must be csv, jsonl or parquet, not {other}")));
+        }
     };
     let source = source.glob(&glob).store_options_from(config, "s3.");
     let mut sink = Objects::sink(&output).store_options_from(config, "s3.");

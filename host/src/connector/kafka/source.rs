@@ -15,7 +15,9 @@ use super::assign::owner;
 use super::client::{Errors, Topics, all_topics, remote, require_topics};
 use super::options::{Connection, bad, check, flag, required};
 use crate::checkpoint::{KafkaOffset, SourcePosition};
+use crate::connector::split_watermarks::SplitWatermarks;
 use crate::connector::{ConnectorError, Poll, SourceReader, parse_option, wrong_position};
+use crate::time::WatermarkStrategy;
 
 const NAME: &str = "kafka source";
 
@@ -191,6 +193,7 @@ impl KafkaSourceSpec {
             parts: BTreeMap::new(),
             known: BTreeSet::new(),
             last_discovery: Instant::now(),
+            watermarks: None,
         };
         let mine = reader.take_new(&topics);
         let starts = reader.start_offsets(&mine)?;
@@ -221,6 +224,8 @@ struct KafkaReader {
     /// Every partition seen (this subtask's or not), for discovery.
     known: BTreeSet<(String, i32)>,
     last_discovery: Instant,
+    /// Watermarks per partition, when set on the source.
+    watermarks: Option<SplitWatermarks<PartitionId>>,
 }
 
 impl KafkaReader {
@@ -318,8 +323,14 @@ impl KafkaReader {
                     .map_err(|e| self.error("bad offset", e))?;
             }
         }
+        let now = Instant::now();
         for (k, part) in parts {
             tracing::debug!(subtask = self.index, topic = %k.0, partition = k.1, next = part.next, "reading");
+            if let Some(w) = &mut self.watermarks
+                && !part.done
+            {
+                w.add(k.clone(), now);
+            }
             self.parts.insert(k, part);
         }
         self.consumer
@@ -334,6 +345,9 @@ impl KafkaReader {
         self.consumer.unassign().map_err(|e| self.error("cannot unassign partitions", e))?;
         let owned: Vec<(String, i32)> = self.parts.keys().cloned().collect();
         self.parts.clear();
+        if let Some(w) = &mut self.watermarks {
+            w.clear();
+        }
         let mut restored = Vec::new();
         let mut fresh = Vec::new();
         for k in owned {
@@ -391,6 +405,9 @@ impl KafkaReader {
                 part.next = part.next.max(o.min(part.end.unwrap_or(i64::MAX)));
                 if part.end.is_some_and(|end| part.next >= end) {
                     part.done = true;
+                    if let Some(w) = &mut self.watermarks {
+                        w.remove(&(e.topic().to_owned(), e.partition()));
+                    }
                 }
             }
         }
@@ -475,12 +492,18 @@ impl SourceReader for KafkaReader {
                     ),
                 ));
             }
-            let ts = message.timestamp().to_millis().unwrap_or(NO_TIMESTAMP);
-            out.push(ts, k, v);
+            let ts = message.timestamp().to_millis();
+            out.push(ts.unwrap_or(NO_TIMESTAMP), k, v);
             read += 1;
             part.next = offset + 1;
+            if let Some(w) = &mut self.watermarks {
+                w.on_record(&key, ts, now);
+            }
             if part.end.is_some_and(|e| part.next >= e) {
                 part.done = true;
+                if let Some(w) = &mut self.watermarks {
+                    w.remove(&key);
+                }
                 if self.all_done() {
                     break;
                 }
@@ -514,6 +537,26 @@ impl SourceReader for KafkaReader {
             }
         }
         SourcePosition::Kafka { partitions }
+    }
+
+    fn split_watermarks(
+        &mut self,
+        strategy: WatermarkStrategy,
+        idle_timeout: Option<Duration>,
+    ) -> bool {
+        let mut w = SplitWatermarks::new(strategy, idle_timeout);
+        let now = Instant::now();
+        for (k, part) in &self.parts {
+            if !part.done {
+                w.add(k.clone(), now);
+            }
+        }
+        self.watermarks = Some(w);
+        true
+    }
+
+    fn watermark(&mut self) -> i64 {
+        self.watermarks.as_mut().map_or(crate::time::MAX_WATERMARK, |w| w.current(Instant::now()))
     }
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError> {

@@ -18,6 +18,8 @@ pub enum Format {
     JsonLines,
     /// Delimited rows.
     Csv(CsvOptions),
+    /// Parquet files (source only): each row as a JSON object.
+    Parquet,
 }
 
 /// CSV settings.
@@ -44,7 +46,10 @@ impl Format {
                 }
                 Ok(Format::Csv(csv))
             }
-            other => Err(format!("unknown format `{other}` (expected text, jsonl or csv)")),
+            "parquet" => Ok(Format::Parquet),
+            other => {
+                Err(format!("unknown format `{other}` (expected text, jsonl, csv or parquet)"))
+            }
         }
     }
 
@@ -54,6 +59,7 @@ impl Format {
             Format::Text => ".txt",
             Format::JsonLines => ".jsonl",
             Format::Csv(_) => ".csv",
+            Format::Parquet => ".parquet",
         }
     }
 }
@@ -111,6 +117,7 @@ impl LineParser {
         let line = line.strip_suffix('\r').unwrap_or(line);
         match &self.format {
             Format::Text => Ok(Some((NO_TIMESTAMP, line.as_bytes().to_vec()))),
+            Format::Parquet => Err("Parquet files have no lines".into()),
             _ if line.trim().is_empty() => Ok(None),
             Format::JsonLines => {
                 let ts = match &self.timestamp_column {
@@ -151,7 +158,7 @@ impl LineParser {
 }
 
 /// An event time in ms from a field.
-fn timestamp(v: Option<&Value>, col: &str) -> Result<i64, String> {
+pub(super) fn timestamp(v: Option<&Value>, col: &str) -> Result<i64, String> {
     let bad = || format!("timestamp field `{col}` is not an integer of ms since the epoch");
     match v {
         None => Err(format!("no timestamp field `{col}`")),

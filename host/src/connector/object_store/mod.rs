@@ -9,11 +9,14 @@
 
 mod format;
 mod glob;
+mod parquet_rows;
 mod sink;
 mod source;
 
 use std::collections::BTreeMap;
 
+/// The `parquet` crate (as the source reads it), for writing Parquet files in tests.
+pub use ::parquet;
 pub use format::{CsvOptions, Format};
 pub use glob::Glob;
 pub use sink::ObjectSinkSpec;

@@ -70,6 +70,14 @@ impl ObjectSinkSpec {
             ],
         )?;
         let format = format(NAME, options, "jsonl")?;
+        if format == Format::Parquet {
+            return Err(ConnectorError::BadOption {
+                connector: NAME.into(),
+                option: "format".into(),
+                value: "parquet".into(),
+                reason: "the sink writes jsonl, csv or text".into(),
+            });
+        }
         let max_bytes: usize = parse_option(NAME, options, "rolling.max-bytes", 64 << 20)?;
         if max_bytes == 0 || max_bytes > 1 << 30 {
             return Err(ConnectorError::BadOption {

@@ -1,8 +1,9 @@
 //! The bounded object-store source: the files under a URL that match a
 //! glob, listed once when the job is checked, split over subtasks by their
 //! sorted order (file `i` goes to subtask `i % parallelism`), read line by
-//! line as a stream; each subtask's position (what files are left, the
-//! byte offset and line in the current one) is kept in checkpoints.
+//! line as a stream (Parquet: row by row, a row group at a time); each
+//! subtask's position (what files are left, the byte offset and line in
+//! the current one, or for Parquet the rows read) is kept in checkpoints.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
-use flinkw_batch::BatchBuilder;
+use flinkw_batch::{BatchBuilder, NO_TIMESTAMP};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
@@ -18,6 +19,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
 use super::format::{Format, LineParser};
 use super::glob::Glob;
+use super::parquet_rows::{ParquetCursor, column, row_to_json};
 use super::{check, format, open_store, remote};
 use crate::checkpoint::{ObjectSplit, SourcePosition};
 use crate::connector::{
@@ -126,6 +128,7 @@ impl ObjectSourceSpec {
             parallelism: p,
             splits,
             cursor: None,
+            rows: None,
         }))
     }
 }
@@ -227,6 +230,8 @@ struct ObjectReader {
     /// Files left, in order; the first is the one `cursor` reads.
     splits: Vec<ObjectSplit>,
     cursor: Option<Cursor>,
+    /// The Parquet file being read (format `parquet`).
+    rows: Option<ParquetCursor>,
 }
 
 impl ObjectReader {
@@ -272,6 +277,72 @@ impl ObjectReader {
         })
     }
 
+    /// Opens `splits[0]` as a Parquet file, at its row (`offset`).
+    fn open_rows(&self) -> Result<ParquetCursor, ConnectorError> {
+        let split = &self.splits[0];
+        let store = self.spec.location.store.clone();
+        let path = Path::from(split.path.as_str());
+        let name = self.spec.location.display(&path);
+        let meta = block_on(store.head(&path))
+            .map_err(|e| remote(NAME, format!("cannot read {name}: {e}")))?;
+        ParquetCursor::open(store, path, name, meta.size, split.offset)
+            .map_err(|reason| remote(NAME, reason))
+    }
+
+    /// Reads up to `max` Parquet rows into `out`.
+    fn poll_rows(
+        &mut self,
+        out: &mut BatchBuilder,
+        max: usize,
+        deadline: Instant,
+    ) -> Result<Poll, ConnectorError> {
+        let mut added = 0;
+        while added < max {
+            if self.rows.is_none() {
+                if self.splits.is_empty() {
+                    return Ok(Poll::End);
+                }
+                self.rows = Some(self.open_rows()?);
+            }
+            let Some(c) = self.rows.as_mut() else { continue };
+            let Some(row) = c.next_row().map_err(|reason| remote(NAME, reason))? else {
+                self.rows = None;
+                self.splits.remove(0);
+                continue;
+            };
+            let ts = match &self.spec.timestamp_column {
+                None => Ok(NO_TIMESTAMP),
+                Some(col) => super::format::timestamp(column(&row, col).as_ref(), col),
+            };
+            let bytes = row_to_json(&row);
+            let err = |reason: String| ConnectorError::Remote {
+                connector: NAME.into(),
+                reason: format!("{}, {}: {reason}", c.name, c.place_of_last()),
+            };
+            if bytes.len() > self.spec.max_record_bytes {
+                return Err(err(format!(
+                    "row of {} bytes is over the limit of {} bytes (--max-record-bytes)",
+                    bytes.len(),
+                    self.spec.max_record_bytes
+                )));
+            }
+            match ts {
+                Ok(ts) => {
+                    out.push(ts, b"", &bytes);
+                    added += 1;
+                }
+                Err(reason) => {
+                    let e = err(reason);
+                    self.bad_line(e)?;
+                }
+            }
+            if added % 256 == 0 && Instant::now() >= deadline {
+                break;
+            }
+        }
+        Ok(Poll::More)
+    }
+
     fn bad_line(&self, err: ConnectorError) -> Result<(), ConnectorError> {
         match self.spec.bad_lines {
             BadLinePolicy::Fail => Err(err),
@@ -310,6 +381,9 @@ impl SourceReader for ObjectReader {
         max: usize,
         deadline: Instant,
     ) -> Result<Poll, ConnectorError> {
+        if self.spec.format == Format::Parquet {
+            return self.poll_rows(out, max, deadline);
+        }
         let mut added = 0;
         while added < max {
             if self.cursor.is_none() {
@@ -364,11 +438,16 @@ impl SourceReader for ObjectReader {
             first.offset = c.offset;
             first.line = c.line;
         }
+        if let (Some(c), Some(first)) = (&self.rows, splits.first_mut()) {
+            first.offset = c.row;
+            first.line = c.row;
+        }
         SourcePosition::Objects { splits }
     }
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), ConnectorError> {
         self.cursor = None;
+        self.rows = None;
         match position {
             SourcePosition::Objects { splits } => {
                 self.splits = splits.clone();
