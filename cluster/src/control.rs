@@ -100,7 +100,7 @@ pub enum ToWorker {
         worker: u32,
     },
     /// Set up the subtasks of a job placed on this worker.
-    Deploy(Deployment),
+    Deploy(Box<Deployment>),
     /// Every worker is ready: start the job's subtasks.
     Start {
         /// The job.

@@ -634,7 +634,7 @@ impl Coordinator {
         j.report = PartReport::default();
         j.live.clear();
         for w in &involved {
-            let _ = workers[w].tx.send(ToWorker::Deploy(deployment.clone()));
+            let _ = workers[w].tx.send(ToWorker::Deploy(Box::new(deployment.clone())));
         }
         Event::Placed { workers: involved }
     }

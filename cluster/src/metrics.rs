@@ -673,7 +673,8 @@ fn tenant_series(jobs: &[JobSeries<'_>]) -> String {
         }
     }
     let mut out = String::new();
-    let rows: [(&str, &str, &str, &dyn Fn(&Sum) -> String); 5] = [
+    type Row<'a> = (&'a str, &'a str, &'a str, &'a dyn Fn(&Sum) -> String);
+    let rows: [Row<'_>; 5] = [
         (
             "flinkw_tenant_cpu_seconds_total",
             "counter",

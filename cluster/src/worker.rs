@@ -219,7 +219,7 @@ impl Worker {
             ToWorker::Deploy(d) => {
                 tokio::spawn(async move {
                     let (job, attempt) = (d.job.clone(), d.attempt);
-                    if let Err(e) = self.clone().deploy(d).await {
+                    if let Err(e) = self.clone().deploy(*d).await {
                         let restartable =
                             e.downcast_ref::<JobError>().is_none_or(|j| j.is_restartable());
                         let _ = self.events.send(ToCoordinator::Failed {
