@@ -91,6 +91,24 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         ui: Option<std::net::SocketAddr>,
     },
+    /// Re-runs a job from one of its checkpoints to reproduce a failure:
+    /// state and guest state are restored, sources seek to the checkpoint's
+    /// positions, so the plugin sees the same records in the same order per
+    /// channel; what the sinks would write goes to stdout instead, and no
+    /// checkpoint is taken or output committed.
+    Replay {
+        #[command(flatten)]
+        job: JobArgs,
+        /// The job's checkpoint directory or URL (its --checkpoint-dir).
+        #[arg(long, value_name = "DIR")]
+        checkpoint_dir: PathBuf,
+        /// The checkpoint to start from (default: the newest complete one).
+        #[arg(long, value_name = "N")]
+        from_checkpoint: Option<u64>,
+        /// Print the job's summary (records per operator) as JSON on stderr.
+        #[arg(long)]
+        json_summary: bool,
+    },
     /// Prints a shell completion script: `flinkw completions bash > /etc/bash_completion.d/flinkw`.
     Completions {
         /// The shell.
@@ -254,6 +272,28 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 ui.ended(result.as_ref().err().map(ToString::to_string));
             }
             let report = result.with_context(|| format!("job {} failed", job.plugin.display()))?;
+            print_summary(&report, json_summary);
+            Ok(())
+        }
+        Command::Replay { job, checkpoint_dir, from_checkpoint, json_summary } => {
+            let (plugin, config) = job.load()?;
+            let from = from_checkpoint.unwrap_or(0);
+            if from_checkpoint == Some(0) {
+                anyhow::bail!("checkpoint ids start at 1");
+            }
+            let says_where = |job: &runtime::PreparedJob| {
+                if let Some(id) = job.restored_from() {
+                    eprintln!("replaying from checkpoint {id}");
+                }
+            };
+            let options = RunOptions {
+                checkpoint_dir: Some(checkpoint_dir),
+                replay: Some(from),
+                observer: Some(runtime::JobObserver(std::sync::Arc::new(says_where))),
+                ..RunOptions::default()
+            };
+            let report = runtime::run_job(&plugin, &config, options)
+                .with_context(|| format!("the replay of {} failed", job.plugin.display()))?;
             print_summary(&report, json_summary);
             Ok(())
         }

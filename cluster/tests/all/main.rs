@@ -16,6 +16,7 @@ mod object_store;
 mod observability;
 mod partition;
 mod relay;
+mod replay;
 mod sdks;
 mod state;
 mod tenants;
@@ -67,7 +68,7 @@ pub fn latest_checkpoint_in(store: &flinkw_host::objstore::StoreLocation) -> u64
         .iter()
         .filter_map(|folder| {
             let id: u64 = folder.filename()?.strip_prefix("chk-")?.parse().ok()?;
-            block_on(store.store.head(&folder.child("_metadata"))).ok().map(|_| id)
+            block_on(store.store.head(&folder.clone().join("_metadata"))).ok().map(|_| id)
         })
         .max()
         .unwrap_or(0)

@@ -57,6 +57,12 @@ pub struct RunOptions {
     pub stop: Option<&'static AtomicBool>,
     /// Start from this savepoint (a `sp-N` folder), at any parallelism.
     pub from_savepoint: Option<std::path::PathBuf>,
+    /// Deterministic replay: restore from checkpoint `N` of
+    /// `checkpoint_dir` (0: the newest complete one), take no checkpoints,
+    /// and send what every sink would write to stdout instead (nothing is
+    /// written or committed). Sources seek to the checkpoint's positions,
+    /// so the same records reach the plugin in the same order per channel.
+    pub replay: Option<u64>,
     /// `Some(restore)`: another process (a cluster's coordinator) triggers
     /// and completes the checkpoints in `checkpoint_dir`, through the
     /// [`CheckpointLink`] of the prepared job; this process restores from
@@ -93,6 +99,7 @@ impl Default for RunOptions {
             savepoint_dir: None,
             stop: None,
             from_savepoint: None,
+            replay: None,
             checkpoints_coordinated_elsewhere: None,
             fencing_epoch: None,
             observer: None,
@@ -223,6 +230,8 @@ pub(crate) struct Shared {
     /// Checkpointing, when the job has a checkpoint directory.
     pub checkpoints: Option<Arc<checkpointing::Checkpointing>>,
     pub failure: Mutex<Option<JobError>>,
+    /// A deterministic replay ([`RunOptions::replay`]): no checkpoints.
+    pub replay: bool,
     pub counters: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -436,6 +445,33 @@ pub struct PreparedJob {
     _cleanup: RunDir,
 }
 
+/// The checkpoint a replay starts from: `id`, or the newest complete one
+/// (`id` 0); it must belong to this job.
+fn replay_point(
+    storage: &crate::checkpoint::CheckpointStorage,
+    fingerprint: &str,
+    id: u64,
+) -> Result<crate::checkpoint::RestorePoint, crate::checkpoint::CheckpointError> {
+    let point = match id {
+        0 => checkpointing::latest_point(storage, fingerprint)?.0.ok_or_else(|| {
+            crate::checkpoint::CheckpointError::Io {
+                path: storage.url().to_owned(),
+                reason: "no complete checkpoint of this job to replay from".into(),
+            }
+        })?,
+        id => storage.restore_point(id)?,
+    };
+    if point.metadata.fingerprint != fingerprint {
+        return Err(crate::checkpoint::CheckpointError::Mismatch {
+            id: point.metadata.id,
+            dir: storage.url().to_owned(),
+            found: point.metadata.fingerprint.clone(),
+            expected: fingerprint.to_owned(),
+        });
+    }
+    Ok(point)
+}
+
 /// Plans a job and sets up the subtasks `local` places here (all of them
 /// when it is `None`): connectors, state, checkpoints and input channels.
 pub fn prepare_job(
@@ -466,6 +502,10 @@ pub fn prepare_job(
         match &n.kind {
             NodeKind::Source(c) => {
                 sources.insert(n.id, SourceSpec::new(c, defaults).map_err(err)?);
+            }
+            // A replay touches no sink: it must not truncate, write or commit.
+            NodeKind::Sink(_) if options.replay.is_some() => {
+                sinks.insert(n.id, SinkSpec::Stdout);
             }
             NodeKind::Sink(c) => {
                 sinks.insert(n.id, SinkSpec::new(c).map_err(err)?);
@@ -508,6 +548,9 @@ pub fn prepare_job(
         }
     });
     let mut link = None;
+    if options.replay.is_some() && checkpoint_dir.is_none() {
+        return Err(JobError::Internal("a replay needs the job's checkpoint directory".into()));
+    }
     let checkpoints = match &checkpoint_dir {
         None => None,
         Some(dir) => {
@@ -517,12 +560,17 @@ pub fn prepare_job(
             let epoch = match (options.fencing_epoch, options.checkpoints_coordinated_elsewhere) {
                 (Some(e), _) => e,
                 (None, Some(_)) => 0,
+                // A replay must not fence the job it replays.
+                (None, None) if options.replay.is_some() => 0,
                 (None, None) => storage.claim_epoch()?,
             };
             let fingerprint = checkpointing::fingerprint(&graph, &physical, config);
             let shape = checkpointing::shape(&graph, &physical, config);
             let restore = match (&options.from_savepoint, options.checkpoints_coordinated_elsewhere)
             {
+                _ if options.replay.is_some() => {
+                    Some(replay_point(&storage, &fingerprint, options.replay.unwrap_or(0))?)
+                }
                 (Some(path), _) => Some(checkpointing::open_savepoint(path, &shape)?),
                 // The coordinator elsewhere chose the checkpoint.
                 (None, Some(id)) => id.map(|id| storage.restore_point(id)).transpose()?,
@@ -544,7 +592,9 @@ pub fn prepare_job(
                     _ => None,
                 },
             )?;
-            if options.checkpoints_coordinated_elsewhere.is_some() {
+            if options.replay.is_some() {
+                // No checkpoints: the replay only restores.
+            } else if options.checkpoints_coordinated_elsewhere.is_some() {
                 link = Some(CheckpointLink { ck: ck.clone(), acks: Mutex::new(args.acks) });
             } else {
                 coordinator_args = Some(args);
@@ -571,6 +621,7 @@ pub fn prepare_job(
         state_backend: run_state.clone(),
         checkpoints: checkpoints.clone(),
         failure: Mutex::new(None),
+        replay: options.replay.is_some(),
         counters: Mutex::new(BTreeMap::new()),
     });
 
@@ -610,6 +661,11 @@ impl PreparedJob {
     /// The job's tasks.
     pub fn physical(&self) -> &PhysicalPlan {
         &self.physical
+    }
+
+    /// The checkpoint or savepoint the job restores from, if any.
+    pub fn restored_from(&self) -> Option<u64> {
+        self.restored_from
     }
 
     /// The input of subtask `subtask` of task `task`, if it runs here.

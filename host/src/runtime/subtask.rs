@@ -792,7 +792,9 @@ impl Subtask {
         instance: &mut Option<Instance>,
         ops: &mut [Operator],
     ) -> Result<(), Stop> {
-        let Some(ck) = self.shared.checkpoints.clone() else { return Ok(()) };
+        let Some(ck) = self.shared.checkpoints.clone().filter(|_| !self.shared.replay) else {
+            return Ok(());
+        };
         self.advance(crate::time::MAX_WATERMARK, instance, ops)?;
         ck.sources_finished.fetch_add(1, Ordering::SeqCst);
         let deadline = Instant::now() + FINAL_CHECKPOINT_WAIT;

@@ -1,5 +1,6 @@
 //! A plugin that misbehaves on purpose, for the host's tests. `--set
-//! mode=M` picks how, on the record with value `--set at=N` (default 3):
+//! mode=M` picks how, on the record with value `--set at=N` (default 3) of
+//! `count` (default 10) made `rate` per second (default: at full speed):
 //! `ok`, `panic`, `error`, `loop`, `membomb`, `recurse`, `plan-error`, and
 //! for windows `no-event-time`, `zero-window`, `bad-slide`; for state
 //! `state-type` (reads a value state as another type than it was written)
@@ -168,7 +169,10 @@ fn job(env: &mut Env) -> Result<(), Error> {
     if !["ok", "panic", "error", "loop", "membomb", "recurse"].contains(&mode.as_str()) {
         return Err(Error::msg(format!("unknown mode {mode:?}")));
     }
-    env.source(Datagen::sequence(count))
+    // `rate`: records per second (0, the default: as fast as possible).
+    let rate: u64 = env.config().parse_or("rate", 0)?;
+    let source = Datagen::sequence(count);
+    env.source(if rate > 0 { source.rate(rate) } else { source })
         .try_map(move |n: u64| {
             if n != at {
                 return Ok(n);

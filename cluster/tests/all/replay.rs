@@ -1,0 +1,96 @@
+//! Deterministic replay: `flinkw replay` re-runs a failed job from one of
+//! its checkpoints and reproduces the failure on the same record, writing
+//! nothing but stdout.
+
+use flinkw_tests::artifacts;
+
+use crate::{assert_fails_with, flinkw};
+
+/// The failing job: records 0, 1, 2, ... at 1,000 per second; the guest
+/// returns an error on record 1500; a checkpoint every 100 ms.
+fn failing_job(checkpoints: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [artifacts::BAD_GUEST, "--checkpoint-dir", checkpoints]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let sets = [
+        "mode=error",
+        "at=1500",
+        "count=3000",
+        "rate=1000",
+        "checkpoint.interval-ms=100",
+        "checkpoint.retain=1000",
+    ];
+    for set in sets.iter().chain(extra) {
+        args.extend(["--set".to_owned(), set.to_string()]);
+    }
+    args
+}
+
+fn numbers(stdout: &str) -> Vec<u64> {
+    stdout.lines().map(|l| l.parse().unwrap()).collect()
+}
+
+/// Asserts `got` is `first, first + 1, ...` up to before the failing record
+/// (the batch the failure interrupts is not written).
+#[track_caller]
+fn assert_run_of_records(got: &[u64], what: &str) {
+    let (Some(&first), Some(&last)) = (got.first(), got.last()) else {
+        panic!("{what}: no records before the failure");
+    };
+    let contiguous = got.iter().zip(first..).all(|(a, b)| *a == b);
+    assert!(
+        contiguous && last < 1500,
+        "{what}: records {first}..={last} out of order or past 1500"
+    );
+}
+
+#[test]
+fn a_replay_reproduces_the_failure_from_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints").display().to_string();
+    let job = failing_job(&checkpoints, &[]);
+    let strs = |first: &str, args: &[String]| {
+        std::iter::once(first.to_owned()).chain(args.iter().cloned()).collect::<Vec<String>>()
+    };
+    let run_args = strs("run", &job);
+    let run = flinkw(&run_args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert_fails_with(&run, &["cannot handle record 1500"]);
+    let written = numbers(&run.stdout);
+    assert_run_of_records(&written, "the run");
+    assert_eq!(written[0], 0);
+
+    // The replay from the newest checkpoint fails the same way.
+    let replay_args = strs("replay", &job);
+    let replay = flinkw(&replay_args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert_fails_with(&replay, &["the replay of", "cannot handle record 1500"]);
+    // From an early checkpoint: the same records in the same order up to
+    // the same failure.
+    let oldest = std::fs::read_dir(dir.path().join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_prefix("chk-")?.parse::<u64>().ok())
+        .min()
+        .expect("the job completed checkpoints before it failed");
+    let mut replay_args = replay_args;
+    replay_args.extend(["--from-checkpoint".to_owned(), (oldest + 1).to_string()]);
+    let replay = flinkw(&replay_args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert_fails_with(&replay, &["cannot handle record 1500"]);
+    let replayed = numbers(&replay.stdout);
+    assert_run_of_records(&replayed, "the replay");
+    assert!(replayed[0] > 0, "the replay started from a checkpoint, not the beginning");
+    assert!(replay.stderr.contains("replaying from checkpoint "), "{}", replay.stderr);
+    // A replay takes no checkpoint and claims nothing: running it again
+    // starts at the same record.
+    let again = flinkw(&replay_args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert_fails_with(&again, &["cannot handle record 1500"]);
+    assert_eq!(numbers(&again.stdout).first(), replayed.first());
+
+    // A checkpoint that is not there, and a job of another shape, are named.
+    let mut missing = strs("replay", &job);
+    missing.extend(["--from-checkpoint".to_owned(), "9999".to_owned()]);
+    let run = flinkw(&missing.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert_fails_with(&run, &["9999"]);
+    let other = strs("replay", &failing_job(&checkpoints, &["parallelism=2"]));
+    let run = flinkw(&other.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert_fails_with(&run, &["belongs to another job graph"]);
+}
