@@ -344,3 +344,34 @@ fn latency_markers_reach_the_sinks_and_tenants_have_cpu_and_memory_series() {
         assert!(cluster.cli(&["cancel", j]).ok());
     }
 }
+
+#[test]
+fn long_commands_draw_a_spinner_on_a_terminal_and_plain_lines_in_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start_with(dir.path(), 2, &[]);
+    // In a pipe (as here): the state lines, nothing drawn.
+    let plain = cluster.cli(&["deploy", artifacts::BAD_GUEST, "--set", "mode=ok", "--wait"]);
+    assert!(plain.ok(), "{}", plain.stderr);
+    assert!(plain.stderr.contains(": finished"), "{}", plain.stderr);
+    assert!(!plain.stderr.contains('\x1b'), "escape codes in a pipe: {:?}", plain.stderr);
+    // On a terminal (`script` runs it on a pseudo-terminal): a spinner too.
+    let command = format!(
+        "{} deploy {} --set mode=ok --wait --coordinator http://{} --token {}",
+        crate::cluster::bin(),
+        artifacts::BAD_GUEST,
+        cluster.rest,
+        crate::ui::TOKEN
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("FLINKW_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // A frame: what it waits for and the seconds so far.
+    let frame = text.split("\r\x1b[2K⠋ ").nth(1).and_then(|f| f.split('\r').next());
+    let frame = frame.unwrap_or_else(|| panic!("no spinner: {text:?}"));
+    assert!(frame.contains("job-") && frame.ends_with(" s)"), "{frame:?}");
+    assert!(text.contains(": finished"), "{text:?}");
+}
