@@ -85,6 +85,9 @@ struct Worker {
     engine: Mutex<Option<Engine>>,
     links: Mutex<HashMap<(String, u32), Arc<CheckpointLink>>>,
     live: Mutex<HashMap<(String, u32), (LiveCounts, MetricsHandle)>>,
+    /// One lock per plugin hash being downloaded: concurrent deploys of a
+    /// plugin download it once (they used to race on one `.part` file).
+    downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     id: u32,
 }
 
@@ -137,6 +140,7 @@ async fn session(
         engine: Mutex::new(None),
         links: Mutex::new(HashMap::new()),
         live: Mutex::new(HashMap::new()),
+        downloads: Mutex::new(HashMap::new()),
         id,
     });
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -411,6 +415,15 @@ impl Worker {
         if let Ok(bytes) = std::fs::read(&path) {
             return Ok(bytes);
         }
+        let lock = {
+            let mut downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+            downloads.entry(hash.to_owned()).or_default().clone()
+        };
+        let _single = lock.lock().await;
+        // Another deploy may have fetched it while this one waited.
+        if let Ok(bytes) = std::fs::read(&path) {
+            return Ok(bytes);
+        }
         let (mut send, mut recv) = self.connection.open_bi().await?;
         write_raw(&mut send, hash.as_bytes()).await?;
         send.finish()?;
@@ -422,9 +435,10 @@ impl Worker {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = path.with_extension("part");
+        let tmp = path.with_extension(format!("{}.part", std::process::id()));
         std::fs::write(&tmp, &bytes)?;
         std::fs::rename(&tmp, &path)?;
+        self.downloads.lock().unwrap_or_else(|p| p.into_inner()).remove(hash);
         Ok(bytes)
     }
 
