@@ -127,7 +127,7 @@ fn forward(
             shared.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if !upstreams.contains_key(&client) {
+        let up = upstreams.entry(client).or_insert_with(|| {
             let up = UdpSocket::bind("127.0.0.1:0").unwrap();
             up.connect(target).unwrap();
             up.set_read_timeout(Some(POLL)).unwrap();
@@ -138,10 +138,10 @@ fn forward(
                 .spawn(move || answer(reader, back, client, target, shared))
                 .unwrap();
             threads.lock().unwrap().push(handle);
-            upstreams.insert(client, up);
-        }
+            up
+        });
         // A send to a target that is not listening (yet) is lost, as on a network.
-        if upstreams[&client].send(&buf[..n]).is_ok() {
+        if up.send(&buf[..n]).is_ok() {
             shared.forwarded.fetch_add(1, Ordering::Relaxed);
         }
     }
