@@ -17,7 +17,8 @@ use crate::{Config, Data, Sink, Source};
 /// Kafka connectors: `Kafka::source(servers, topics)`, `Kafka::sink(servers, topic)`.
 pub struct Kafka;
 
-/// A Kafka record with its key and timestamp (see [`KafkaSource::records`]).
+/// A Kafka record with its key, headers and timestamp (see
+/// [`KafkaSource::records`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KafkaRecord {
     /// The record's key; empty when it has none.
@@ -26,6 +27,10 @@ pub struct KafkaRecord {
     pub value: Vec<u8>,
     /// The record's timestamp (ms since the epoch), if it has one.
     pub timestamp: Option<i64>,
+    /// The record's headers, name and value, in the record's order (a name
+    /// may repeat; a header with a null value has an empty one).
+    #[serde(default)]
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl KafkaRecord {
@@ -37,6 +42,11 @@ impl KafkaRecord {
     /// The value as text (lossy).
     pub fn value_str(&self) -> String {
         String::from_utf8_lossy(&self.value).into_owned()
+    }
+
+    /// The value of the first header named `name`, if any.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
     }
 }
 
@@ -102,9 +112,12 @@ impl KafkaSource<String> {
         KafkaSource { options: self.options, format: "postcard", _out: PhantomData }
     }
 
-    /// Whole records: key, value bytes and timestamp.
+    /// Whole records: key, value bytes, headers and timestamp. (Asks the
+    /// host to carry the headers inside each value: option
+    /// `headers=in-value`.)
     pub fn records(self) -> KafkaSource<KafkaRecord> {
         KafkaSource { options: self.options, format: "records", _out: PhantomData }
+            .set("headers", "in-value")
     }
 }
 
@@ -204,12 +217,17 @@ impl<T: Data> Source for KafkaSource<T> {
     }
 }
 
-/// A whole record as a `KafkaRecord` (through serde, so `T` is one).
+/// A whole record as a `KafkaRecord` (through serde, so `T` is one); the
+/// value is the host's `headers=in-value` envelope: postcard of
+/// `(value, [(name, value)])`.
 fn decode_record<T: Data>(key: &[u8], value: &[u8], ts: i64) -> Result<T, String> {
+    let (value, headers): (Vec<u8>, Vec<(String, Vec<u8>)>) = postcard::from_bytes(value)
+        .map_err(|e| format!("a Kafka record's value and headers cannot be decoded: {e}"))?;
     let r = KafkaRecord {
         key: key.to_vec(),
-        value: value.to_vec(),
+        value,
         timestamp: (ts != flinkw_batch::NO_TIMESTAMP).then_some(ts),
+        headers,
     };
     let bytes = postcard::to_allocvec(&r).map_err(|e| e.to_string())?;
     decode_postcard::<T>(&bytes)

@@ -13,7 +13,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -36,6 +36,9 @@ pub fn free_port() -> u16 {
 
 /// A record to produce: partition, key, value, timestamp.
 pub type Row<'a> = (i32, Option<&'a [u8]>, &'a [u8], Option<i64>);
+
+/// A record with headers to produce: key, value, timestamp, headers.
+pub type HeadedRow<'a> = (Option<&'a [u8]>, &'a [u8], i64, Vec<(&'a str, Option<&'a [u8]>)>);
 
 /// One record read back.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -188,6 +191,40 @@ impl Broker {
                 r = r.timestamp(*ts);
             }
             let mut r = r;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match producer.send(r) {
+                    Ok(()) => break,
+                    Err((e, back)) => {
+                        assert!(Instant::now() < deadline, "cannot produce to {topic}: {e}");
+                        r = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush the test producer");
+    }
+
+    /// Produces records with headers (`(name, value)`, in order; `None`: a
+    /// null value) into partition `partition`, and waits until all are
+    /// acknowledged.
+    pub fn produce_with_headers(&self, topic: &str, partition: i32, records: &[HeadedRow<'_>]) {
+        let producer: BaseProducer =
+            self.config().set("linger.ms", "5").create().expect("producer");
+        for (key, value, ts, headers) in records {
+            let mut h = OwnedHeaders::new_with_capacity(headers.len());
+            for (name, v) in headers.iter() {
+                h = h.insert(Header { key: name, value: *v });
+            }
+            let mut r = BaseRecord::<[u8], [u8]>::to(topic)
+                .partition(partition)
+                .payload(*value)
+                .timestamp(*ts)
+                .headers(h);
+            if let Some(k) = key {
+                r = r.key(*k);
+            }
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 match producer.send(r) {

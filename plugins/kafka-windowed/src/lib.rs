@@ -21,7 +21,11 @@
 //! and `oversized` = `fail` | `skip` | `dead-letter:<topic>` (the sink's
 //! limit on a record's size, and what happens to larger ones),
 //! `pipeline` = `windows` (default) | `copy` (stateless: each value as it
-//! is, for throughput benchmarks).
+//! is, for throughput benchmarks) | `describe` (stateless: each record as
+//! the line `key|timestamp|headers|value`, headers as `name=hex` joined by
+//! `,`, in order; to show what reaches a plugin), `partition-discovery-ms`
+//! (how often the source looks for new partitions; default the
+//! connector's).
 
 use std::time::Duration;
 
@@ -52,6 +56,15 @@ impl AggregateFunction<KafkaRecord> for CountSum {
     }
 }
 
+/// `key|timestamp|name=hex,...|value` (timestamp `-` when there is none).
+fn describe(r: &KafkaRecord) -> String {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let headers: Vec<String> =
+        r.headers.iter().map(|(name, value)| format!("{name}={}", hex(value))).collect();
+    let ts = r.timestamp.map_or("-".to_owned(), |t| t.to_string());
+    format!("{}|{ts}|{}|{}", r.key_str(), headers.join(","), r.value_str())
+}
+
 fn job(env: &mut Env) -> Result<(), Error> {
     env.set_name("kafka-windowed");
     let config = env.config();
@@ -80,6 +93,9 @@ fn job(env: &mut Env) -> Result<(), Error> {
     if bounded {
         source = source.bounded();
     }
+    if let Some(v) = config.get("partition-discovery-ms") {
+        source = source.option("partition-discovery-ms", v);
+    }
     let mut strategy = WatermarkStrategy::bounded_out_of_orderness(disorder);
     if !idle.is_zero() {
         strategy = strategy.with_idleness(idle);
@@ -107,6 +123,10 @@ fn job(env: &mut Env) -> Result<(), Error> {
     let pipeline = config.get("pipeline").unwrap_or("windows").to_owned();
     if pipeline == "copy" {
         env.source(source).map(|r: KafkaRecord| r.value_str()).name("copy").sink(sink);
+        return Ok(());
+    }
+    if pipeline == "describe" {
+        env.source(source).map(|r: KafkaRecord| describe(&r)).name("describe").sink(sink);
         return Ok(());
     }
     env.source(source)

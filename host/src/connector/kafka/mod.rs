@@ -6,6 +6,7 @@
 
 mod assign;
 mod client;
+mod envelope;
 mod options;
 mod sink;
 mod source;

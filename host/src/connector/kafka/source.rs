@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use flinkw_batch::{BatchBuilder, NO_TIMESTAMP};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::assign::owner;
 use super::client::{Errors, Topics, all_topics, remote, require_topics};
+use super::envelope;
 use super::options::{Connection, bad, check, flag, required};
 use crate::checkpoint::{KafkaOffset, SourcePosition};
 use crate::connector::split_watermarks::SplitWatermarks;
@@ -64,6 +65,8 @@ pub struct KafkaSourceSpec {
     bounded: bool,
     discovery: Option<Duration>,
     isolation: String,
+    /// Headers go into each value (`headers=in-value`), else are dropped.
+    headers_in_value: bool,
     max_record_bytes: usize,
 }
 
@@ -85,6 +88,7 @@ impl KafkaSourceSpec {
                 "bounded",
                 "partition-discovery-ms",
                 "isolation-level",
+                "headers",
             ],
         )?;
         let conn = Connection::new(NAME, options)?;
@@ -139,8 +143,14 @@ impl KafkaSourceSpec {
                 "expected read_committed or read_uncommitted",
             ));
         }
+        let headers_in_value = match options.get("headers").map(String::as_str).unwrap_or("drop") {
+            "drop" => false,
+            "in-value" => true,
+            other => return Err(bad(NAME, "headers", other, "expected drop or in-value")),
+        };
         Ok(KafkaSourceSpec {
             conn,
+            headers_in_value,
             topics,
             start,
             commit_offsets: flag(NAME, options, "commit-offsets", group.is_some())?,
@@ -194,6 +204,7 @@ impl KafkaSourceSpec {
             known: BTreeSet::new(),
             last_discovery: Instant::now(),
             watermarks: None,
+            value: Vec::new(),
         };
         let mine = reader.take_new(&topics);
         let starts = reader.start_offsets(&mine)?;
@@ -226,6 +237,8 @@ struct KafkaReader {
     last_discovery: Instant,
     /// Watermarks per partition, when set on the source.
     watermarks: Option<SplitWatermarks<PartitionId>>,
+    /// The value with its headers (`headers=in-value`), reused.
+    value: Vec<u8>,
 }
 
 impl KafkaReader {
@@ -478,7 +491,22 @@ impl SourceReader for KafkaReader {
             if part.done || part.end.is_some_and(|e| offset >= e) || offset < part.next {
                 continue;
             }
-            let (k, v) = (message.key().unwrap_or_default(), message.payload().unwrap_or_default());
+            let (k, mut v) =
+                (message.key().unwrap_or_default(), message.payload().unwrap_or_default());
+            if self.spec.headers_in_value {
+                match message.headers() {
+                    Some(h) => envelope::encode(
+                        &mut self.value,
+                        v,
+                        (0..h.count()).map(|i| {
+                            let h = h.get(i);
+                            (h.key, h.value.unwrap_or_default())
+                        }),
+                    ),
+                    None => envelope::encode(&mut self.value, v, std::iter::empty()),
+                }
+                v = &self.value;
+            }
             if k.len() + v.len() > self.spec.max_record_bytes {
                 return Err(remote(
                     NAME,
