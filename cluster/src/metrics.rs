@@ -628,6 +628,22 @@ pub fn prometheus(jobs: &[JobSeries<'_>], now_ms: i64) -> String {
             let _ = writeln!(out, "{name}{{job=\"{}\"}} {}", label(j.id), value(c));
         }
     }
+    let name = "flinkw_last_checkpoint_task_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} From the trigger of the newest completed checkpoint until a task's last \
+         subtask acknowledged it.\n# TYPE {name} gauge"
+    );
+    for (j, c) in &last {
+        for (task, ms) in c.c.task_ms.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}{{job=\"{}\",task=\"{task}\"}} {:.3}",
+                label(j.id),
+                *ms as f64 / 1e3
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "# HELP flinkw_job_exceptions_total Failures of a job's parts.\n# TYPE flinkw_job_exceptions_total counter"

@@ -214,6 +214,20 @@ fn s3_sets(server: &S3Server) -> Vec<String> {
     ]
 }
 
+/// The committed part files in `out` (checked: none left staged, names
+/// `part-<subtask>-<n><suffix>` without gaps) and all their lines.
+#[track_caller]
+fn committed_parts(out: &StoreLocation, suffix: &str) -> (Vec<String>, Vec<String>) {
+    let (parts, pending) = listing(out);
+    assert!(pending.is_empty(), "staged parts left: {pending:?}");
+    assert_part_names(&parts, suffix);
+    let lines = parts
+        .iter()
+        .flat_map(|p| read_text(out, p).lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    (parts, lines)
+}
+
 /// Part names: `part-<subtask>-<n><suffix>`, numbered from 0 without gaps per subtask.
 #[track_caller]
 fn assert_part_names(names: &[String], suffix: &str) {
@@ -256,14 +270,8 @@ fn object_store_csv_files_in_a_directory_become_json_lines_parts() {
     let run = flinkw(&strs(&a), dir.path());
     assert!(run.ok(), "{}", run.stderr);
     let loc = objstore::open(&url, &StoreOptions::default()).unwrap();
-    let (parts, pending) = listing(&loc);
-    assert!(pending.is_empty(), "staged parts left: {pending:?}");
+    let (parts, got) = committed_parts(&loc, ".jsonl");
     assert!(parts.len() > 4, "rolled by size into several parts: {parts:?}");
-    assert_part_names(&parts, ".jsonl");
-    let got: Vec<String> = parts
-        .iter()
-        .flat_map(|p| read_text(&loc, p).lines().map(str::to_owned).collect::<Vec<_>>())
-        .collect();
     assert_same_lines(&got, &mapped(&all), "csv dir -> jsonl dir");
 }
 
@@ -284,10 +292,8 @@ fn object_store_s3_json_lines_become_csv_parts() {
     let run = flinkw(&strs(&a), dir.path());
     assert!(run.ok(), "{}", run.stderr);
     let out = objstore::open("s3://data/out/csv", &opts).unwrap();
-    let (parts, pending) = listing(&out);
-    assert!(pending.is_empty(), "staged parts left: {pending:?}");
+    let (parts, _) = committed_parts(&out, ".csv");
     assert!(parts.len() > 4, "rolled by size into several parts: {parts:?}");
-    assert_part_names(&parts, ".csv");
     let mut got = Vec::new();
     for p in &parts {
         let text = read_text(&out, p);
@@ -365,13 +371,7 @@ fn exactly_once_across_kill_9(parquet: bool) {
     assert!(kills >= 5, "the job was killed only {kills} times");
     assert!(last.stderr.contains("restored from checkpoint"), "{}", last.stderr);
     let out = objstore::open("s3://data/out", &opts).unwrap();
-    let (parts, pending) = listing(&out);
-    assert!(pending.is_empty(), "staged parts left: {pending:?}");
-    assert_part_names(&parts, ".jsonl");
-    let got: Vec<String> = parts
-        .iter()
-        .flat_map(|p| read_text(&out, p).lines().map(str::to_owned).collect::<Vec<_>>())
-        .collect();
+    let (_, got) = committed_parts(&out, ".jsonl");
     assert_same_lines(&got, &expected, &format!("after {kills} kills"));
 }
 
@@ -441,13 +441,7 @@ fn object_store_parquet_files_in_s3_become_json_lines_parts() {
     let run = flinkw(&strs(&a), dir.path());
     assert!(run.ok(), "{}", run.stderr);
     let out = objstore::open("s3://data/out", &opts).unwrap();
-    let (parts, pending) = listing(&out);
-    assert!(pending.is_empty(), "staged parts left: {pending:?}");
-    assert_part_names(&parts, ".jsonl");
-    let got: Vec<String> = parts
-        .iter()
-        .flat_map(|p| read_text(&out, p).lines().map(str::to_owned).collect::<Vec<_>>())
-        .collect();
+    let (_, got) = committed_parts(&out, ".jsonl");
     assert_same_lines(&got, &mapped(&all), "s3 parquet -> s3 jsonl");
 }
 

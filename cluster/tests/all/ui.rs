@@ -661,6 +661,15 @@ fn metrics_have_per_subtask_series_that_move_and_checkpoint_figures() {
         assert_eq!(s[0].0["job"], job);
     }
     assert!(series(&first, "flinkw_last_checkpoint_size_bytes")[0].1 > 0.0);
+    // Every task's part of the newest checkpoint, no longer than the whole.
+    let whole = series(&first, "flinkw_last_checkpoint_duration_seconds")[0].1;
+    let tasks = series(&first, "flinkw_last_checkpoint_task_duration_seconds");
+    assert_eq!(tasks.len(), vertices.len(), "{tasks:?}");
+    for (l, secs) in &tasks {
+        assert_eq!(l["job"], job);
+        assert!(*secs <= whole + 0.001, "task {l:?}: {secs} s of {whole} s");
+    }
+    assert!(tasks.iter().any(|(_, secs)| *secs > 0.0), "{tasks:?}");
 
     // Counters move between two scrapes; busy + idle + backpressured time too.
     std::thread::sleep(Duration::from_millis(1500));

@@ -432,6 +432,7 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
         let started = Instant::now();
         let triggered_at = crate::time::now_millis();
         let mut files = Vec::with_capacity(args.subtasks);
+        let mut task_ms = vec![0; args.parallelism.len()];
         let mut alignment_ms = 0;
         let mut failed = None;
         // Bounded wait: a checkpoint that cannot complete is abandoned.
@@ -444,6 +445,13 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
             match args.acks.recv_timeout(Duration::from_millis(20)) {
                 Ok(Ack::Done { id: a, file, alignment_ms: align }) if a == id => {
                     alignment_ms = alignment_ms.max(align);
+                    // State files are `t<task>-s<subtask>.state`.
+                    let task = file.name.strip_prefix('t').and_then(|r| r.split('-').next());
+                    if let Some(t) = task.and_then(|t| t.parse::<usize>().ok())
+                        && let Some(ms) = task_ms.get_mut(t)
+                    {
+                        *ms = (*ms).max(started.elapsed().as_millis() as u64);
+                    }
                     files.push(file);
                 }
                 Ok(Ack::Failed { id: a, reason }) if a == id => failed = Some(reason),
@@ -463,6 +471,7 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
             status: super::CheckpointStatus::Completed,
             failure: failed.clone(),
             savepoint: savepoint_id == Some(id),
+            task_ms,
         };
         match failed {
             Some(reason) => {

@@ -389,6 +389,10 @@ pub struct CheckpointStats {
     pub failure: Option<String>,
     /// Whether it was a savepoint.
     pub savepoint: bool,
+    /// Per task (by index): from the trigger until its last subtask
+    /// acknowledged, ms (0: none did).
+    #[serde(default)]
+    pub task_ms: Vec<u64>,
 }
 
 /// The most recent checkpoints of a job (bounded), newest last; written
@@ -494,6 +498,7 @@ mod tests {
                 status: CheckpointStatus::Completed,
                 failure: None,
                 savepoint: false,
+                task_ms: vec![1],
             });
         }
         let l = h.list();
