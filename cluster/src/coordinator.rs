@@ -226,6 +226,8 @@ pub struct Coordinator {
     started: Instant,
 }
 
+/// Deployments to send once the job's state says it waits for them.
+type Deploys = Vec<(mpsc::UnboundedSender<ToWorker>, ToWorker)>;
 impl Coordinator {
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
@@ -498,8 +500,13 @@ impl Coordinator {
         for action in actions {
             match action {
                 Action::Schedule => {
-                    let event = self.schedule(job);
+                    let (event, sends) = self.schedule(job);
+                    // The job waits for its workers before they hear of it: a
+                    // fast worker's `Ready` must not come before `Placed`.
                     self.event(job, event);
+                    for (tx, deploy) in sends {
+                        let _ = tx.send(deploy);
+                    }
                 }
                 Action::Start(ws) => {
                     let attempt = self.attempt(job);
@@ -531,7 +538,7 @@ impl Coordinator {
     }
 
     /// Places a job's attempt and sends its deployment to the workers.
-    fn schedule(&self, job: &str) -> Event {
+    fn schedule(&self, job: &str) -> (Event, Deploys) {
         let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let mut used: BTreeMap<u32, u32> = BTreeMap::new();
@@ -543,7 +550,7 @@ impl Coordinator {
         let Some((tenant, needs)) =
             jobs.get(job).map(|j| (j.request.tenant.clone(), j.needs.clone()))
         else {
-            return Event::NoSlots { reason: "the job is gone".into() };
+            return (Event::NoSlots { reason: "the job is gone".into() }, Vec::new());
         };
         let offers: Vec<Offer> = workers
             .iter()
@@ -569,11 +576,11 @@ impl Coordinator {
             None => place(&needs, &offers),
         };
         let Some(j) = jobs.get_mut(job) else {
-            return Event::NoSlots { reason: "the job is gone".into() };
+            return (Event::NoSlots { reason: "the job is gone".into() }, Vec::new());
         };
         let (slots, placement) = match placed {
             Ok(p) => (p.slots, p.tasks),
-            Err(e) => return Event::NoSlots { reason: e.to_string() },
+            Err(e) => return (Event::NoSlots { reason: e.to_string() }, Vec::new()),
         };
         j.slots.clear();
         for w in slots {
@@ -611,7 +618,9 @@ impl Coordinator {
                         j.lifecycle.attempt,
                     ));
                 }
-                Err(e) => return Event::NoSlots { reason: format!("checkpoints: {e}") },
+                Err(e) => {
+                    return (Event::NoSlots { reason: format!("checkpoints: {e}") }, Vec::new());
+                }
             }
         }
         let deployment = Deployment {
@@ -633,10 +642,11 @@ impl Coordinator {
         j.placement = placement;
         j.report = PartReport::default();
         j.live.clear();
-        for w in &involved {
-            let _ = workers[w].tx.send(ToWorker::Deploy(Box::new(deployment.clone())));
-        }
-        Event::Placed { workers: involved }
+        let sends = involved
+            .iter()
+            .map(|w| (workers[w].tx.clone(), ToWorker::Deploy(Box::new(deployment.clone()))))
+            .collect();
+        (Event::Placed { workers: involved }, sends)
     }
 
     /// A worker's report.

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Fair sharing (issue 10): does a hostile tenant slow another tenant down?
+
+Starts a coordinator and one worker (real processes, loopback), creates two
+tenants, and times tenant B's W2 job (nexmark-windows, 1 s tumbling windows
+per auction, `--count` bids, parallelism 1 — one subtask per task) three ways,
+interleaved `--reps` times:
+
+- alone;
+- next to tenant A's hostile plugins, redeployed as they fail: an endless
+  loop (stopped by its 1 s call deadline), a memory bomb (its 64 MiB cap)
+  and unbounded recursion (the stack cap);
+- next to tenant A's *legal* CPU hog: the same W2 job at parallelism 1,
+  running all the time (a runaway job that breaks no limit).
+
+Prints B's job seconds (the job's own `seconds`) per case, and the ratio of
+B's throughput to B alone. Needs the release build
+(cargo test --release --workspace --no-run).
+
+Usage: bench/fairness.py [--count 3000000] [--reps 3]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from density import TOKEN, call, free_port  # noqa: E402
+
+
+def main():
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/flinkw/target"))
+    plugins = os.environ.get("FLINKW_PLUGIN_TARGET_DIR", os.path.join(target, "wasm-plugins"))
+    wasm = os.path.join(plugins, "wasm32-wasip2/release")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=3_000_000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--flinkw", default=os.path.join(target, "release", "flinkw"))
+    args = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="flinkw-fairness-")
+    procs = []
+    try:
+        def flinkw(*a):
+            subprocess.run([args.flinkw, *a], check=True, capture_output=True)
+
+        flinkw("cert", "ca", "--out", f"{work}/ca")
+        for n in ["coord", "w1"]:
+            flinkw("cert", "node", "--ca", f"{work}/ca", "--name", n, "--out", f"{work}/{n}")
+        quic = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
+        rest = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
+        procs.append(subprocess.Popen(
+            [args.flinkw, "coordinator", "--listen", quic, "--rest", rest, "--certs",
+             f"{work}/coord", "--data-dir", f"{work}/data", "--token", TOKEN],
+            stderr=open(f"{work}/coord.log", "w")))
+        procs.append(subprocess.Popen(
+            [args.flinkw, "worker", "--join", quic, "--slots", "16", "--certs", f"{work}/w1",
+             "--cache-dir", f"{work}/w1-cache", "--name", "w1"],
+            stdout=subprocess.DEVNULL, stderr=open(f"{work}/w1.log", "w")))
+        for _ in range(300):
+            try:
+                if len(call(rest, "GET", "/v1/workers")) == 1:
+                    break
+            except Exception:
+                pass
+            time.sleep(0.1)
+
+        def tenant(name, quota):
+            body = json.dumps({"name": name, "quota": quota}).encode()
+            return call(rest, "POST", "/v1/tenants", body)["token"]
+
+        a = tenant("mallory", {"max_instance_memory_mib": 64, "max_jobs": 20, "max_slots": 8,
+                               "deploys_per_minute": 600, "deploy_burst": 50})
+        b = tenant("bob", {"deploys_per_minute": 600, "deploy_burst": 50})
+
+        def upload(token, path):
+            with open(path, "rb") as f:
+                return call(rest, "POST", "/v1/plugins", f.read(), "application/wasm",
+                            token=token)["plugin"]
+
+        def deploy(token, plugin, config, **extra):
+            body = json.dumps({"plugin": plugin, "config": config, **extra}).encode()
+            return call(rest, "POST", "/v1/jobs", body, token=token)["job"]
+
+        def state(token, job):
+            return call(rest, "GET", f"/v1/jobs/{job}", token=token)
+
+        w2_b = upload(b, f"{wasm}/nexmark_windows.wasm")
+        w2_a = upload(a, f"{wasm}/nexmark_windows.wasm")
+        bad = upload(a, f"{wasm}/bad_guest.wasm")
+        w2 = ["workload=w2", f"count={args.count}", "parallelism=1"]
+
+        def b_seconds():
+            job = deploy(b, w2_b, w2)
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                s = state(b, job)
+                if s["state"]["state"] in ("finished", "failed", "cancelled"):
+                    if s["state"]["state"] != "finished":
+                        sys.exit(f"B's job ended {s['state']}")
+                    return s["seconds"]
+                keep_hostile()
+                time.sleep(0.05)
+            sys.exit("B's job did not finish in 600 s")
+
+        hostile_jobs = {}
+        hostile_on = {"on": False}
+
+        def keep_hostile():
+            # Redeploy each hostile plugin once its last copy failed.
+            if not hostile_on["on"]:
+                return
+            for mode in ["loop", "membomb", "recurse"]:
+                job = hostile_jobs.get(mode)
+                if job is None or state(a, job)["state"]["state"] in ("failed", "finished"):
+                    hostile_jobs[mode] = deploy(a, bad, [f"mode={mode}", "count=1000000"],
+                                                call_timeout_ms=1000, memory_limit_mib=64)
+
+        results = {"alone": [], "hostile plugins": [], "legal CPU hog": []}
+        b_seconds()  # warm-up: compiles on the worker
+        for _ in range(args.reps):
+            results["alone"].append(b_seconds())
+            hostile_on["on"] = True
+            keep_hostile()
+            time.sleep(1)
+            results["hostile plugins"].append(b_seconds())
+            hostile_on["on"] = False
+            for job in hostile_jobs.values():
+                call(rest, "POST", f"/v1/jobs/{job}/cancel", token=a)
+            hostile_jobs.clear()
+            hog = deploy(a, w2_a, ["workload=w2", "count=1000000000", "parallelism=1"],
+                         memory_limit_mib=64)
+            time.sleep(1)
+            results["legal CPU hog"].append(b_seconds())
+            call(rest, "POST", f"/v1/jobs/{hog}/cancel", token=a)
+            time.sleep(1)
+        alone = statistics.median(results["alone"])
+        print(json.dumps({
+            "count": args.count,
+            "cpus": os.cpu_count(),
+            "b_seconds": {k: [round(x, 2) for x in v] for k, v in results.items()},
+            "b_throughput_vs_alone": {k: round(alone / statistics.median(v), 3)
+                                      for k, v in results.items()},
+        }, indent=1))
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        if not os.environ.get("KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(work, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
