@@ -58,6 +58,36 @@ def threads(pid):
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
+def start_cluster(flinkw_bin, work, slots, procs):
+    """Starts a coordinator and one worker `w1` with `slots` slots (certs in
+    `work`, processes appended to `procs`); returns the REST address once the
+    worker has joined, and the worker's process."""
+    def flinkw(*a):
+        subprocess.run([flinkw_bin, *a], check=True, capture_output=True)
+
+    flinkw("cert", "ca", "--out", f"{work}/ca")
+    for n in ["coord", "w1"]:
+        flinkw("cert", "node", "--ca", f"{work}/ca", "--name", n, "--out", f"{work}/{n}")
+    quic = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
+    rest = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
+    procs.append(subprocess.Popen(
+        [flinkw_bin, "coordinator", "--listen", quic, "--rest", rest, "--certs", f"{work}/coord",
+         "--data-dir", f"{work}/data", "--token", TOKEN], stderr=open(f"{work}/coord.log", "w")))
+    worker = subprocess.Popen(
+        [flinkw_bin, "worker", "--join", quic, "--slots", str(slots), "--certs", f"{work}/w1",
+         "--cache-dir", f"{work}/w1-cache", "--name", "w1"],
+        stdout=subprocess.DEVNULL, stderr=open(f"{work}/w1.log", "w"))
+    procs.append(worker)
+    for _ in range(300):
+        try:
+            if len(call(rest, "GET", "/v1/workers")) == 1:
+                break
+        except Exception:
+            pass
+        time.sleep(0.1)
+    return rest, worker
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * p))]
@@ -77,31 +107,7 @@ def main():
     work = tempfile.mkdtemp(prefix="flinkw-density-")
     procs = []
     try:
-        def flinkw(*a):
-            subprocess.run([args.flinkw, *a], check=True, capture_output=True)
-
-        flinkw("cert", "ca", "--out", f"{work}/ca")
-        for n in ["coord", "w1"]:
-            flinkw("cert", "node", "--ca", f"{work}/ca", "--name", n, "--out", f"{work}/{n}")
-        quic = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
-        rest = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
-        log = open(f"{work}/coord.log", "w")
-        procs.append(subprocess.Popen(
-            [args.flinkw, "coordinator", "--listen", quic, "--rest", rest, "--certs", f"{work}/coord",
-             "--data-dir", f"{work}/data", "--token", TOKEN], stderr=log))
-        wlog = open(f"{work}/w1.log", "w")
-        worker = subprocess.Popen(
-            [args.flinkw, "worker", "--join", quic, "--slots", str(args.jobs + 10), "--certs",
-             f"{work}/w1", "--cache-dir", f"{work}/w1-cache", "--name", "w1"],
-            stdout=subprocess.DEVNULL, stderr=wlog)
-        procs.append(worker)
-        for _ in range(300):
-            try:
-                if len(call(rest, "GET", "/v1/workers")) == 1:
-                    break
-            except Exception:
-                pass
-            time.sleep(0.1)
+        rest, worker = start_cluster(args.flinkw, work, args.jobs + 10, procs)
         rss0, threads0 = rss_kib(worker.pid), threads(worker.pid)
         with open(args.plugin, "rb") as f:
             hash_ = call(rest, "POST", "/v1/plugins", f.read(), "application/wasm")["plugin"]

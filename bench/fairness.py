@@ -24,15 +24,13 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from density import TOKEN, call, free_port  # noqa: E402
+from density import call, start_cluster  # noqa: E402
 
 
 def main():
@@ -48,29 +46,7 @@ def main():
     work = tempfile.mkdtemp(prefix="flinkw-fairness-")
     procs = []
     try:
-        def flinkw(*a):
-            subprocess.run([args.flinkw, *a], check=True, capture_output=True)
-
-        flinkw("cert", "ca", "--out", f"{work}/ca")
-        for n in ["coord", "w1"]:
-            flinkw("cert", "node", "--ca", f"{work}/ca", "--name", n, "--out", f"{work}/{n}")
-        quic = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
-        rest = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
-        procs.append(subprocess.Popen(
-            [args.flinkw, "coordinator", "--listen", quic, "--rest", rest, "--certs",
-             f"{work}/coord", "--data-dir", f"{work}/data", "--token", TOKEN],
-            stderr=open(f"{work}/coord.log", "w")))
-        procs.append(subprocess.Popen(
-            [args.flinkw, "worker", "--join", quic, "--slots", "16", "--certs", f"{work}/w1",
-             "--cache-dir", f"{work}/w1-cache", "--name", "w1"],
-            stdout=subprocess.DEVNULL, stderr=open(f"{work}/w1.log", "w")))
-        for _ in range(300):
-            try:
-                if len(call(rest, "GET", "/v1/workers")) == 1:
-                    break
-            except Exception:
-                pass
-            time.sleep(0.1)
+        rest, _ = start_cluster(args.flinkw, work, 16, procs)
 
         def tenant(name, quota):
             body = json.dumps({"name": name, "quota": quota}).encode()
