@@ -495,14 +495,16 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                     parallelism: args.parallelism.clone(),
                     shared_inside: false,
                 };
-                // A replaced attempt completes nothing: the job fails.
-                if let Err(e) = ck.check_fence() {
+                // A replaced attempt completes nothing: the job fails. A
+                // store that cannot be asked fails this checkpoint only.
+                let fence = ck.check_fence();
+                if let Err(e @ CheckpointError::Superseded { .. }) = fence {
                     tracing::warn!(checkpoint = id, error = %e, "not completing the checkpoint");
                     *ck.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                     (args.on_failure)();
                     return;
                 }
-                match ck.storage.commit(&metadata) {
+                match fence.and_then(|()| ck.storage.commit(&metadata)) {
                     Ok(()) => {
                         ck.completed.store(id, Ordering::SeqCst);
                         if savepoint_id == Some(id)
