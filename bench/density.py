@@ -88,6 +88,17 @@ def start_cluster(flinkw_bin, work, slots, procs):
     return rest, worker
 
 
+def stop_cluster(procs, work):
+    """Kills `procs` and deletes `work` (kept, and named, with KEEP=1)."""
+    for p in procs:
+        p.kill()
+        p.wait()
+    if not os.environ.get("KEEP"):
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(work, file=sys.stderr)
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * p))]
@@ -156,13 +167,7 @@ def main():
             "coordinator_rss_mib": coord_rss / 1024,
         }, indent=1))
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-        if not os.environ.get("KEEP"):
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(work, file=sys.stderr)
+        stop_cluster(procs, work)
 
 
 if __name__ == "__main__":

@@ -23,14 +23,13 @@ Usage: bench/fairness.py [--count 3000000] [--reps 3]
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from density import call, start_cluster  # noqa: E402
+from density import call, start_cluster, stop_cluster  # noqa: E402
 
 
 def main():
@@ -126,13 +125,7 @@ def main():
                                       for k, v in results.items()},
         }, indent=1))
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-        if not os.environ.get("KEEP"):
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(work, file=sys.stderr)
+        stop_cluster(procs, work)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use flinkw_tests::artifacts;
 
-use crate::{flinkw, latest_checkpoint, latest_checkpoint_in, run_and_kill_after_progress};
+use crate::{flinkw, kill_repeatedly, latest_checkpoint, latest_checkpoint_in};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flinkw");
 
@@ -91,18 +91,7 @@ fn chaos_in(backend: &[&str], store: Option<&str>, env: &[(&str, String)]) {
     let mut extra = vec!["--checkpoint-dir", checkpoints];
     extra.extend_from_slice(backend);
     let args = job_args(&out, &extra);
-    let mut seed = 0x5eed_u64;
-    let mut kills = 0;
-    while kills < 12 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        // Killed 0-150 ms after a new checkpoint completes: every run makes
-        // progress, and some die with output staged and a checkpoint in flight.
-        let jitter = Duration::from_millis((seed >> 33) % 150);
-        if run_and_kill_after_progress(&args, &cache, env, &latest, jitter) {
-            break;
-        }
-        kills += 1;
-    }
+    let kills = kill_repeatedly(&args, &cache, env, &latest, 0x5eed, 12);
     let last: flinkw_tests::Run = Command::new(BIN)
         .args(&args)
         .envs(env.iter().map(|(k, v)| (k, v)))

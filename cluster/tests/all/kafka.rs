@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use flinkw_tests::artifacts;
 use flinkw_tests::kafka::{Broker, HeadedRow, Row, free_port};
 
-use crate::{assert_fails_with, flinkw, run_and_kill_after_checkpoint};
+use crate::{assert_fails_with, flinkw, kill_repeatedly, latest_checkpoint};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flinkw");
 /// Event time of the first input record: a minute ago, on a whole second
@@ -167,18 +167,9 @@ fn kafka_windows_are_exactly_once_across_kill_9() {
         dir.path(),
     );
     assert!(plan.ok(), "{}", plan.stderr);
-    let mut seed = 0x006b_6166_6b61_u64;
-    let mut kills = 0;
-    while kills < 12 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        // Killed 0-150 ms after a new checkpoint, so every run makes
-        // progress and some die with a Kafka transaction open.
-        let jitter = Duration::from_millis((seed >> 33) % 150);
-        if run_and_kill_after_checkpoint(&args, &cache, &checkpoint_dir, jitter) {
-            break;
-        }
-        kills += 1;
-    }
+    // Some runs die with a Kafka transaction open.
+    let latest = || latest_checkpoint(&checkpoint_dir);
+    let kills = kill_repeatedly(&args, &cache, &[], &latest, 0x006b_6166_6b61, 12);
     let last = flinkw(&strs(&args), dir.path());
     assert!(last.ok(), "{}", last.stderr);
     eprintln!("{kills} kills; the last run: {}", last.stderr);

@@ -74,24 +74,38 @@ pub fn latest_checkpoint_in(store: &flinkw_host::objstore::StoreLocation) -> u64
         .unwrap_or(0)
 }
 
-/// Starts `flinkw` with `args` (compile cache `cache`), waits until a
-/// checkpoint newer than any in `checkpoints` is complete, then waits `jitter`
-/// more and kills it with SIGKILL; returns whether it had already finished
-/// by itself. Unlike a kill after a fixed time, every killed run has made
-/// committed progress however fast the machine is, so the number of kills a
-/// job survives does not depend on its speed. Waits at most 60 s.
-pub fn run_and_kill_after_checkpoint(
+/// Runs the job of `args` (compile cache `cache`, environment `env`) again
+/// and again, killing each run with SIGKILL a pseudo-random 0-150 ms (from
+/// `seed`) after it completes a checkpoint newer than `latest()` said at its
+/// start, until a run finishes by itself or `max` kills; returns the kills.
+/// Every killed run has made committed progress and some die with output
+/// staged and a checkpoint in flight; unlike kills after fixed times, the
+/// number of kills a job survives does not depend on the machine's speed.
+pub fn kill_repeatedly(
     args: &[String],
     cache: &Path,
-    checkpoints: &Path,
-    jitter: Duration,
-) -> bool {
-    run_and_kill_after_progress(args, cache, &[], &|| latest_checkpoint(checkpoints), jitter)
+    env: &[(&str, String)],
+    latest: &dyn Fn() -> u64,
+    mut seed: u64,
+    max: u32,
+) -> u32 {
+    let mut kills = 0;
+    while kills < max {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let jitter = Duration::from_millis((seed >> 33) % 150);
+        if run_and_kill_after_progress(args, cache, env, latest, jitter) {
+            break;
+        }
+        kills += 1;
+    }
+    kills
 }
 
-/// [`run_and_kill_after_checkpoint`] with environment `env` for the child
-/// and `latest` telling the newest complete checkpoint id.
-pub fn run_and_kill_after_progress(
+/// Starts `flinkw` with `args`, waits until `latest()` tells a checkpoint
+/// newer than at the start, then waits `jitter` more and kills it with
+/// SIGKILL; returns whether it had already finished by itself. Waits at
+/// most 60 s.
+fn run_and_kill_after_progress(
     args: &[String],
     cache: &Path,
     env: &[(&str, String)],

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::Path as FsPath;
 use std::sync::Arc;
-use std::time::Duration;
 
 use flinkw_host::connector::object_store::parquet;
 use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
@@ -22,7 +21,7 @@ use flinkw_host::objstore::{self, StoreLocation, StoreOptions, block_on};
 use flinkw_tests::artifacts;
 use flinkw_tests::s3::S3Server;
 
-use crate::{assert_fails_with, flinkw, run_and_kill_after_checkpoint};
+use crate::{assert_fails_with, flinkw, kill_repeatedly, latest_checkpoint};
 
 /// An order: id, customer, amount in cents (some not positive).
 type Order = (u64, String, i64);
@@ -353,18 +352,8 @@ fn exactly_once_across_kill_9(parquet: bool) {
         dir.path(),
     );
     assert!(plan.ok(), "{}", plan.stderr);
-    let mut seed = 0x6f62_6a73_u64;
-    let mut kills = 0;
-    while kills < 8 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        // Killed 0-150 ms after a new checkpoint: some runs die with
-        // output staged and a checkpoint in flight, none before progress.
-        let jitter = Duration::from_millis((seed >> 33) % 150);
-        if run_and_kill_after_checkpoint(&a, &cache, &checkpoint_dir, jitter) {
-            break;
-        }
-        kills += 1;
-    }
+    let latest = || latest_checkpoint(&checkpoint_dir);
+    let kills = kill_repeatedly(&a, &cache, &[], &latest, 0x6f62_6a73, 8);
     let last = flinkw(&strs(&a), dir.path());
     assert!(last.ok(), "{}", last.stderr);
     eprintln!("{kills} kills; the last run: {}", last.stderr);
