@@ -243,7 +243,6 @@ fn exporter(url: reqwest::Url, rx: Receiver<Command>) {
         Ok(c) => c,
         Err(e) => return eprintln!("warning: OTLP export disabled: no HTTP client: {e}"),
     };
-    let resource = resource();
     let mut batch: Vec<LogRecord> = Vec::with_capacity(BATCH);
     let mut first_at: Option<Instant> = None;
     let mut failing = false;
@@ -264,7 +263,10 @@ fn exporter(url: reqwest::Url, rx: Receiver<Command>) {
             Err(RecvTimeoutError::Disconnected) => closed = true,
         }
         if !batch.is_empty() {
-            let body = encode_logs(&resource, &batch);
+            // The resource is read per batch, not when the thread starts:
+            // the process names itself (`set_identity`) after logging is set
+            // up, and an early read raced with that.
+            let body = encode_logs(&resource(), &batch);
             let n = batch.len();
             batch.clear();
             first_at = None;
