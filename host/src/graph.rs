@@ -74,6 +74,9 @@ pub enum NodeKind {
         allowed_lateness: i64,
         /// The guest's window function id.
         function: u32,
+        /// The plugin declared the aggregate mergeable (`hints`): sliding
+        /// windows may be kept as panes.
+        mergeable: bool,
     },
 }
 
@@ -209,6 +212,7 @@ pub(crate) fn from_wit(g: wit::JobGraph) -> Result<JobGraph, GraphError> {
                     },
                     allowed_lateness: i64::try_from(w.allowed_lateness_ms).unwrap_or(i64::MAX),
                     function: w.function,
+                    mergeable: false,
                 },
                 wit::NodeKind::Transform(t) => NodeKind::Transform {
                     chain: t.chain,

@@ -25,6 +25,8 @@ pub(crate) struct WindowFns {
     pub merge: MergeFn,
     pub emit: EmitFn,
     pub process: ProcessWindowFn,
+    /// The aggregate is mergeable ([`crate::AggregateFunction::mergeable`]).
+    pub mergeable: bool,
 }
 /// Runs a full window function over fired windows.
 pub(crate) type ProcessWindowFn = Box<dyn FnMut(Vec<WindowElements>) -> Result<Vec<u8>, String>>;
@@ -148,6 +150,9 @@ impl GraphBuilder {
         f: WindowFns,
     ) -> u32 {
         let node = WindowNode { function: self.windows.len() as u32, ..node };
+        if f.mergeable {
+            crate::bindings::flinkw::plugin::hints::mergeable_aggregate(node.function);
+        }
         self.windows.push(f);
         let id = self.add_node(name.to_owned(), NodeKind::Window(node), None);
         self.connect(upstream, id, Partitioning::Hash);

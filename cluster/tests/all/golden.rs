@@ -119,7 +119,8 @@ fn assert_like_flink(case: &Case, extra: &[&str], dir: &Path) {
 /// Every case (tumbling, sliding and session windows, with and without
 /// allowed lateness, late records to a side output) gives Flink's output
 /// line for line, with the incremental aggregate and with the full window
-/// function.
+/// function; sliding windows with the aggregate kept per pane (it is
+/// declared mergeable) and per window.
 #[test]
 fn windows_give_exactly_flinks_output() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,6 +129,9 @@ fn windows_give_exactly_flinks_output() {
     for case in &cases {
         assert_like_flink(case, &["parallelism=1"], dir.path());
         assert_like_flink(case, &["parallelism=1", "function=process"], dir.path());
+        if case.window == "sliding" {
+            assert_like_flink(case, &["parallelism=1", "panes=false"], dir.path());
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::flinkw::plugin::{log, metrics, state, timers, types};
+use super::bindings::flinkw::plugin::{hints, log, metrics, state, timers, types};
 use crate::keygroup::{DEFAULT_MAX_PARALLELISM, key_group};
 use crate::state::ttl::{self, Ttl, TtlRead};
 use crate::state::{MemoryState, StateBackend, StateId, state_key};
@@ -140,6 +140,9 @@ pub(crate) struct HostState {
     pub counters: BTreeMap<String, u64>,
     pub gauges: BTreeMap<String, f64>,
     pub label: String,
+    /// Window functions the plugin declared mergeable (`hints`) during
+    /// `plan`.
+    pub mergeable: std::collections::BTreeSet<u32>,
 }
 
 impl HostState {
@@ -170,6 +173,7 @@ impl HostState {
             counters: BTreeMap::new(),
             gauges: BTreeMap::new(),
             label,
+            mergeable: Default::default(),
         }
     }
 
@@ -197,6 +201,13 @@ impl WasiView for HostState {
 }
 
 impl types::Host for HostState {}
+
+impl hints::Host for HostState {
+    fn mergeable_aggregate(&mut self, function: u32) -> wasmtime::Result<()> {
+        self.mergeable.insert(function);
+        Ok(())
+    }
+}
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {

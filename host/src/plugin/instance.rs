@@ -181,7 +181,14 @@ impl Instance {
         let config = config.to_vec();
         let result = self.job.flinkw_plugin_plan().call_plan(&mut self.store, &config);
         let graph = self.finish(call, result)?;
-        graph::from_wit(graph).map_err(|e| GuestError::BadPlan(e.to_string()))
+        let mut graph = graph::from_wit(graph).map_err(|e| GuestError::BadPlan(e.to_string()))?;
+        let declared = &self.store.data().mergeable;
+        for node in &mut graph.nodes {
+            if let graph::NodeKind::Window { function, full: false, mergeable, .. } = &mut node.kind {
+                *mergeable = declared.contains(function);
+            }
+        }
+        Ok(graph)
     }
 
     /// Runs the fused transform `chain` over a packed batch.

@@ -312,6 +312,7 @@ impl Subtask {
                     assigner,
                     allowed_lateness,
                     function,
+                    mergeable,
                 } => {
                     needs_guest = true;
                     let late = self.router.has_side(id, "late");
@@ -322,6 +323,7 @@ impl Subtask {
                         *processing_time,
                         *assigner,
                         *allowed_lateness,
+                        *mergeable,
                         late,
                     );
                     ops.push(Operator::Window { node: id, op: Box::new(op) });

@@ -166,14 +166,21 @@ impl WindowOperator {
         processing_time: bool,
         assigner: WindowAssigner,
         allowed_lateness: i64,
+        mergeable: bool,
         late_output: bool,
     ) -> Self {
+        // A mergeable aggregate over sliding windows is kept per pane.
+        let trigger = if mergeable && !full {
+            WindowTrigger::with_panes(assigner, allowed_lateness)
+        } else {
+            WindowTrigger::new(assigner, allowed_lateness)
+        };
         WindowOperator {
             full,
             processing_time,
             late: late_output.then(BatchBuilder::new),
             function,
-            trigger: WindowTrigger::new(assigner, allowed_lateness),
+            trigger,
             name: format!("window/{node}"),
             table: None,
             late_records: 0,
@@ -260,9 +267,10 @@ impl WindowOperator {
                     self.fire_now.push(slot);
                 }
             }
-            if !self.fire_now.is_empty() {
-                let fire: Vec<(Vec<u8>, Window)> =
+            if !self.fire_now.is_empty() || !self.trigger.refire().is_empty() {
+                let mut fire: Vec<(Vec<u8>, Window)> =
                     self.fire_now.iter().map(|s| self.slots.key_and_window(*s)).collect();
+                fire.extend(self.trigger.refire().iter().map(|w| (r.key.to_vec(), *w)));
                 self.fire_now.clear();
                 self.flush(instance, bytes)?;
                 self.emit(instance, &fire, out)?;
@@ -370,6 +378,9 @@ impl WindowOperator {
         if self.full {
             return self.emit_elements(instance, windows, out);
         }
+        if self.trigger.uses_panes() {
+            return self.emit_panes(instance, windows, out);
+        }
         let (backend, table, max_parallelism) = backend!(self, instance);
         let mut fired = Vec::with_capacity(windows.len());
         for (key, w) in windows {
@@ -381,6 +392,37 @@ impl WindowOperator {
                     accumulator,
                 });
             }
+        }
+        if !fired.is_empty() {
+            out.push(instance.window_emit(self.function, &fired)?);
+        }
+        Ok(())
+    }
+
+    /// [`WindowOperator::emit`] with panes: each window's accumulator is
+    /// its panes' accumulators merged by the guest.
+    fn emit_panes(
+        &mut self,
+        instance: &mut Instance,
+        windows: &[(Vec<u8>, Window)],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), WindowOpError> {
+        let mut fired = Vec::with_capacity(windows.len());
+        let mut accs = Vec::new();
+        for (key, w) in windows {
+            let (backend, table, max_parallelism) = backend!(self, instance);
+            let kg = crate::keygroup::key_group(key, max_parallelism);
+            accs.clear();
+            for pane in self.trigger.panes_of(w) {
+                state_key_into(kg, key, &pane, &mut self.key_buf);
+                accs.extend(backend.get(table, &self.key_buf)?);
+            }
+            let accumulator = match accs.len() {
+                0 => continue,
+                1 => accs.pop().unwrap_or_default(),
+                _ => instance.window_merge(self.function, &accs)?,
+            };
+            fired.push(FiredWindow { key: key.clone(), start: w.start, end: w.end, accumulator });
         }
         if !fired.is_empty() {
             out.push(instance.window_emit(self.function, &fired)?);
@@ -430,7 +472,8 @@ impl WindowOperator {
     }
 
     /// Restores a trigger taken by [`WindowOperator::trigger`].
-    pub fn set_trigger(&mut self, trigger: WindowTrigger) {
+    pub fn set_trigger(&mut self, mut trigger: WindowTrigger) {
+        trigger.set_panes_like(&self.trigger);
         self.trigger = trigger;
     }
 

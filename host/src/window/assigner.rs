@@ -124,6 +124,27 @@ impl WindowAssigner {
         matches!(self, WindowAssigner::Session { .. })
     }
 
+    /// For sliding windows whose size is a multiple of their slide (and
+    /// more than one slide): `(size, slide)`. Such windows are unions of
+    /// panes, tumbling windows of one slide, so an aggregate can be kept per
+    /// pane and combined when a window fires.
+    pub fn panes(&self) -> Option<(i64, i64)> {
+        match *self {
+            WindowAssigner::Sliding { size, slide, .. } if size > slide && size % slide == 0 => {
+                Some((size, slide))
+            }
+            _ => None,
+        }
+    }
+
+    /// The pane (see [`WindowAssigner::panes`]) `timestamp` falls in.
+    pub fn pane(&self, timestamp: i64) -> Option<Window> {
+        let (_, slide) = self.panes()?;
+        let WindowAssigner::Sliding { offset, .. } = *self else { return None };
+        let start = window_start(timestamp, offset, slide);
+        Some(Window { start, end: start + slide })
+    }
+
     /// The windows a record with `timestamp` belongs to, in start order.
     pub fn assign(&self, timestamp: i64, out: &mut Vec<Window>) {
         out.clear();

@@ -84,7 +84,13 @@ pub struct WindowTrigger {
     sessions: HashMap<Vec<u8>, Vec<Window>>,
     /// Tumbling and sliding windows: the keys of each window, in window
     /// order (which is also the order of their ends and cleanup times).
+    /// With panes: the keys of each pane instead.
     windows: BTreeMap<Window, WindowKeys>,
+    /// Sliding windows kept as panes of one slide: `(size, slide)`.
+    panes: Option<(i64, i64)>,
+    /// Windows the last record's pane belongs to that had fired already
+    /// and must fire again with it (panes only).
+    refire: Vec<Window>,
     scratch: Vec<Window>,
 }
 
@@ -116,7 +122,7 @@ impl serde::Serialize for WindowTrigger {
         } else {
             let mut timers = Vec::new();
             for (w, e) in &self.windows {
-                let cleanup = self.cleanup_time(w);
+                let cleanup = self.window_cleanup_time(w);
                 for (k, fire) in &e.keys {
                     if *fire {
                         timers.push((w.max_timestamp(), &k[..], *w, TimerKind::Fire));
@@ -166,8 +172,47 @@ impl WindowTrigger {
             timers: BTreeSet::new(),
             sessions: HashMap::new(),
             windows: BTreeMap::new(),
+            panes: None,
+            refire: Vec::new(),
             scratch: Vec::new(),
         }
+    }
+
+    /// A trigger that keeps sliding windows as panes of one slide when
+    /// `assigner` allows it (see [`WindowAssigner::panes`]): a record joins
+    /// one pane; a window fires for every key of its panes. The state of a
+    /// pane is cleaned up with the last window it belongs to.
+    pub fn with_panes(assigner: WindowAssigner, allowed_lateness: i64) -> Self {
+        let mut t = Self::new(assigner, allowed_lateness);
+        t.panes = assigner.panes();
+        t
+    }
+
+    /// Whether windows are kept as panes: assignments then name panes, and
+    /// fired windows must combine the state of their panes.
+    pub fn uses_panes(&self) -> bool {
+        self.panes.is_some()
+    }
+
+    /// Makes this trigger keep panes as `other` does (a trigger restored
+    /// from a checkpoint takes the mode of the operator).
+    pub fn set_panes_like(&mut self, other: &WindowTrigger) {
+        self.panes = other.panes;
+    }
+
+    /// Windows the record just placed must fire again at once (it is late
+    /// but within the allowed lateness); panes only.
+    pub fn refire(&self) -> &[Window] {
+        &self.refire
+    }
+
+    /// The panes of window `w`, in time order (panes only).
+    pub fn panes_of(&self, w: &Window) -> impl Iterator<Item = Window> + use<> {
+        let slide = self.panes.map_or(w.end - w.start, |(_, slide)| slide);
+        let end = w.end;
+        (w.start..end)
+            .step_by(slide.max(1) as usize)
+            .map(move |s| Window { start: s, end: s + slide })
     }
 
     /// The current watermark.
@@ -205,12 +250,40 @@ impl WindowTrigger {
         w.max_timestamp().saturating_add(self.allowed_lateness)
     }
 
+    /// When the state of an entry of `windows` goes: a window's cleanup
+    /// time, or for a pane that of the last window it belongs to.
+    fn window_cleanup_time(&self, w: &Window) -> i64 {
+        match self.panes {
+            Some((size, _)) => self.cleanup_time(&Window { start: w.start, end: w.start + size }),
+            None => self.cleanup_time(w),
+        }
+    }
+
+    /// The ends of the windows of pane `p`, in order.
+    fn window_ends(&self, p: &Window) -> impl Iterator<Item = i64> + use<> {
+        let (size, slide) = self.panes.unwrap_or((p.end - p.start, p.end - p.start));
+        (p.end..=p.start + size).step_by(slide.max(1) as usize)
+    }
+
     /// The time of the earliest timer (firing or cleanup), if any.
     pub fn next_timer(&self) -> Option<i64> {
         if self.assigner.is_merging() {
             return self.timers.first().map(|t| t.0);
         }
         let (first, _) = self.windows.first_key_value()?;
+        if self.panes.is_some() {
+            // The first pane cleans up first; a window fires at its end - 1.
+            let mut next = self.window_cleanup_time(first);
+            for p in self.windows.keys() {
+                if p.max_timestamp() >= next {
+                    break;
+                }
+                if let Some(end) = self.window_ends(p).find(|e| e - 1 > self.watermark) {
+                    next = next.min(end - 1);
+                }
+            }
+            return Some(next);
+        }
         // The first window cleans up first; a window fires before it cleans up.
         let mut next = self.cleanup_time(first);
         for (w, e) in &self.windows {
@@ -265,6 +338,9 @@ impl WindowTrigger {
     ) {
         out.clear();
         merges.clear();
+        if self.panes.is_some() {
+            return self.on_record_in_pane(key, timestamp, out);
+        }
         let mut windows = std::mem::take(&mut self.scratch);
         self.assigner.assign(timestamp, &mut windows);
         for w in windows.drain(..) {
@@ -288,6 +364,26 @@ impl WindowTrigger {
             out.push(Assignment { window: w, fire_now: w.max_timestamp() <= self.watermark });
         }
         self.scratch = windows;
+    }
+
+    /// [`WindowTrigger::on_record`] with panes: the record joins its pane
+    /// unless every window of the pane has been cleaned up; windows of the
+    /// pane that fired already fire again.
+    fn on_record_in_pane(&mut self, key: &[u8], timestamp: i64, out: &mut Vec<Assignment>) {
+        self.refire.clear();
+        let Some(pane) = self.assigner.pane(timestamp) else { return };
+        if self.window_cleanup_time(&pane) <= self.watermark {
+            return;
+        }
+        self.windows.entry(pane).or_default().add(key, false);
+        out.push(Assignment { window: pane, fire_now: false });
+        let size = self.panes.map_or(0, |(size, _)| size);
+        for end in self.window_ends(&pane) {
+            let w = Window { start: end - size, end };
+            if w.max_timestamp() <= self.watermark && !self.is_late(&w) {
+                self.refire.push(w);
+            }
+        }
     }
 
     /// Forgets session `w` of `key` (a late record's window that merged
@@ -340,7 +436,11 @@ impl WindowTrigger {
         if watermark <= self.watermark {
             return;
         }
-        self.watermark = watermark;
+        let before = std::mem::replace(&mut self.watermark, watermark);
+        if self.panes.is_some() {
+            self.fire_panes(before, watermark, fire, purge);
+            return;
+        }
         if !self.assigner.is_merging() {
             self.fire_windows(watermark, fire, purge);
             return;
@@ -357,6 +457,50 @@ impl WindowTrigger {
                     purge.push((key, w));
                 }
             }
+        }
+    }
+
+    /// [`WindowTrigger::on_watermark`] with panes: every window that ends
+    /// after `before` and at most at `watermark`, in order, for the keys of
+    /// its panes in key order; then the panes whose last window is cleaned
+    /// up.
+    fn fire_panes(
+        &mut self,
+        before: i64,
+        watermark: i64,
+        fire: &mut Vec<(Vec<u8>, Window)>,
+        purge: &mut Vec<(Vec<u8>, Window)>,
+    ) {
+        let Some((size, _)) = self.panes else { return };
+        let ends: BTreeSet<i64> = self
+            .windows
+            .keys()
+            .flat_map(|p| self.window_ends(p))
+            .filter(|e| e - 1 > before && e - 1 <= watermark)
+            .collect();
+        let mut keys: Vec<&[u8]> = Vec::new();
+        for end in ends {
+            let w = Window { start: end - size, end };
+            keys.clear();
+            let from = Window { start: w.start, end: i64::MIN };
+            let to = Window { start: w.end, end: i64::MIN };
+            for e in self.windows.range(from..to).map(|(_, e)| e) {
+                keys.extend(e.keys.keys().map(|k| &k[..]));
+            }
+            keys.sort_unstable();
+            keys.dedup();
+            fire.extend(keys.iter().map(|k| (k.to_vec(), w)));
+        }
+        let mut done = Vec::new();
+        for (p, e) in &self.windows {
+            if self.window_cleanup_time(p) > watermark {
+                break;
+            }
+            purge.extend(e.keys.keys().map(|k| (k.to_vec(), *p)));
+            done.push(*p);
+        }
+        for p in done {
+            self.windows.remove(&p);
         }
     }
 
@@ -689,6 +833,114 @@ mod tests {
             }
             t.on_watermark(i64::MAX, &mut fire, &mut purge);
             assert_eq!(fire, m.watermark(i64::MAX).0);
+            assert_eq!(t.pending_timers(), 0);
+        }
+    }
+
+    /// Sliding windows kept as panes, with and without allowed lateness, on
+    /// random out-of-order input: every window fires (on time and again for
+    /// late records) exactly when, for exactly the keys, and with exactly
+    /// the count of records that one accumulator per window gives; state
+    /// is purged; a checkpoint restores, splits by key and merges.
+    #[test]
+    fn panes_give_what_one_accumulator_per_window_gives() {
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let assigners = [
+            WindowAssigner::Sliding { size: 20, slide: 5, offset: 0 },
+            WindowAssigner::Sliding { size: 9, slide: 3, offset: -1 },
+            WindowAssigner::Sliding { size: 10, slide: 2, offset: 1 },
+        ];
+        type Counts = BTreeMap<(Vec<u8>, Window), u64>;
+        for round in 0..60 {
+            let a = assigners[round % assigners.len()];
+            let lateness = [0, 4, 25][round % 3];
+            let mut t = WindowTrigger::with_panes(a, lateness);
+            assert!(t.uses_panes());
+            let mut m = TimerModel {
+                assigner: a,
+                allowed_lateness: lateness,
+                watermark: MIN_WATERMARK,
+                timers: BTreeSet::new(),
+                sessions: HashMap::new(),
+            };
+            let (mut per_window, mut per_pane) = (Counts::new(), Counts::new());
+            // What each fired, with the window's count at that moment.
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            let (mut out, mut merges, mut fire, mut purge) = (vec![], vec![], vec![], vec![]);
+            let fired_panes = |t: &WindowTrigger, p: &Counts, k: &[u8], w: Window| {
+                let n = t.panes_of(&w).map(|pane| p.get(&(k.to_vec(), pane)).copied().unwrap_or(0));
+                (k.to_vec(), w, n.sum::<u64>())
+            };
+            let mut max_ts = 0i64;
+            for step in 0..400 {
+                let key = format!("k{}", rand(7)).into_bytes();
+                let ts = max_ts + rand(12) as i64 - 8;
+                max_ts = max_ts.max(ts);
+                t.on_record(&key, ts, &mut out, &mut merges);
+                assert!(out.len() <= 1 && merges.is_empty());
+                for a in &out {
+                    *per_pane.entry((key.clone(), a.window)).or_default() += 1;
+                }
+                for w in t.refire() {
+                    got.push(fired_panes(&t, &per_pane, &key, *w));
+                }
+                for (w, now) in m.record(&key, ts) {
+                    let n = per_window.entry((key.clone(), w)).or_default();
+                    *n += 1;
+                    if now {
+                        want.push((key.clone(), w, *n));
+                    }
+                }
+                assert_eq!(got, want, "round {round} step {step}");
+                if rand(5) == 0 {
+                    let wm = max_ts - rand(15) as i64;
+                    let next = t.next_timer();
+                    t.on_watermark(wm, &mut fire, &mut purge);
+                    if !fire.is_empty() || !purge.is_empty() {
+                        assert!(next.is_some_and(|n| n <= wm), "round {round} step {step}");
+                    }
+                    got.extend(fire.iter().map(|(k, w)| fired_panes(&t, &per_pane, k, *w)));
+                    for (k, p) in &purge {
+                        assert!(per_pane.remove(&(k.clone(), *p)).is_some());
+                    }
+                    let (want_fire, want_purge) = m.watermark(wm);
+                    want.extend(
+                        want_fire
+                            .iter()
+                            .map(|(k, w)| (k.clone(), *w, per_window[&(k.clone(), *w)])),
+                    );
+                    for f in want_purge {
+                        per_window.remove(&f);
+                    }
+                    assert_eq!(got, want, "round {round} step {step}");
+                }
+                if rand(50) == 0 {
+                    let bytes = postcard::to_allocvec(&t).unwrap();
+                    let restored: WindowTrigger = postcard::from_bytes(&bytes).unwrap();
+                    let (mut even, mut odd) = (restored.clone(), restored);
+                    even.retain_keys(&|k| k.last().is_some_and(|b| b % 2 == 0));
+                    odd.retain_keys(&|k| k.last().is_some_and(|b| b % 2 == 1));
+                    even.absorb(odd);
+                    even.set_panes_like(&t);
+                    assert_eq!(postcard::to_allocvec(&even).unwrap(), bytes);
+                    t = even;
+                }
+            }
+            t.on_watermark(i64::MAX, &mut fire, &mut purge);
+            got.extend(fire.iter().map(|(k, w)| fired_panes(&t, &per_pane, k, *w)));
+            want.extend(
+                m.watermark(i64::MAX)
+                    .0
+                    .iter()
+                    .map(|(k, w)| (k.clone(), *w, per_window[&(k.clone(), *w)])),
+            );
+            assert_eq!(got, want, "round {round}");
             assert_eq!(t.pending_timers(), 0);
         }
     }

@@ -42,6 +42,10 @@ impl AggregateFunction<Bid> for CountAndMax {
     fn result(&self, acc: (u64, u64)) -> (u64, u64) {
         acc
     }
+
+    fn mergeable(&self) -> bool {
+        true
+    }
 }
 
 /// COUNT(*).
@@ -65,6 +69,10 @@ impl AggregateFunction<Bid> for Count {
 
     fn result(&self, acc: u64) -> u64 {
         acc
+    }
+
+    fn mergeable(&self) -> bool {
+        true
     }
 }
 

@@ -14,7 +14,9 @@
 //! `process` (a full window function over all records; same output),
 //! `late-output` (a file for records that arrive after their window closed;
 //! default: dropped and counted), `input2` (a second CSV, merged with
-//! `union`).
+//! `union`), `panes` (`true`, the default: the aggregate is declared
+//! mergeable, so sliding windows are kept as panes; `false`: one
+//! accumulator per window; same output).
 
 use std::time::Duration;
 
@@ -28,8 +30,10 @@ struct Event {
     value: i64,
 }
 
-/// Count and maximum value of a window.
-struct CountAndMax;
+/// Count and maximum value of a window; `mergeable` is what it declares.
+struct CountAndMax {
+    mergeable: bool,
+}
 
 impl AggregateFunction<Event> for CountAndMax {
     type Acc = (u64, i64);
@@ -50,6 +54,10 @@ impl AggregateFunction<Event> for CountAndMax {
 
     fn result(&self, acc: (u64, i64)) -> (u64, i64) {
         acc
+    }
+
+    fn mergeable(&self) -> bool {
+        self.mergeable
     }
 }
 
@@ -72,6 +80,7 @@ fn job(env: &mut Env) -> Result<(), Error> {
     let late_output = config.get("late-output").map(str::to_owned);
     let input2 = config.get("input2").map(str::to_owned);
     let function = config.get("function").unwrap_or("aggregate").to_owned();
+    let mergeable = config.parse_or("panes", true)?;
     // Each source gets its own watermarks; a union's watermark is the
     // smaller of its inputs', so neither source makes the other late.
     let timed = |stream: Stream<Event>| {
@@ -94,7 +103,7 @@ fn job(env: &mut Env) -> Result<(), Error> {
         });
     }
     let counts = match function.as_str() {
-        "aggregate" => windows.aggregate_with(CountAndMax, |key, w, (count, max)| {
+        "aggregate" => windows.aggregate_with(CountAndMax { mergeable }, |key, w, (count, max)| {
             format!("{key},{},{},{count},{max}", w.start, w.end)
         }),
         "process" => windows.process(|key, w, events: Vec<Event>| {

@@ -115,10 +115,24 @@ pub trait AggregateFunction<T>: 'static {
     fn create_accumulator(&self) -> Self::Acc;
     /// Adds a value.
     fn add(&self, acc: &mut Self::Acc, value: &T);
-    /// Combines two accumulators (session windows that merge).
+    /// Combines two accumulators (session windows that merge, and panes of
+    /// sliding windows when [`AggregateFunction::mergeable`]).
     fn merge(&self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
     /// The result of a window.
     fn result(&self, acc: Self::Acc) -> Self::Out;
+    /// Whether splitting a window's records into groups, adding each group
+    /// in arrival order and merging the groups' accumulators gives the same
+    /// result as adding all of them: true of COUNT, SUM, MIN, MAX and AVG,
+    /// false of "the first value" or "the values in arrival order".
+    ///
+    /// When true, sliding windows whose size is a multiple of their slide
+    /// are kept as panes of one slide: each record is added once instead of
+    /// once per window (size / slide times), and a window's panes are merged
+    /// when it fires. The results are the same either way; the default,
+    /// false, is always correct.
+    fn mergeable(&self) -> bool {
+        false
+    }
 }
 
 /// A keyed stream cut into windows; see [`KeyedStream::window`].
@@ -219,6 +233,7 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
         agg: A,
         finish: impl Fn(K, TimeWindow, A::Out) -> R + 'static,
     ) -> Stream<R> {
+        let mergeable = agg.mergeable();
         let agg = std::rc::Rc::new(agg);
         let graph = self.keyed.stream.graph.clone();
         let keying = self.keyed.stream.materialize(Some(self.keyed.key), encode_postcard::<T>);
@@ -289,6 +304,7 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
             merge: Box::new(merge),
             emit: Box::new(emit),
             process: Box::new(|_| Err("not a full window function".to_owned())),
+            mergeable,
         };
         Self::finish_node(self.late, graph, keying, node, fns)
     }
@@ -368,6 +384,7 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
             merge: Box::new(move |_| Err(not_aggregate())),
             emit: Box::new(move |_| Err(not_aggregate())),
             process: Box::new(process),
+            mergeable: false,
         };
         Self::finish_node(self.late, graph, keying, node, fns)
     }
