@@ -83,6 +83,11 @@ extern int64_t __wasm_import_flinkw_plugin_timers_current_watermark(void);
 __attribute__((__import_module__("flinkw:plugin/timers@0.1.0"), __import_name__("current-processing-time")))
 extern int64_t __wasm_import_flinkw_plugin_timers_current_processing_time(void);
 
+// Imported Functions from `flinkw:plugin/hints@0.1.0`
+
+__attribute__((__import_module__("flinkw:plugin/hints@0.1.0"), __import_name__("mergeable-aggregate")))
+extern void __wasm_import_flinkw_plugin_hints_mergeable_aggregate(int32_t);
+
 // Exported Functions from `flinkw:plugin/plan@0.1.0`
 
 __attribute__((__weak__, __export_name__("cabi_post_flinkw:plugin/plan@0.1.0#plan")))
@@ -1059,6 +1064,10 @@ int64_t flinkw_plugin_timers_current_watermark(void) {
 int64_t flinkw_plugin_timers_current_processing_time(void) {
   int64_t ret = __wasm_import_flinkw_plugin_timers_current_processing_time();
   return ret;
+}
+
+void flinkw_plugin_hints_mergeable_aggregate(uint32_t function) {
+  __wasm_import_flinkw_plugin_hints_mergeable_aggregate((int32_t) (function));
 }
 
 __attribute__((__export_name__("flinkw:plugin/plan@0.1.0#plan")))

@@ -546,6 +546,19 @@ extern int64_t flinkw_plugin_timers_current_watermark(void);
 // The wall clock, ms since the epoch.
 extern int64_t flinkw_plugin_timers_current_processing_time(void);
 
+// Imported Functions from `flinkw:plugin/hints@0.1.0`
+// The incremental aggregate of window function `function` (an
+// `aggregate`-mode window node) gives the same result whichever way a
+// window's records are split into groups, each group added in arrival
+// order and the groups' accumulators combined with `window.merge`: true
+// of COUNT, SUM, MIN, MAX and AVG, false of "the first value" or "the
+// values in arrival order".
+// 
+// The host then keeps sliding windows as panes of one slide (each record
+// is added once, not once per window it belongs to) and merges a
+// window's panes when it fires.
+extern void flinkw_plugin_hints_mergeable_aggregate(uint32_t function);
+
 // Exported Functions from `flinkw:plugin/plan@0.1.0`
 bool exports_flinkw_plugin_plan_plan(exports_flinkw_plugin_plan_settings_t *config, exports_flinkw_plugin_plan_job_graph_t *ret, job_string_t *err);
 
