@@ -26,6 +26,9 @@ pub enum Ack {
         /// How long the subtask's barrier alignment took, ms.
         #[serde(default)]
         alignment_ms: u64,
+        /// How long its synchronous snapshot took (records waited), ms.
+        #[serde(default)]
+        sync_ms: u64,
     },
     /// It could not take its snapshot.
     Failed {
@@ -433,7 +436,7 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
         let triggered_at = crate::time::now_millis();
         let mut files = Vec::with_capacity(args.subtasks);
         let mut task_ms = vec![0; args.parallelism.len()];
-        let mut alignment_ms = 0;
+        let (mut alignment_ms, mut sync_ms) = (0, 0);
         let mut failed = None;
         // Bounded wait: a checkpoint that cannot complete is abandoned.
         let deadline = started + (args.interval * 10).max(Duration::from_secs(10));
@@ -443,8 +446,9 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                 break;
             }
             match args.acks.recv_timeout(Duration::from_millis(20)) {
-                Ok(Ack::Done { id: a, file, alignment_ms: align }) if a == id => {
+                Ok(Ack::Done { id: a, file, alignment_ms: align, sync_ms: sync }) if a == id => {
                     alignment_ms = alignment_ms.max(align);
+                    sync_ms = sync_ms.max(sync);
                     // State files are `t<task>-s<subtask>.state`.
                     let task = file.name.strip_prefix('t').and_then(|r| r.split('-').next());
                     if let Some(t) = task.and_then(|t| t.parse::<usize>().ok())
@@ -466,6 +470,7 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
             duration_ms: 0,
             bytes: files.iter().map(|f| f.bytes).sum(),
             alignment_ms,
+            sync_ms,
             acknowledged: files.len(),
             subtasks: args.subtasks,
             status: super::CheckpointStatus::Completed,
@@ -525,6 +530,9 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                         tracing::info!(
                             checkpoint = id,
                             ms = started.elapsed().as_millis() as u64,
+                            sync_ms,
+                            alignment_ms,
+                            bytes = stats.bytes,
                             "checkpoint complete"
                         );
                         stats.duration_ms = started.elapsed().as_millis() as u64;

@@ -379,6 +379,10 @@ pub struct CheckpointStats {
     pub bytes: u64,
     /// The longest barrier alignment of a subtask, ms.
     pub alignment_ms: u64,
+    /// The longest synchronous part of a subtask's snapshot (records wait
+    /// meanwhile; the upload is asynchronous), ms.
+    #[serde(default)]
+    pub sync_ms: u64,
     /// Subtasks that acknowledged it, of how many.
     pub acknowledged: usize,
     /// Subtasks it needed.
@@ -493,6 +497,7 @@ mod tests {
                 duration_ms: 1,
                 bytes: 0,
                 alignment_ms: 0,
+                sync_ms: 0,
                 acknowledged: 1,
                 subtasks: 1,
                 status: CheckpointStatus::Completed,

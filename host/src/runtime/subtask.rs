@@ -588,7 +588,9 @@ impl Subtask {
         ops: &mut [Operator],
     ) -> Result<(), Stop> {
         let Some(ck) = self.shared.checkpoints.clone() else { return Ok(()) };
+        let sync = std::time::Instant::now();
         let snapshot = self.snapshot(id, source, instance, ops);
+        let sync_ms = sync.elapsed().as_millis() as u64;
         let alignment_ms = std::mem::take(&mut self.barriers.alignment_ms);
         self.barriers.align_started = None;
         let label = self.label(self.task.nodes[0]);
@@ -599,7 +601,7 @@ impl Subtask {
                 let name = self.state_file();
                 crate::objstore::runtime().spawn(async move {
                     let ack = match ck.storage.put_subtask(id, &name, bytes, local).await {
-                        Ok(file) => Ack::Done { id, file, alignment_ms },
+                        Ok(file) => Ack::Done { id, file, alignment_ms, sync_ms },
                         Err(e) => Ack::Failed { id, reason: format!("{label}: {e}") },
                     };
                     ck.ack(ack);
@@ -718,6 +720,7 @@ impl Subtask {
         }
         self.time.sent = snap.watermark;
         self.barriers.committed = point.metadata.id;
+        tracing::info!(checkpoint = point.metadata.id, subtask = %node, "subtask restored");
         Ok(snap.source)
     }
 
