@@ -94,6 +94,11 @@ pub enum ClusterCommand {
         /// --bind address); for a worker behind NAT or a proxy.
         #[arg(long, value_name = "ADDR")]
         advertise: Option<SocketAddr>,
+        /// Do not put each tenant's threads in a cgroup with equal CPU
+        /// shares (they are, when the worker may write the cgroup v1 `cpu`
+        /// hierarchy, e.g. as root).
+        #[arg(long)]
+        no_cpu_groups: bool,
     },
     /// Uploads a plugin to a cluster and runs it as a job.
     Deploy {
@@ -314,6 +319,7 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
             cache_dir,
             connect_timeout,
             advertise,
+            no_cpu_groups,
         } => {
             anyhow::ensure!(slots > 0, "--slots must be at least 1");
             let cache_dir = cache_dir
@@ -332,6 +338,7 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
                 cache_dir,
                 connect_timeout: secs(connect_timeout, "--connect-timeout")?,
                 advertise,
+                cpu_groups: !no_cpu_groups,
             })
         }
         ClusterCommand::Deploy {

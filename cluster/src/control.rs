@@ -179,6 +179,10 @@ pub struct Deployment {
     /// The tenant the job belongs to (its log lines name it).
     #[serde(default)]
     pub tenant: Option<String>,
+    /// The tenant's CPU cap on each worker, percent of one core (its quota
+    /// `max-cpu-percent`; none: no cap).
+    #[serde(default)]
+    pub cpu_percent: Option<u32>,
 }
 
 fn granted() -> bool {

@@ -638,6 +638,13 @@ impl Coordinator {
             epoch,
             clocks: j.request.clocks.unwrap_or(true),
             tenant: j.request.tenant.clone(),
+            cpu_percent: j
+                .request
+                .tenant
+                .as_deref()
+                .and_then(|t| self.tenants.get(t))
+                .map(|t| t.quota.max_cpu_percent)
+                .filter(|p| *p > 0),
         };
         j.placement = placement;
         j.report = PartReport::default();

@@ -11,7 +11,8 @@
 //! - [`coordinator`], [`worker`], [`rest`]: the processes.
 //! - [`client`]: what `flinkw deploy/list/status/cancel` use.
 //! - [`tenant`], [`quota`], [`tenant_api`], [`audit`], [`compile_guard`]:
-//!   multi-tenant hosting (tokens, quotas, isolation, the audit log).
+//!   multi-tenant hosting (tokens, quotas, isolation, the audit log);
+//!   [`cpu_groups`]: per-tenant CPU shares on a worker (cgroups).
 //! - [`metrics`], [`logs`], [`otlp`], [`ui`], [`progress`]: observability
 //!   (per-subtask metrics, Prometheus text, log capture, OpenTelemetry
 //!   export, the web UI, the CLI's spinner).
@@ -21,6 +22,7 @@ pub mod client;
 pub mod compile_guard;
 pub mod control;
 pub mod coordinator;
+pub mod cpu_groups;
 pub mod data;
 pub mod lifecycle;
 pub mod logs;

@@ -33,6 +33,10 @@ pub struct Quota {
     pub deploy_burst: u32,
     /// Size of one plugin, MiB (also bounds what the compiler is given).
     pub max_plugin_mib: u64,
+    /// CPU of all the tenant's threads on one worker, in percent of one
+    /// core (a cgroup's `cpu.cfs_quota_us`, see `cpu_groups`); 0: no cap,
+    /// only an equal share when the CPU is contended.
+    pub max_cpu_percent: u32,
 }
 
 impl Default for Quota {
@@ -47,6 +51,7 @@ impl Default for Quota {
             deploys_per_minute: 30,
             deploy_burst: 10,
             max_plugin_mib: 64,
+            max_cpu_percent: 0,
         }
     }
 }

@@ -79,6 +79,10 @@ pub struct QuotaArgs {
     /// Size of one plugin, MiB.
     #[arg(long, value_name = "MIB")]
     max_plugin_mib: Option<u64>,
+    /// CPU of the tenant's threads on one worker, percent of one core
+    /// (0: no cap; an equal share of a contended CPU either way).
+    #[arg(long, value_name = "PERCENT")]
+    max_cpu_percent: Option<u32>,
     /// Grant the guests the WASI clocks (true/false).
     #[arg(long, value_name = "BOOL")]
     clocks: Option<bool>,
@@ -102,6 +106,7 @@ impl QuotaArgs {
         put("deploys_per_minute", self.deploys_per_minute.map(u64::from));
         put("deploy_burst", self.deploy_burst.map(u64::from));
         put("max_plugin_mib", self.max_plugin_mib);
+        put("max_cpu_percent", self.max_cpu_percent.map(u64::from));
         let mut p = Map::new();
         if let Some(c) = self.clocks {
             p.insert("clocks".into(), json!(c));

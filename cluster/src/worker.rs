@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use crate::control::{
     Deployment, PartReport, ToCoordinator, ToWorker, read_frame, write_frame, write_raw,
 };
+use crate::cpu_groups::CpuGroups;
 use crate::data::DataPlane;
 use crate::tls::{Identity, SERVER_NAME};
 
@@ -57,17 +58,57 @@ pub struct WorkerOptions {
     /// The data address other workers are told (default: the bound one);
     /// for a worker behind NAT, a proxy or a relay.
     pub advertise: Option<SocketAddr>,
+    /// Put each tenant's threads in a cgroup of its own, with equal CPU
+    /// shares ([`crate::cpu_groups`]); off: plain threads.
+    pub cpu_groups: bool,
 }
 
 /// Runs a worker until its coordinator goes away for good.
 pub fn run(options: WorkerOptions) -> anyhow::Result<()> {
+    let groups = if options.cpu_groups {
+        CpuGroups::open(&options.name, options.slots)
+    } else {
+        CpuGroups::off()
+    };
+    remove_groups_on_signal(&groups);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("flinkw-net")
         .build()
         .context("cannot start the network runtime")?;
-    runtime.block_on(serve(options))
+    let result = runtime.block_on(serve(options, groups.clone()));
+    crate::cpu_groups::remove_now(&groups);
+    result
+}
+
+/// Set by SIGTERM/SIGINT: remove the tenants' cgroups and exit.
+static TERMINATED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_terminate(_: libc::c_int) {
+    TERMINATED.store(true, Ordering::SeqCst);
+}
+
+/// With cgroups in use, SIGTERM and SIGINT remove them before the worker
+/// exits (a watcher thread does the work: a signal handler may not).
+fn remove_groups_on_signal(groups: &CpuGroups) {
+    if !groups.enabled() {
+        return;
+    }
+    let handler = on_terminate as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+    let groups = groups.clone();
+    let _ = std::thread::Builder::new().name("flinkw-signals".into()).spawn(move || {
+        while !TERMINATED.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        crate::cpu_groups::remove_now(&groups);
+        std::process::exit(143);
+    });
 }
 
 /// A job attempt on this worker.
@@ -88,10 +129,12 @@ struct Worker {
     /// One lock per plugin hash being downloaded: concurrent deploys of a
     /// plugin download it once (they used to race on one `.part` file).
     downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Each tenant's threads in a cgroup of its own.
+    groups: CpuGroups,
     id: u32,
 }
 
-async fn serve(options: WorkerOptions) -> anyhow::Result<()> {
+async fn serve(options: WorkerOptions, groups: CpuGroups) -> anyhow::Result<()> {
     let identity = Identity::load(&options.certs)?;
     let endpoint = identity.endpoint(options.bind)?;
     let plane = DataPlane::new(endpoint.clone(), tokio::runtime::Handle::current());
@@ -99,7 +142,7 @@ async fn serve(options: WorkerOptions) -> anyhow::Result<()> {
     // A lost coordinator (restarted, or cut off) is joined again; a
     // coordinator that cannot be reached within the timeout ends the worker.
     loop {
-        let lost = session(&options, &endpoint, &plane).await?;
+        let lost = session(&options, &endpoint, &plane, &groups).await?;
         eprintln!("lost the coordinator at {}: {lost}; joining again", options.coordinator);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -111,6 +154,7 @@ async fn session(
     options: &WorkerOptions,
     endpoint: &quinn::Endpoint,
     plane: &Arc<DataPlane>,
+    groups: &CpuGroups,
 ) -> anyhow::Result<String> {
     let data_addr = match options.advertise {
         Some(a) => a,
@@ -141,6 +185,7 @@ async fn session(
         links: Mutex::new(HashMap::new()),
         live: Mutex::new(HashMap::new()),
         downloads: Mutex::new(HashMap::new()),
+        groups: groups.clone(),
         id,
     });
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -343,6 +388,8 @@ impl Worker {
         let worker = self.clone();
         let d2 = d.clone();
         let mut prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<PreparedJob> {
+            // Compiling and planning the tenant's plugin is the tenant's CPU.
+            let _group = worker.groups.enter(d2.tenant.as_deref(), d2.cpu_percent);
             let engine = worker.engine(d2.memory_limit, d2.call_timeout_ms, d2.clocks)?;
             let plugin = Plugin::load(&engine, &d2.plugin, &bytes)?;
             let mut config = JobConfig::parse(&d2.config)?;
@@ -462,6 +509,8 @@ impl Worker {
         let job = job.to_owned();
         let spawned =
             std::thread::Builder::new().name(format!("flinkw-job-{job}")).spawn(move || {
+                // The subtask threads (and theirs) start in the tenant's group.
+                let group = worker.groups.enter(d.tenant.as_deref(), d.cpu_percent);
                 let plane = worker.plane.clone();
                 let connect = |id: flinkw_host::runtime::ChannelId| {
                     let w = d.placement[id.to_task as usize][id.to_subtask as usize];
@@ -497,6 +546,9 @@ impl Worker {
                     .remove(&(job.clone(), attempt));
                 worker.plane.unregister(&job, attempt);
                 worker.parts.lock().unwrap_or_else(|p| p.into_inner()).remove(&job);
+                // Out of the group (removed if it was the tenant's last job
+                // here) before the coordinator hears that the job ended.
+                drop(group);
                 let event = match result {
                     Ok(r) => ToCoordinator::Finished {
                         job,

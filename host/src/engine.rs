@@ -26,6 +26,20 @@ pub enum EngineError {
     Config(String),
 }
 
+/// The environment variable that turns the per-instance limits off, **for
+/// the limits-overhead benchmark only** (`bench/limits_overhead.sh`,
+/// docs/benchmarks.md): with `FLINKW_BENCH_NO_LIMITS=1` the engine is
+/// built without epoch interruption (no call deadline: an endless loop
+/// runs forever) and every instance may grow its memory to the pool's 4 GiB
+/// (the store's limiter still sees each `memory.grow` but refuses none).
+/// Compiled plugins are cached apart (`no-limits/` in the cache folder),
+/// as code compiled without epoch checks differs. Never set it elsewhere.
+pub const NO_LIMITS_ENV: &str = "FLINKW_BENCH_NO_LIMITS";
+
+fn no_limits() -> bool {
+    std::env::var_os(NO_LIMITS_ENV).is_some_and(|v| v == "1")
+}
+
 /// The process-wide Wasm engine and its compiled-plugin cache.
 #[derive(Clone)]
 pub struct Engine {
@@ -54,8 +68,18 @@ impl Engine {
     /// An engine whose instances obey `limits`; compiled plugins are also
     /// cached on disk under `cache_dir` when given.
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, EngineError> {
+        let unlimited = no_limits();
+        if unlimited {
+            eprintln!(
+                "warning: {NO_LIMITS_ENV}=1: guest calls have no deadline and no memory cap \
+                 (for benchmarks only)"
+            );
+        }
+        let cache_dir = if unlimited { cache_dir.map(|d| d.join("no-limits")) } else { cache_dir };
+        let limits =
+            if unlimited { Limits { memory_bytes: POOL_MAX_MEMORY, ..limits } } else { limits };
         let mut config = Config::new();
-        config.epoch_interruption(true);
+        config.epoch_interruption(!unlimited);
         config.max_wasm_stack(limits.stack_bytes);
         config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable);
         config
@@ -85,7 +109,10 @@ impl Engine {
     /// The same engine (pool, compiled plugins, epoch) whose plugins'
     /// instances get `limits` instead; the stack limit is the engine's.
     pub fn with_limits(&self, limits: Limits) -> Engine {
-        let limits = Limits { stack_bytes: self.limits.stack_bytes, ..limits };
+        let mut limits = Limits { stack_bytes: self.limits.stack_bytes, ..limits };
+        if no_limits() {
+            limits.memory_bytes = POOL_MAX_MEMORY;
+        }
         Engine { inner: self.inner.clone(), limits }
     }
 
