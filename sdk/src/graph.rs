@@ -290,6 +290,13 @@ pub(crate) fn snapshot() -> Vec<u8> {
 }
 
 pub(crate) fn restore(state: &[u8]) -> Result<(), String> {
+    // The host sends an empty state only after it restored the plugin's
+    // whole memory (`capture_memory!`): nothing to load, but the host
+    // handles in that memory belong to the instance it came from.
+    if state.is_empty() {
+        crate::state::host_handles_lost();
+        return Ok(());
+    }
     with_registry(|r| match &r.restore {
         Some(f) => f(state).map_err(|e| e.to_string()),
         None if state.is_empty() => Ok(()),

@@ -76,6 +76,39 @@ pub mod __private {
     pub use crate::env::JobFn;
 }
 
+/// Declares **whole-memory capture**: at every checkpoint the host saves the
+/// plugin's whole linear memory and globals, and after a failure it restores
+/// them into a fresh instance. State kept in ordinary variables (statics,
+/// `thread_local!`s) then survives failures without [`Env::guest_state`].
+///
+/// Use it once per plugin crate, next to [`export_job!`]. It adds the custom
+/// section `flinkw:state-capture` (content `memory`) to the component; the
+/// WIT exports do not change. Costs and limits (no rescaling, the image fits
+/// only the same build, no `migrate`): `docs/checkpoints.md`. State handles
+/// ([`ValueState`] ...) may be kept across calls: they are opened again
+/// after a restore.
+///
+/// ```no_run
+/// # use flinkw::prelude::*;
+/// static SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// fn job(env: &mut Env) -> Result<(), Error> {
+///     env.source(Datagen::sequence(10))
+///         .map(|n: u64| n + SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+///         .sink(Stdout);
+///     Ok(())
+/// }
+/// flinkw::export_job!(job);
+/// flinkw::capture_memory!();
+/// ```
+#[macro_export]
+macro_rules! capture_memory {
+    () => {
+        #[used]
+        #[unsafe(link_section = "flinkw:state-capture")]
+        static __FLINKW_STATE_CAPTURE: [u8; 6] = *b"memory";
+    };
+}
+
 /// Exports `job` (a `fn(&mut Env) -> Result<(), Error>`) as this plugin's job.
 ///
 /// Use it once per plugin crate:

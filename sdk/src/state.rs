@@ -1,11 +1,52 @@
 //! Keyed state, owned and checkpointed by the host.
 
-use std::cell::OnceCell;
+use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::bindings::flinkw::plugin::state as wit_state;
 use crate::codec::{decode_postcard, encode_postcard};
 use crate::{Data, Error, KeyedContext};
+
+/// Host handles opened before a whole-memory restore belong to the old
+/// instance: the host's `restore` with an empty list advances this, and
+/// handles of an older epoch are opened again (see [`crate::capture_memory`]).
+static HANDLE_EPOCH: AtomicU32 = AtomicU32::new(0);
+
+/// The plugin's memory was restored into a fresh instance: every host
+/// handle it holds is gone.
+pub(crate) fn host_handles_lost() {
+    HANDLE_EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A host state handle, opened on first use (and again after a
+/// whole-memory restore).
+struct Lazy<H>(RefCell<Option<(u32, Rc<H>)>>);
+
+impl<H> Lazy<H> {
+    fn new() -> Self {
+        Lazy(RefCell::new(None))
+    }
+
+    fn get(&self, open: impl FnOnce() -> H) -> Rc<H> {
+        let epoch = HANDLE_EPOCH.load(Ordering::Relaxed);
+        let mut cell = self.0.borrow_mut();
+        if let Some((e, h)) = &*cell
+            && *e == epoch
+        {
+            return h.clone();
+        }
+        // A stale handle must not be dropped: dropping tells the host to
+        // free it, and this instance's host never gave it out.
+        if let Some((_, stale)) = cell.take() {
+            std::mem::forget(stale);
+        }
+        let h = Rc::new(open());
+        *cell = Some((epoch, h.clone()));
+        h
+    }
+}
 
 /// A time-to-live for state (Flink's `StateTtlConfig`), in processing
 /// time: by default an entry lives `ttl` after its last write and is never
@@ -66,19 +107,14 @@ impl StateTtl {
 pub struct ValueState<T> {
     name: String,
     ttl: Option<wit_state::TtlConfig>,
-    handle: OnceCell<wit_state::ValueState>,
+    handle: Lazy<wit_state::ValueState>,
     _value: PhantomData<T>,
 }
 
 impl<T: Data> ValueState<T> {
     /// A handle to the value state called `name`.
     pub fn new(name: &str) -> Self {
-        ValueState {
-            name: name.to_owned(),
-            ttl: None,
-            handle: OnceCell::new(),
-            _value: PhantomData,
-        }
+        ValueState { name: name.to_owned(), ttl: None, handle: Lazy::new(), _value: PhantomData }
     }
 
     /// A handle to the value state called `name` whose values expire.
@@ -86,8 +122,8 @@ impl<T: Data> ValueState<T> {
         ValueState { ttl: Some(ttl.0), ..Self::new(name) }
     }
 
-    fn handle(&self) -> &wit_state::ValueState {
-        self.handle.get_or_init(|| wit_state::ValueState::new(&self.name, self.ttl))
+    fn handle(&self) -> Rc<wit_state::ValueState> {
+        self.handle.get(|| wit_state::ValueState::new(&self.name, self.ttl))
     }
 
     /// The value for the current key, if any.
@@ -133,14 +169,14 @@ impl<T: Data> ValueState<T> {
 pub struct ListState<T> {
     name: String,
     ttl: Option<wit_state::TtlConfig>,
-    handle: OnceCell<wit_state::ListState>,
+    handle: Lazy<wit_state::ListState>,
     _value: PhantomData<T>,
 }
 
 impl<T: Data> ListState<T> {
     /// A handle to the list state called `name`.
     pub fn new(name: &str) -> Self {
-        ListState { name: name.to_owned(), ttl: None, handle: OnceCell::new(), _value: PhantomData }
+        ListState { name: name.to_owned(), ttl: None, handle: Lazy::new(), _value: PhantomData }
     }
 
     /// A handle to the list state called `name` whose lists expire.
@@ -148,8 +184,8 @@ impl<T: Data> ListState<T> {
         ListState { ttl: Some(ttl.0), ..Self::new(name) }
     }
 
-    fn handle(&self) -> &wit_state::ListState {
-        self.handle.get_or_init(|| wit_state::ListState::new(&self.name, self.ttl))
+    fn handle(&self) -> Rc<wit_state::ListState> {
+        self.handle.get(|| wit_state::ListState::new(&self.name, self.ttl))
     }
 
     /// The current key's list (empty if none).
@@ -197,14 +233,14 @@ impl<T: Data> ListState<T> {
 pub struct MapState<K, V> {
     name: String,
     ttl: Option<wit_state::TtlConfig>,
-    handle: OnceCell<wit_state::MapState>,
+    handle: Lazy<wit_state::MapState>,
     _types: PhantomData<(K, V)>,
 }
 
 impl<K: Data, V: Data> MapState<K, V> {
     /// A handle to the map state called `name`.
     pub fn new(name: &str) -> Self {
-        MapState { name: name.to_owned(), ttl: None, handle: OnceCell::new(), _types: PhantomData }
+        MapState { name: name.to_owned(), ttl: None, handle: Lazy::new(), _types: PhantomData }
     }
 
     /// A handle to the map state called `name` whose entries expire.
@@ -212,8 +248,8 @@ impl<K: Data, V: Data> MapState<K, V> {
         MapState { ttl: Some(ttl.0), ..Self::new(name) }
     }
 
-    fn handle(&self) -> &wit_state::MapState {
-        self.handle.get_or_init(|| wit_state::MapState::new(&self.name, self.ttl))
+    fn handle(&self) -> Rc<wit_state::MapState> {
+        self.handle.get(|| wit_state::MapState::new(&self.name, self.ttl))
     }
 
     /// The value under `key` in the current key's map.

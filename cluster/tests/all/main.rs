@@ -11,6 +11,7 @@ mod golden;
 mod guest_failures;
 mod joins;
 mod kafka;
+mod memory_capture;
 mod nexmark;
 mod object_store;
 mod observability;

@@ -2,10 +2,12 @@
 //! storage. See `docs/checkpoints.md`.
 
 mod aligner;
+mod memory;
 mod snapshot;
 mod storage;
 
 pub use aligner::{Alignment, BarrierAligner};
+pub use memory::{CapturedValue, ImageError, MemoryImage};
 pub use snapshot::{
     KafkaOffset, ObjectSplit, RocksFiles, SourcePosition, SubtaskSnapshot, TableDump,
 };

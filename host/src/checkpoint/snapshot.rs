@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::memory::MemoryImage;
 use crate::time::TimerService;
 use crate::window::WindowTrigger;
 
@@ -121,6 +122,10 @@ pub struct SubtaskSnapshot {
     pub sinks: Vec<(u32, Vec<Vec<u8>>)>,
     /// Keyed state as RocksDB files instead of `tables` (incremental).
     pub rocks: Option<RocksFiles>,
+    /// The guest's whole memory and globals, for a plugin that declares
+    /// whole-memory capture (then `guest` is empty: its `snapshot` export
+    /// is not called).
+    pub memory: Option<MemoryImage>,
 }
 
 impl SubtaskSnapshot {

@@ -60,6 +60,16 @@ pub enum CheckpointError {
         /// The checkpoint directory.
         dir: String,
     },
+    /// A checkpoint holds whole-memory captures (`plugin/capture.rs`) that
+    /// cannot be restored as asked: at another parallelism, or into
+    /// another build of the plugin.
+    #[error("checkpoint {id} cannot be restored: {reason}")]
+    MemoryCapture {
+        /// The checkpoint or savepoint.
+        id: u64,
+        /// Why not, and what to do instead.
+        reason: String,
+    },
     /// The checkpoint was taken by another job or a job of another shape.
     #[error(
         "checkpoint {id} in {dir} belongs to another job graph (its fingerprint is {found}, \

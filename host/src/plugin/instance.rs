@@ -110,6 +110,8 @@ pub struct Instance {
     job: bindings::Job,
     limits: Limits,
     upgrade: Option<UpgradeFuncs>,
+    /// Whole-memory capture: the accessors and the plugin's content hash.
+    capture: Option<(super::capture::Accessors, String)>,
 }
 
 /// `migrate(from-version, state) -> result<list<u8>, string>`.
@@ -126,6 +128,7 @@ impl Instance {
         engine: &Engine,
         pre: &bindings::JobPre<HostState>,
         upgrade: Option<&super::UpgradeExports>,
+        capture: Option<(&super::capture::AccessorExports, &str)>,
         label: &str,
     ) -> Result<Self, GuestError> {
         let limits = engine.limits();
@@ -143,7 +146,48 @@ impl Instance {
             }),
             None => None,
         };
-        Ok(Instance { store, job, limits, upgrade })
+        let capture = match capture {
+            Some((exports, hash)) => {
+                Some((exports.bind(&mut store, &instance).map_err(failed)?, hash.to_owned()))
+            }
+            None => None,
+        };
+        Ok(Instance { store, job, limits, upgrade, capture })
+    }
+
+    /// Whether the host captures this instance's whole memory at
+    /// checkpoints (the plugin declared it).
+    pub fn captures_memory(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    /// The instance's memories (zero pages left out) and globals, for a
+    /// checkpoint; `None` for a plugin that does not declare capture.
+    pub fn capture_memory(&mut self) -> Result<Option<crate::checkpoint::MemoryImage>, GuestError> {
+        self.arm();
+        let Some((accessors, hash)) = &self.capture else { return Ok(None) };
+        match accessors.capture(&mut self.store, hash) {
+            Ok(image) => Ok(Some(image)),
+            Err(e) => Err(self.trap("capture memory".into(), e)),
+        }
+    }
+
+    /// Goes on as `fresh` (an instance made from a memory image), keeping
+    /// what the host holds for this one: keyed state, timers, watermark,
+    /// counters and the memory gauge.
+    pub fn continue_as(&mut self, mut fresh: Instance) {
+        use std::sync::atomic::Ordering;
+        let old = self.store.data_mut();
+        let new = fresh.store.data_mut();
+        std::mem::swap(&mut old.state, &mut new.state);
+        new.max_parallelism = old.max_parallelism;
+        new.timers = std::mem::take(&mut old.timers);
+        new.watermark = old.watermark;
+        new.counters = std::mem::take(&mut old.counters);
+        new.gauges = std::mem::take(&mut old.gauges);
+        old.limiter.used.store(new.limiter.used.load(Ordering::Relaxed), Ordering::Relaxed);
+        new.limiter.used = old.limiter.used.clone();
+        *self = fresh;
     }
 
     /// Makes `gauge` hold the bytes of linear memory of this instance (now,
@@ -184,7 +228,8 @@ impl Instance {
         let mut graph = graph::from_wit(graph).map_err(|e| GuestError::BadPlan(e.to_string()))?;
         let declared = &self.store.data().mergeable;
         for node in &mut graph.nodes {
-            if let graph::NodeKind::Window { function, full: false, mergeable, .. } = &mut node.kind {
+            if let graph::NodeKind::Window { function, full: false, mergeable, .. } = &mut node.kind
+            {
                 *mergeable = declared.contains(function);
             }
         }

@@ -5,6 +5,7 @@
 //! then gets its own cheap [`Instance`] from that template.
 
 mod bindings;
+mod capture;
 mod host;
 mod instance;
 
@@ -13,6 +14,7 @@ use std::path::Path;
 use wasmtime::component::{Component, ComponentExportIndex, Linker};
 
 pub(crate) use bindings::flinkw::plugin::types as wit_types;
+pub use capture::{CAPTURE_SECTION, ImageRestoreError};
 pub(crate) use instance::CAPTURED_FRAMES;
 pub use instance::{FiredWindow, GuestError, Instance, TrapCause, WindowElements};
 
@@ -86,6 +88,14 @@ pub enum LoadError {
         /// The version the plugin was built for.
         found: String,
     },
+    /// It declares whole-memory capture but cannot have it.
+    #[error("{name} declares whole-memory capture, but {reason}")]
+    Capture {
+        /// The plugin's name.
+        name: String,
+        /// Why it cannot be captured.
+        reason: String,
+    },
     /// It imports something the host does not provide.
     #[error("{name} needs imports that flinkw does not provide: {reason}")]
     Imports {
@@ -104,6 +114,9 @@ pub struct Plugin {
     engine: Engine,
     pre: bindings::JobPre<host::HostState>,
     upgrade: Option<UpgradeExports>,
+    /// For a plugin that declares whole-memory capture: what capturing and
+    /// restoring its memory needs (`pre` is then the instrumented plugin).
+    capture: Option<capture::Capture>,
 }
 
 /// Where a plugin's optional `upgrade` export's functions are.
@@ -146,23 +159,66 @@ impl Plugin {
             _ => return Err(LoadError::NotWasm { name }),
         }
         let hash = content_hash(bytes);
-        let component = engine
-            .compile(&hash, bytes)
-            .map_err(|e| LoadError::Invalid { name: name.clone(), reason: format!("{e:#}") })?;
-        check_world(&name, engine, &component)?;
-        let mut linker = Linker::new(engine.wasmtime());
-        let add = |linker: &mut Linker<host::HostState>| -> wasmtime::Result<()> {
-            wasmtime_wasi::p2::add_to_linker_sync(linker)?;
-            bindings::Job::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            name: name.clone(),
+            reason: format!("{e:#}"),
         };
-        add(&mut linker)
-            .map_err(|e| LoadError::Imports { name: name.clone(), reason: format!("{e:#}") })?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(bindings::JobPre::new)
-            .map_err(|e| LoadError::Imports { name: name.clone(), reason: format!("{e:#}") })?;
-        let upgrade = UpgradeExports::find(engine, &component);
-        Ok(Plugin { name, hash, engine: engine.clone(), pre, upgrade })
+        let capture_error = |reason| LoadError::Capture { name: name.clone(), reason };
+        let (component, capture) = if capture::declared(bytes).map_err(capture_error)? {
+            // Every instance comes from the instrumented plugin, whose
+            // memories the host can read; it is cached like any plugin.
+            let instrumented = capture::instrument(bytes).map_err(capture_error)?;
+            let component =
+                engine.compile(&content_hash(&instrumented), &instrumented).map_err(invalid)?;
+            let accessors =
+                capture::AccessorExports::find(engine, &component).map_err(capture_error)?;
+            let original = std::sync::Arc::new(bytes.to_vec());
+            (component, Some(capture::Capture { original, hash: hash.clone(), accessors }))
+        } else {
+            (engine.compile(&hash, bytes).map_err(invalid)?, None)
+        };
+        check_world(&name, engine, &component)?;
+        let (pre, upgrade) = pre_instantiate(engine, &name, &component)?;
+        Ok(Plugin { name, hash, engine: engine.clone(), pre, upgrade, capture })
+    }
+
+    /// Whether the plugin declared whole-memory capture: the host captures
+    /// its memories and globals at each checkpoint instead of calling its
+    /// `snapshot` export.
+    pub fn captures_memory(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    /// A fresh instance whose memories and globals are `image` (taken by
+    /// [`Instance::capture_memory`] from an instance of this plugin): the
+    /// component is rewritten with the image as its initial state, then
+    /// compiled. The guest's `plan` is not called again: the image holds
+    /// what it set up.
+    pub fn instantiate_from_image(
+        &self,
+        label: &str,
+        image: &crate::checkpoint::MemoryImage,
+    ) -> Result<Instance, ImageRestoreError> {
+        let Some(capture) = &self.capture else {
+            return Err(ImageRestoreError::Unfit(format!(
+                "it holds a memory image, but {} does not declare whole-memory capture (custom \
+                 section `{CAPTURE_SECTION}`)",
+                self.name
+            )));
+        };
+        let component = capture.rebuild(&self.engine, &self.name, image)?;
+        let failed = |e: String| ImageRestoreError::Failed(e);
+        let (pre, upgrade) = pre_instantiate(&self.engine, &self.name, &component)
+            .map_err(|e| failed(e.to_string()))?;
+        let accessors = capture::AccessorExports::find(&self.engine, &component).map_err(failed)?;
+        Instance::new(
+            &self.engine,
+            &pre,
+            upgrade.as_ref(),
+            Some((&accessors, self.hash.as_str())),
+            label,
+        )
+        .map_err(|e| failed(e.to_string()))
     }
 
     /// The name used in messages (usually the file path).
@@ -178,8 +234,27 @@ impl Plugin {
     /// A fresh instance with its own store, memory and state; `label` tags
     /// its logs (e.g. `job/operator#subtask`).
     pub fn instantiate(&self, label: &str) -> Result<Instance, GuestError> {
-        Instance::new(&self.engine, &self.pre, self.upgrade.as_ref(), label)
+        let capture = self.capture.as_ref().map(|c| (&c.accessors, self.hash.as_str()));
+        Instance::new(&self.engine, &self.pre, self.upgrade.as_ref(), capture, label)
     }
+}
+
+/// Links the host's imports for `component` and pre-instantiates it.
+fn pre_instantiate(
+    engine: &Engine,
+    name: &str,
+    component: &Component,
+) -> Result<(bindings::JobPre<host::HostState>, Option<UpgradeExports>), LoadError> {
+    let imports =
+        |e: wasmtime::Error| LoadError::Imports { name: name.to_owned(), reason: format!("{e:#}") };
+    let mut linker = Linker::new(engine.wasmtime());
+    let add = |linker: &mut Linker<host::HostState>| -> wasmtime::Result<()> {
+        wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+        bindings::Job::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
+    };
+    add(&mut linker).map_err(imports)?;
+    let pre = linker.instantiate_pre(component).and_then(bindings::JobPre::new).map_err(imports)?;
+    Ok((pre, UpgradeExports::find(engine, component)))
 }
 
 /// Checks the component's exports against the `job` world.

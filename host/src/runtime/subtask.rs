@@ -19,7 +19,7 @@ use crate::checkpoint::{
 };
 use crate::connector::{Poll, SinkWriter, SourceReader};
 use crate::graph::NodeKind;
-use crate::plugin::{Instance, UNVERSIONED};
+use crate::plugin::{GuestError, ImageRestoreError, Instance, UNVERSIONED};
 use crate::time::{
     MAX_WATERMARK, MIN_WATERMARK, TimeDomain, WatermarkCombiner, WatermarkGenerator,
 };
@@ -634,7 +634,22 @@ impl Subtask {
                 None => snap.tables = backend.export().map_err(|e| e.to_string())?,
             }
             snap.timers = inst.timers();
-            snap.guest = Some(inst.snapshot().map_err(|e| e.to_string())?);
+            // A plugin that declared whole-memory capture: its memories and
+            // globals instead of its `snapshot` export.
+            let started = Instant::now();
+            match inst.capture_memory().map_err(|e| e.to_string())? {
+                Some(image) => {
+                    tracing::debug!(
+                        checkpoint = id,
+                        memory_bytes = image.memory_bytes(),
+                        stored_bytes = image.stored_bytes(),
+                        micros = started.elapsed().as_micros() as u64,
+                        "captured guest memory"
+                    );
+                    snap.memory = Some(image);
+                }
+                None => snap.guest = Some(inst.snapshot().map_err(|e| e.to_string())?),
+            }
             snap.guest_version = inst.version().map_err(|e| e.to_string())?;
         }
         snap.max_timestamp = self.time.generator.as_ref().and_then(|(_, g)| g.max_timestamp());
@@ -677,6 +692,29 @@ impl Subtask {
             _ => read_snapshot(point, &self.state_file())?,
         };
         if let Some(inst) = instance.as_mut() {
+            // A memory image becomes a fresh instance that goes on in place
+            // of this one (whose `restore` export is not called).
+            if let Some(image) = &snap.memory {
+                let label = format!("{}#{}", self.shared.graph.name, self.index);
+                let fresh = self.shared.plugin.instantiate_from_image(&label, image).map_err(
+                    |e| match e {
+                        ImageRestoreError::Unfit(reason) => {
+                            JobError::Checkpoint(CheckpointError::MemoryCapture {
+                                id: point.metadata.id,
+                                reason: format!("{} ({node}): {reason}", self.state_file()),
+                            })
+                        }
+                        ImageRestoreError::Failed(reason) => JobError::Guest {
+                            node: node.clone(),
+                            error: GuestError::Instantiate(reason),
+                        },
+                    },
+                )?;
+                inst.continue_as(fresh);
+                // An empty `restore`: the host handles (state) the guest
+                // held belong to the old instance; the SDK opens them again.
+                inst.restore(&[]).map_err(|error| JobError::Guest { node: node.clone(), error })?;
+            }
             inst.state_backend()
                 .0
                 .import(snap.tables)
@@ -738,6 +776,18 @@ impl Subtask {
         let mut positions = Vec::new();
         for i in 0..old {
             let snap = read_snapshot(point, &format!("t{}-s{i}.state", self.task.index))?;
+            if snap.memory.is_some() {
+                return Err(Stop::Failed(JobError::Checkpoint(CheckpointError::MemoryCapture {
+                    id: point.metadata.id,
+                    reason: format!(
+                        "{} was taken at parallelism {old} from a plugin with whole-memory \
+                         capture, and a captured memory cannot be split by key group; restore \
+                         it at parallelism {old} (now {})",
+                        self.label(self.task.nodes[0]),
+                        self.task.parallelism
+                    ),
+                })));
+            }
             for mut table in snap.tables {
                 table.entries.retain(|(k, _)| {
                     k.get(..2).is_some_and(|kg| mine(u16::from_be_bytes([kg[0], kg[1]]) as u32))
