@@ -35,8 +35,9 @@ pub enum ClusterCommand {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
         /// Where job records and the plugins they run are kept: a directory
-        /// or s3://bucket/prefix (AWS_* variables give endpoint and
-        /// credentials; default: DATA_DIR). A coordinator started on another
+        /// or s3://, gs://bucket/prefix or az://container/prefix (AWS_*,
+        /// GOOGLE_* or AZURE_* variables give endpoint and credentials;
+        /// default: DATA_DIR). A coordinator started on another
         /// machine with the same store resumes the running jobs.
         #[arg(long, value_name = "URL")]
         job_store: Option<String>,

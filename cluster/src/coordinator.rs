@@ -46,8 +46,9 @@ pub struct CoordinatorOptions {
     /// too unless `job_store` says otherwise.
     pub data_dir: PathBuf,
     /// Where job records and the plugins they run are kept: a directory or
-    /// `s3://bucket/prefix` (default: the data dir). A coordinator started
-    /// elsewhere with the same store resumes the live jobs.
+    /// an object-store URL (`s3://`, `gs://`, `az://`; default: the data
+    /// dir). A coordinator started elsewhere with the same store resumes
+    /// the live jobs.
     pub job_store: Option<String>,
     /// A worker silent this long is lost.
     pub heartbeat_timeout: Duration,

@@ -1,5 +1,6 @@
 //! The job store: where a coordinator keeps its job records and the
-//! plugins they run, in a directory or an object store (`s3://bucket/prefix`),
+//! plugins they run, in a directory or an object store (`s3://bucket/prefix`,
+//! `gs://bucket/prefix`, `az://container/prefix`; see `flinkw_host::objstore`),
 //! so that a coordinator started on another machine with the same store
 //! takes the live jobs back.
 //!

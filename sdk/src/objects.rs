@@ -1,4 +1,4 @@
-//! Files in object storage (S3) or a local directory, read and written by
+//! Files in object storage (S3, Google Cloud Storage, Azure Blob) or a local directory, read and written by
 //! the host: `Objects::csv`, `Objects::json_lines`, `Objects::parquet`,
 //! `Objects::lines` and `Objects::sink` (see docs/connectors.md, "Object storage").
 
@@ -11,9 +11,11 @@ use crate::codec::{Decoder, decode_json, decode_utf8};
 use crate::connector::{Sink, Source};
 use crate::env::Config;
 
-/// Object-storage connectors. URLs are `s3://bucket/prefix`, `file:///dir`
-/// or a plain directory path; S3 settings come from [`ObjectSource::store_options_from`]
-/// / [`ObjectSink::store_options_from`] or the host's `AWS_*` environment.
+/// Object-storage connectors. URLs are `s3://bucket/prefix`, `gs://bucket/prefix`,
+/// `az://container/prefix`, `file:///dir` or a plain directory path; store
+/// settings come from [`ObjectSource::store_options_from`] /
+/// [`ObjectSink::store_options_from`] or the host's `AWS_*`, `GOOGLE_*` or
+/// `AZURE_*` environment.
 ///
 /// ```ignore
 /// env.source(Objects::csv::<Order>("s3://bucket/in").glob("**/*.csv").timestamp_column("ts")
@@ -28,6 +30,17 @@ pub struct ObjectSource<T> {
     options: Vec<(String, String)>,
     format: &'static str,
     _out: PhantomData<T>,
+}
+
+/// The host's option prefix for the settings of the store `url` names:
+/// `gs.` for Google Cloud Storage, `az.` for Azure, else `s3.`.
+fn store_prefix(options: &[(String, String)]) -> &'static str {
+    let url = options.iter().find(|(k, _)| k == "url").map_or("", |(_, v)| v.as_str());
+    match url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).as_deref() {
+        Some("gs") => "gs.",
+        Some("az" | "azure" | "adl" | "abfs" | "abfss") => "az.",
+        _ => "s3.",
+    }
 }
 
 fn set(options: &mut Vec<(String, String)>, key: &str, value: &str) {
@@ -110,10 +123,12 @@ impl<T> ObjectSource<T> {
     }
 
     /// Passes every config key starting with `prefix` to the store as
-    /// `s3.<rest>`: `--set s3.endpoint=http://127.0.0.1:9000`.
+    /// `s3.<rest>` (`gs.<rest>`, `az.<rest>` for a `gs://` or `az://` URL):
+    /// `--set s3.endpoint=http://127.0.0.1:9000`.
     pub fn store_options_from(mut self, config: &Config, prefix: &str) -> Self {
+        let store = store_prefix(&self.options);
         for (k, v) in config.with_prefix(prefix) {
-            set(&mut self.options, &format!("s3.{k}"), &v);
+            set(&mut self.options, &format!("{store}{k}"), &v);
         }
         self
     }
@@ -176,10 +191,11 @@ impl ObjectSink {
     }
 
     /// Passes every config key starting with `prefix` to the store as
-    /// `s3.<rest>`.
+    /// `s3.<rest>` (`gs.<rest>`, `az.<rest>` for a `gs://` or `az://` URL).
     pub fn store_options_from(mut self, config: &Config, prefix: &str) -> Self {
+        let store = store_prefix(&self.options);
         for (k, v) in config.with_prefix(prefix) {
-            set(&mut self.options, &format!("s3.{k}"), &v);
+            set(&mut self.options, &format!("{store}{k}"), &v);
         }
         self
     }

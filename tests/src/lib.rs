@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod azure;
 pub mod kafka;
 pub mod s3;
+pub mod server;
+pub mod stores;
 
 pub mod sdk_plugins;
 

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flinkw_tests::artifacts;
+use flinkw_tests::stores::{Cloud, TestStore};
 
 use crate::{flinkw, kill_repeatedly, latest_checkpoint, latest_checkpoint_in};
 
@@ -50,12 +51,15 @@ fn committed(out: &Path) -> Vec<String> {
 }
 
 fn chaos(backend: &[&str]) {
-    chaos_in(backend, None, &[]);
+    chaos_in(backend, None);
 }
 
-/// The kill test with checkpoints in `store` (a URL; default a local
-/// directory) and `env` for every run.
-fn chaos_in(backend: &[&str], store: Option<&str>, env: &[(&str, String)]) {
+/// The kill test with checkpoints in `store` (a test store and a URL in
+/// it; default a local directory); the store's environment for every run.
+fn chaos_in(backend: &[&str], store: Option<(&TestStore, &str)>) {
+    let owned_env = store.map(|(s, _)| s.env()).unwrap_or_default();
+    let env: &[(&str, String)] =
+        &owned_env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect::<Vec<_>>();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     // The run without failures.
@@ -72,17 +76,9 @@ fn chaos_in(backend: &[&str], store: Option<&str>, env: &[(&str, String)]) {
     let out = dir.path().join("out");
     let local_dir = dir.path().join("checkpoints");
     let local = local_dir.display().to_string();
-    let checkpoints = store.unwrap_or(&local);
-    let s3 = store.map(|url| {
-        let (endpoint, key) =
-            (env_value(env, "AWS_ENDPOINT_URL"), env_value(env, "AWS_ACCESS_KEY_ID"));
-        let options = flinkw_host::objstore::StoreOptions {
-            endpoint: Some(endpoint),
-            access_key_id: Some(key),
-            secret_access_key: Some(env_value(env, "AWS_SECRET_ACCESS_KEY")),
-            ..Default::default()
-        };
-        flinkw_host::objstore::open(url, &options).unwrap()
+    let checkpoints = store.map_or(local.as_str(), |(_, url)| url);
+    let s3 = store.map(|(s, url)| {
+        flinkw_host::objstore::open(url, &crate::object_store::store_options(s)).unwrap()
     });
     let latest = || match &s3 {
         Some(store) => latest_checkpoint_in(store),
@@ -120,25 +116,20 @@ fn killed_and_restarted_jobs_write_exactly_once_on_memory_state() {
 /// after kills and restarts, the output is still exactly the reference's.
 #[test]
 fn killed_and_restarted_jobs_write_exactly_once_with_checkpoints_in_s3() {
-    let server = flinkw_tests::s3::S3Server::start();
-    server.create_bucket("checkpoints");
-    chaos_in(&[], Some("s3://checkpoints/jobs/windowed"), &s3_env(&server));
+    chaos_in_store(Cloud::S3);
 }
 
-/// The value of `name` in `env`.
-fn env_value(env: &[(&str, String)], name: &str) -> String {
-    env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()).unwrap()
+/// The same with checkpoints in Azure Blob Storage (Azurite).
+#[test]
+fn killed_and_restarted_jobs_write_exactly_once_with_checkpoints_in_azure() {
+    chaos_in_store(Cloud::Azure);
 }
 
-/// The environment that points flinkw's S3 client at `server`.
-fn s3_env(server: &flinkw_tests::s3::S3Server) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL", server.endpoint()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ALLOW_HTTP", "true".into()),
-    ]
+fn chaos_in_store(cloud: Cloud) {
+    let store = TestStore::start(cloud);
+    store.create_bucket("checkpoints");
+    let url = store.url("checkpoints", "jobs/windowed");
+    chaos_in(&[], Some((&store, &url)));
 }
 
 #[test]
@@ -455,7 +446,7 @@ fn an_unreachable_checkpoint_store_fails_the_job_after_tolerable_failures() {
     let dir = tempfile::tempdir().unwrap();
     let server = flinkw_tests::s3::S3Server::start();
     server.create_bucket("checkpoints");
-    let env = s3_env(&server);
+    let env = server.env();
     let out = dir.path().join("out");
     let args = upgrade_args_at(
         artifacts::UPGRADE_V1,

@@ -1,6 +1,7 @@
 //! Object-store connectors end to end: the `object-store-etl` plugin reads
 //! orders (CSV, JSON lines, Parquet) from a local directory or a real
-//! S3-compatible server (moto, on loopback, started here) and writes
+//! object store started here on loopback (S3: moto; Azure Blob: Azurite)
+//! and writes
 //! rolling part files; outputs are compared with what the test computes
 //! from the input it wrote. Parquet files are written here with the
 //! `parquet` crate's writer (Snappy, several row groups per file).
@@ -20,6 +21,7 @@ use flinkw_host::objstore::object_store::{ObjectStore, ObjectStoreExt};
 use flinkw_host::objstore::{self, StoreLocation, StoreOptions, block_on};
 use flinkw_tests::artifacts;
 use flinkw_tests::s3::S3Server;
+use flinkw_tests::stores::{Cloud, TestStore};
 
 use crate::{assert_fails_with, flinkw, kill_repeatedly, latest_checkpoint};
 
@@ -151,12 +153,29 @@ fn assert_same_lines(got: &[String], expected: &[String], what: &str) {
 }
 
 fn s3_options(server: &S3Server) -> StoreOptions {
-    StoreOptions {
-        endpoint: Some(server.endpoint()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some("test".into()),
-        ..StoreOptions::default()
-    }
+    options_from(&server.options(), Cloud::S3)
+}
+
+/// The test's own client settings for a store (its connector options).
+pub(crate) fn store_options(store: &TestStore) -> StoreOptions {
+    options_from(&store.options(), store.cloud())
+}
+
+fn options_from(options: &[(String, String)], cloud: Cloud) -> StoreOptions {
+    let map: BTreeMap<String, String> = options.iter().cloned().collect();
+    StoreOptions::from_options(&map, &format!("{}.", cloud.scheme())).unwrap()
+}
+
+/// `args` run with `env` (a store's settings for the flinkw process).
+fn flinkw_with(args: &[String], dir: &FsPath, env: &[(String, String)]) -> flinkw_tests::Run {
+    std::process::Command::new(env!("CARGO_BIN_EXE_flinkw"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("FLINKW_CACHE_DIR", dir.join("cache"))
+        .env_remove("FLINKW_LOG")
+        .output()
+        .unwrap()
+        .into()
 }
 
 fn put_all(loc: &StoreLocation, files: &[(String, String)]) {
@@ -206,11 +225,7 @@ fn strs(a: &[String]) -> Vec<&str> {
 }
 
 fn s3_sets(server: &S3Server) -> Vec<String> {
-    vec![
-        format!("s3.endpoint={}", server.endpoint()),
-        "s3.access-key-id=test".into(),
-        "s3.secret-access-key=test".into(),
-    ]
+    server.options().iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
 /// The committed part files in `out` (checked: none left staged, names
@@ -276,21 +291,31 @@ fn object_store_csv_files_in_a_directory_become_json_lines_parts() {
 
 #[test]
 fn object_store_s3_json_lines_become_csv_parts() {
-    let server = S3Server::start();
-    server.create_bucket("data");
-    let opts = s3_options(&server);
-    let input = objstore::open("s3://data/orders", &opts).unwrap();
+    json_lines_become_csv_parts(Cloud::S3);
+}
+
+#[test]
+fn object_store_azure_json_lines_become_csv_parts() {
+    json_lines_become_csv_parts(Cloud::Azure);
+}
+
+/// JSON lines in a store become rolled CSV parts in the same store; the
+/// flinkw process finds the store through the cloud's environment
+/// variables, the test through connector-style options.
+fn json_lines_become_csv_parts(cloud: Cloud) {
+    let store = TestStore::start(cloud);
+    store.create_bucket("data");
+    let opts = store_options(&store);
+    let input = objstore::open(&store.url("data", "orders"), &opts).unwrap();
     let (files, all) = orders(2_000, 4, false);
     put_all(&input, &files);
     let dir = tempfile::tempdir().unwrap();
-    let mut extra = s3_sets(&server);
-    extra.extend(
-        ["format=jsonl", "output-format=csv", "parallelism=2", "roll-bytes=3000"].map(String::from),
-    );
-    let a = args("s3://data/orders", "s3://data/out/csv", &strs(&extra));
-    let run = flinkw(&strs(&a), dir.path());
+    let extra = ["format=jsonl", "output-format=csv", "parallelism=2", "roll-bytes=3000"];
+    let out_url = store.url("data", "out/csv");
+    let a = args(&store.url("data", "orders"), &out_url, &extra);
+    let run = flinkw_with(&a, dir.path(), &store.env());
     assert!(run.ok(), "{}", run.stderr);
-    let out = objstore::open("s3://data/out/csv", &opts).unwrap();
+    let out = objstore::open(&out_url, &opts).unwrap();
     let (parts, _) = committed_parts(&out, ".csv");
     assert!(parts.len() > 4, "rolled by size into several parts: {parts:?}");
     let mut got = Vec::new();
@@ -303,25 +328,31 @@ fn object_store_s3_json_lines_become_csv_parts() {
             got.push(format!("{{\"id\":{},\"customer\":\"{}\",\"cents\":{}}}", f[0], f[1], f[2]));
         }
     }
-    assert_same_lines(&got, &mapped(&all), "s3 jsonl -> s3 csv");
+    assert_same_lines(&got, &mapped(&all), &format!("{cloud:?} jsonl -> {cloud:?} csv"));
 }
 
 #[test]
 fn object_store_counts_are_exactly_once_across_kill_9() {
-    exactly_once_across_kill_9(false);
+    exactly_once_across_kill_9(false, Cloud::S3);
 }
 
 /// The same with Parquet input: restores seek to a row inside a row group.
 #[test]
 fn object_store_parquet_counts_are_exactly_once_across_kill_9() {
-    exactly_once_across_kill_9(true);
+    exactly_once_across_kill_9(true, Cloud::S3);
 }
 
-fn exactly_once_across_kill_9(parquet: bool) {
-    let server = S3Server::start();
-    server.create_bucket("data");
-    let opts = s3_options(&server);
-    let input = objstore::open("s3://data/in", &opts).unwrap();
+/// The same on Azure Blob Storage (Azurite).
+#[test]
+fn object_store_counts_are_exactly_once_across_kill_9_on_azure() {
+    exactly_once_across_kill_9(false, Cloud::Azure);
+}
+
+fn exactly_once_across_kill_9(parquet: bool, cloud: Cloud) {
+    let store = TestStore::start(cloud);
+    store.create_bucket("data");
+    let opts = store_options(&store);
+    let input = objstore::open(&store.url("data", "in"), &opts).unwrap();
     let all = if parquet {
         let (files, all) = parquet_orders(60_000, 6, 1_500);
         put_bytes(&input, &files);
@@ -336,16 +367,16 @@ fn exactly_once_across_kill_9(parquet: bool) {
     let cache = dir.path().join("cache");
     let checkpoint_dir = dir.path().join("checkpoints");
     let checkpoints = checkpoint_dir.display().to_string();
-    let mut extra = s3_sets(&server);
-    extra.extend(
+    let mut extra: Vec<String> =
         ["pipeline=count", "parallelism=2", "checkpoint.interval-ms=100", "batch.size=64"]
-            .map(String::from),
-    );
+            .map(String::from)
+            .to_vec();
     if parquet {
         extra.push("format=parquet".into());
     }
     extra.extend(["--checkpoint-dir".to_owned(), checkpoints]);
-    let a = args("s3://data/in", "s3://data/out", &strs(&extra));
+    let env = store.env();
+    let a = args(&store.url("data", "in"), &store.url("data", "out"), &strs(&extra));
     // Compile the plugin once, so the runs spend their time on the job.
     let plan = flinkw(
         &["plan", artifacts::OBJECT_STORE_ETL, "--set", "input=x", "--set", "output=y"],
@@ -353,15 +384,16 @@ fn exactly_once_across_kill_9(parquet: bool) {
     );
     assert!(plan.ok(), "{}", plan.stderr);
     let latest = || latest_checkpoint(&checkpoint_dir);
-    let kills = kill_repeatedly(&a, &cache, &[], &latest, 0x6f62_6a73, 8);
-    let last = flinkw(&strs(&a), dir.path());
+    let env_refs: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let kills = kill_repeatedly(&a, &cache, &env_refs, &latest, 0x6f62_6a73, 8);
+    let last = flinkw_with(&a, dir.path(), &env);
     assert!(last.ok(), "{}", last.stderr);
     eprintln!("{kills} kills; the last run: {}", last.stderr);
     assert!(kills >= 5, "the job was killed only {kills} times");
     assert!(last.stderr.contains("restored from checkpoint"), "{}", last.stderr);
-    let out = objstore::open("s3://data/out", &opts).unwrap();
+    let out = objstore::open(&store.url("data", "out"), &opts).unwrap();
     let (_, got) = committed_parts(&out, ".jsonl");
-    assert_same_lines(&got, &expected, &format!("after {kills} kills"));
+    assert_same_lines(&got, &expected, &format!("{cloud:?}: after {kills} kills"));
 }
 
 fn bad_run(dir: &FsPath, input: &str, extra: &[String]) -> flinkw_tests::Run {
@@ -373,8 +405,11 @@ fn bad_run(dir: &FsPath, input: &str, extra: &[String]) -> flinkw_tests::Run {
 #[test]
 fn object_store_bad_urls_buckets_and_credentials_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let run = bad_run(dir.path(), "gs://bucket/in", &[]);
-    assert_fails_with(&run, &["object-store source", "gs://bucket/in", "unknown scheme `gs`"]);
+    let run = bad_run(dir.path(), "ftp://bucket/in", &[]);
+    assert_fails_with(
+        &run,
+        &["object-store source", "ftp://bucket/in", "unknown scheme `ftp`", "gs, az"],
+    );
 
     let missing = dir.path().join("nothing-here").display().to_string();
     let run = bad_run(dir.path(), &missing, &[]);
@@ -387,6 +422,43 @@ fn object_store_bad_urls_buckets_and_credentials_are_named() {
     let strict = S3Server::start_checking_credentials();
     let run = bad_run(dir.path(), "s3://data/in", &s3_sets(&strict));
     assert_fails_with(&run, &["object-store source", "s3://data/in", "403"]);
+}
+
+/// A missing Azure container, and GCS and Azure stores nobody answers at:
+/// the job fails before it starts, naming the URL (and the address it
+/// could not reach).
+#[test]
+fn object_store_gcs_and_azure_missing_containers_and_unreachable_stores_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let azurite = TestStore::start(Cloud::Azure);
+    let missing = azurite.url("no-such-container", "in");
+    let run = flinkw_with(&args(&missing, &out, &[]), dir.path(), &azurite.env());
+    assert_fails_with(&run, &["object-store source", &missing, "ContainerNotFound"]);
+
+    let closed = format!("127.0.0.1:{}", flinkw_tests::kafka::free_port());
+    let stores: [(&str, Vec<(String, String)>); 2] = [
+        (
+            "gs://data/in",
+            vec![(
+                "GOOGLE_SERVICE_ACCOUNT_KEY".into(),
+                format!(
+                    r#"{{"gcs_base_url": "http://{closed}", "disable_oauth": true, "client_email": "", "private_key": "", "private_key_id": ""}}"#
+                ),
+            )],
+        ),
+        (
+            "az://data/in",
+            vec![
+                ("AZURE_STORAGE_USE_EMULATOR".into(), "true".into()),
+                ("AZURITE_BLOB_STORAGE_URL".into(), format!("http://{closed}")),
+            ],
+        ),
+    ];
+    for (url, env) in stores {
+        let run = flinkw_with(&args(url, &out, &[]), dir.path(), &env);
+        assert_fails_with(&run, &["object-store source", url, &closed]);
+    }
 }
 
 #[test]

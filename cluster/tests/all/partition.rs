@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flinkw_host::objstore::{self, StoreOptions};
-use flinkw_tests::s3::S3Server;
+use flinkw_host::objstore;
+use flinkw_tests::stores::{Cloud, TestStore};
 
 use crate::cluster::{
     Cluster, HEARTBEAT_TIMEOUT_MS, Setup, embedded_w2, part_lines, worker_index, worker_of,
@@ -134,19 +134,6 @@ fn has_checkpoint(loc: &objstore::StoreLocation) -> bool {
     })
 }
 
-fn s3_env(server: &S3Server) -> Vec<(String, String)> {
-    [
-        ("AWS_ENDPOINT_URL", server.endpoint()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ALLOW_HTTP", "true".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
-}
-
 /// The coordinator keeps its job records (and the plugins they run) in
 /// S3. It is killed with SIGKILL mid-job; a new coordinator with an empty
 /// data folder of its own but the same job store takes the job back and
@@ -154,30 +141,38 @@ fn s3_env(server: &S3Server) -> Vec<(String, String)> {
 /// the embedded run's line for line.
 #[test]
 fn a_new_coordinator_resumes_the_jobs_of_a_shared_job_store() {
+    shared_job_store(Cloud::S3);
+}
+
+/// The same with the job store and checkpoints in Azure Blob Storage.
+#[test]
+fn a_new_coordinator_resumes_the_jobs_of_a_shared_job_store_in_azure() {
+    shared_job_store(Cloud::Azure);
+}
+
+fn shared_job_store(cloud: Cloud) {
     let dir = tempfile::tempdir().unwrap();
-    let server = S3Server::start();
+    let server = TestStore::start(cloud);
     server.create_bucket("flinkw");
     let expected = embedded_w2(dir.path(), 400_000);
     let setup = Setup {
-        coordinator_args: vec!["--job-store".into(), "s3://flinkw/coordinator".into()],
-        env: s3_env(&server),
+        coordinator_args: vec!["--job-store".into(), server.url("flinkw", "coordinator")],
+        env: server.env(),
         net: None,
     };
     let mut cluster = Cluster::start_with(dir.path(), 2, 1, setup);
     let out = dir.path().join("cluster");
-    let job = cluster.deploy_w2(400_000, &out, &["--checkpoint-dir", "s3://flinkw/checkpoints/w2"]);
+    let checkpoint_url = server.url("flinkw", "checkpoints/w2");
+    let job = cluster.deploy_w2(400_000, &out, &["--checkpoint-dir", &checkpoint_url]);
     let deadline = Instant::now() + Duration::from_secs(120);
     cluster.await_state(&job, &["running"], deadline);
-    let options = StoreOptions {
-        endpoint: Some(server.endpoint()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some("test".into()),
-        ..StoreOptions::default()
-    };
-    let checkpoints = objstore::open("s3://flinkw/checkpoints/w2", &options).unwrap();
-    wait_for(&cluster, "a first checkpoint in S3", deadline, &|| has_checkpoint(&checkpoints));
+    let options = crate::object_store::store_options(&server);
+    let checkpoints = objstore::open(&checkpoint_url, &options).unwrap();
+    wait_for(&cluster, "a first checkpoint in the store", deadline, &|| {
+        has_checkpoint(&checkpoints)
+    });
     // The job's record is in the store, not in the data folder.
-    let records = objstore::open("s3://flinkw/coordinator/jobs", &options).unwrap();
+    let records = objstore::open(&server.url("flinkw", "coordinator/jobs"), &options).unwrap();
     let listed = objstore::block_on(records.store.list_with_delimiter(Some(&records.prefix)))
         .unwrap()
         .objects;

@@ -1,6 +1,7 @@
 //! Where checkpoints live: a folder per checkpoint in a directory or an
-//! object store (`s3://bucket/prefix`), holding its state files and a
-//! `_metadata` object written last and create-only. A checkpoint without
+//! object store (`s3://`, `gs://bucket/prefix`, `az://container/prefix`),
+//! holding its state files and a `_metadata` object written last and
+//! create-only. A checkpoint without
 //! metadata never existed; a file whose checksum does not match makes the
 //! whole checkpoint invalid, and recovery falls back to the one before.
 
@@ -146,8 +147,8 @@ fn url_of(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Opens the store and folder a path or URL names (S3 settings from the
-/// `AWS_*` environment).
+/// Opens the store and folder a path or URL names (settings from the
+/// `AWS_*`, `GOOGLE_*` or `AZURE_*` environment).
 fn locate(path: &Path) -> Result<StoreLocation, CheckpointError> {
     objstore::open(&url_of(path), &StoreOptions::default())
         .map_err(|e| CheckpointError::Io { path: url_of(path), reason: e.to_string() })

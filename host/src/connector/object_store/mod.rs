@@ -1,11 +1,16 @@
 //! Object-storage connectors (`kind = "object-store"`): a bounded source
-//! over the files under a URL (local directory or `s3://bucket/prefix`)
-//! and a rolling, exactly-once part-file sink.
+//! over the files under a URL (local directory, `s3://bucket/prefix`,
+//! `gs://bucket/prefix` or `az://container/prefix`) and a rolling,
+//! exactly-once part-file sink.
 //!
-//! Stores are opened with [`crate::objstore::open`]; S3 settings are the
-//! options `s3.endpoint`, `s3.region`, `s3.access-key-id`,
-//! `s3.secret-access-key`, `s3.session-token`, `s3.allow-http`,
-//! `s3.retries`, `s3.timeout-ms`, else the `AWS_*` environment.
+//! Stores are opened with [`crate::objstore::open`]; settings are the
+//! options after the URL's store prefix, else the cloud's environment:
+//! S3 `s3.endpoint`, `s3.region`, `s3.access-key-id`,
+//! `s3.secret-access-key`, `s3.session-token` (`AWS_*`); GCS `gs.endpoint`,
+//! `gs.service-account`, `gs.service-account-key` (`GOOGLE_*`); Azure
+//! `az.endpoint`, `az.account`, `az.access-key`, `az.sas-token`,
+//! `az.use-emulator` (`AZURE_*`); and for each `allow-http`, `retries`,
+//! `timeout-ms`.
 
 mod format;
 mod glob;
@@ -23,14 +28,16 @@ pub use sink::ObjectSinkSpec;
 pub use source::ObjectSourceSpec;
 
 use super::ConnectorError;
-use crate::objstore::{StoreLocation, StoreOptions};
+use crate::objstore::{StoreKind, StoreLocation, StoreOptions};
 
-/// The prefix of store options in connector options.
-const STORE_PREFIX: &str = "s3.";
-
-/// Every option name a store takes (`s3.endpoint`, …).
+/// Every option name a store takes (`s3.endpoint`, `gs.service-account`, …).
 fn store_keys() -> Vec<String> {
-    StoreOptions::KEYS.iter().map(|k| format!("{STORE_PREFIX}{k}")).collect()
+    [StoreKind::S3, StoreKind::Gcs, StoreKind::Azure]
+        .into_iter()
+        .flat_map(|kind| {
+            StoreOptions::keys(kind).iter().map(move |k| format!("{}{k}", kind.option_prefix()))
+        })
+        .collect()
 }
 
 /// Checks that `options` only has keys from `known` or store keys.
@@ -53,8 +60,14 @@ fn open_store(
     let url = options
         .get("url")
         .ok_or(ConnectorError::MissingOption { connector: connector.to_owned(), option: "url" })?;
-    let store_options =
-        StoreOptions::from_options(options, STORE_PREFIX).map_err(|e| remote(connector, e))?;
+    // The settings of the URL's kind of store (`s3.`, `gs.`, `az.`); an
+    // unknown scheme is refused by `open`.
+    let prefix = crate::objstore::kind(url).unwrap_or(StoreKind::Local).option_prefix();
+    let store_options = if prefix.is_empty() {
+        StoreOptions::default()
+    } else {
+        StoreOptions::from_options(options, prefix).map_err(|e| remote(connector, e))?
+    };
     crate::objstore::open(url, &store_options).map_err(|e| remote(connector, e))
 }
 
