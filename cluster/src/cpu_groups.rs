@@ -467,7 +467,7 @@ mod tests {
         assert_eq!(cfs_quota_us(Some(0)), -1);
         assert_eq!(cfs_quota_us(Some(50)), 50_000);
         assert_eq!(cfs_quota_us(Some(250)), 250_000);
-        assert_eq!(cfs_quota_us(Some(0).or(Some(1))), 1000);
+        assert_eq!(cfs_quota_us(Some(1)), 1000, "the kernel's minimum of 1 ms");
     }
 
     #[test]

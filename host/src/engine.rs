@@ -27,7 +27,7 @@ pub enum EngineError {
 }
 
 /// The environment variable that turns the per-instance limits off, **for
-/// the limits-overhead benchmark only** (`bench/limits_overhead.sh`,
+/// the limits-overhead benchmark only** (`bench/limits_overhead.py`,
 /// docs/benchmarks.md): with `FLINKW_BENCH_NO_LIMITS=1` the engine is
 /// built without epoch interruption (no call deadline: an endless loop
 /// runs forever) and every instance may grow its memory to the pool's 4 GiB

@@ -6,6 +6,7 @@
 mod bad_input;
 mod checkpoints;
 mod cluster;
+mod cpu_groups;
 mod examples;
 mod golden;
 mod guest_failures;

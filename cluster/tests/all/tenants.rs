@@ -13,7 +13,7 @@ use crate::assert_fails_with;
 use crate::cluster::{Cluster, events, sorted_file};
 
 /// Runs the CLI against the cluster with `token` (not the admin's).
-fn as_tenant(cluster: &Cluster, token: &str, args: &[&str]) -> flinkw_tests::Run {
+pub(crate) fn as_tenant(cluster: &Cluster, token: &str, args: &[&str]) -> flinkw_tests::Run {
     let mut all = args.to_vec();
     all.extend(["--coordinator", &cluster.rest, "--token", token]);
     if args.contains(&"--wait") {
@@ -23,7 +23,7 @@ fn as_tenant(cluster: &Cluster, token: &str, args: &[&str]) -> flinkw_tests::Run
 }
 
 /// Creates a tenant with `quota` options; returns its token.
-fn create_tenant(cluster: &Cluster, name: &str, quota: &[&str]) -> String {
+pub(crate) fn create_tenant(cluster: &Cluster, name: &str, quota: &[&str]) -> String {
     let mut args = vec!["tenant", "create", name];
     args.extend(quota);
     let run = cluster.cli(&args);
@@ -35,7 +35,7 @@ fn create_tenant(cluster: &Cluster, name: &str, quota: &[&str]) -> String {
 
 /// Deploys a job that runs until cancelled (a slow datagen into
 /// processing-time windows) as the holder of `token`; returns its id.
-fn deploy_endless(cluster: &Cluster, token: &str, extra: &[&str]) -> flinkw_tests::Run {
+pub(crate) fn deploy_endless(cluster: &Cluster, token: &str, extra: &[&str]) -> flinkw_tests::Run {
     let mut args = vec![
         "deploy",
         artifacts::BAD_GUEST,
