@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::bindings::flinkw::plugin::types::Connector;
 use crate::codec::{Decoder, decode_json, decode_postcard, decode_utf8};
-use crate::{Config, Data, Sink, Source};
+use crate::{Config, Data, Sink, Source, Stream};
 
 /// Kafka connectors: `Kafka::source(servers, topics)`, `Kafka::sink(servers, topic)`.
 pub struct Kafka;
 
 /// A Kafka record with its key, headers and timestamp (see
-/// [`KafkaSource::records`]).
+/// [`KafkaSource::records`]; written with [`Stream::sink_records`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KafkaRecord {
     /// The record's key; empty when it has none.
@@ -292,6 +292,46 @@ impl KafkaSink {
     pub fn option(self, key: &str, value: &str) -> Self {
         self.set(key, value)
     }
+}
+
+impl Stream<KafkaRecord> {
+    /// Sends whole records to a Kafka sink: each record's key, value and
+    /// headers (in order; a name may repeat) become the Kafka record's.
+    /// The Kafka timestamp is the element's event time, as for every sink
+    /// (the record's `timestamp` field is not read). Asks the host to read
+    /// the headers from each value: sink option `headers=in-value`, the
+    /// same envelope the source writes.
+    ///
+    /// ```no_run
+    /// # use flinkw::prelude::*;
+    /// # fn job(env: &mut Env) -> Result<(), Error> {
+    /// env.source(Kafka::source("127.0.0.1:9092", "in").records())
+    ///     .map(|mut r: KafkaRecord| {
+    ///         r.headers.push(("seen-by".into(), b"flinkw".to_vec()));
+    ///         r
+    ///     })
+    ///     .sink_records(Kafka::sink("127.0.0.1:9092", "out"));
+    /// # Ok(()) }
+    /// ```
+    pub fn sink_records(self, sink: KafkaSink) {
+        let sink = sink.set("headers", "in-value");
+        self.sink_encoded(
+            sink,
+            Box::new(|r: &KafkaRecord, out: &mut Vec<u8>| {
+                out.extend_from_slice(&r.key);
+                Ok(())
+            }),
+            encode_record,
+        );
+    }
+}
+
+/// The `headers=in-value` envelope of a record: postcard of
+/// `(value, [(name, value)])`.
+fn encode_record(r: &KafkaRecord, out: &mut Vec<u8>) -> Result<(), String> {
+    let bytes = postcard::to_allocvec(&(&r.value, &r.headers)).map_err(|e| e.to_string())?;
+    out.extend_from_slice(&bytes);
+    Ok(())
 }
 
 impl Sink for KafkaSink {

@@ -13,7 +13,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -53,6 +53,8 @@ pub struct Record {
     pub value: Vec<u8>,
     /// The timestamp (ms since the epoch), if it has one.
     pub timestamp: Option<i64>,
+    /// The headers, name and value (None: a null value), in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl Record {
@@ -300,6 +302,11 @@ impl Broker {
                             key: m.key().map(<[u8]>::to_vec),
                             value: m.payload().unwrap_or_default().to_vec(),
                             timestamp: m.timestamp().to_millis(),
+                            headers: m.headers().map_or_else(Vec::new, |h| {
+                                h.iter()
+                                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            }),
                         });
                     }
                     Some(Err(e)) => eprintln!("test reader: {e}"),

@@ -503,6 +503,84 @@ fn kafka_record_key_headers_and_timestamp_reach_the_plugin() {
     assert_eq!(got, want);
 }
 
+/// The sink writes record headers from the plugin's output
+/// (`Stream::sink_records`, sink option `headers=in-value`): records with
+/// headers go through `pipeline=relay`, which adds one header, and come
+/// out with the same key, value, headers in order (repeated names, binary
+/// and empty values) plus the new one, at-least-once and exactly-once.
+#[test]
+fn kafka_sink_writes_record_headers_from_the_plugin() {
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    let base = base_ts();
+    let binary: &[u8] = &[0, 255, 10];
+    let rows: Vec<HeadedRow<'_>> = vec![
+        (
+            Some(b"k0"),
+            b"v0",
+            base,
+            vec![("trace", Some(b"abc")), ("bin", Some(binary)), ("trace", Some(b"def"))],
+        ),
+        (None, b"v1", base + 1, vec![]),
+        (Some(b"k2"), b"", base + 2, vec![("empty", Some(b""))]),
+    ];
+    broker.produce_with_headers("events", 0, &rows);
+    let relayed = ("relayed-by".to_owned(), Some(b"kafka-windowed".to_vec()));
+    let want: Vec<(Option<Vec<u8>>, Vec<u8>, Option<i64>, Vec<(String, Option<Vec<u8>>)>)> = rows
+        .iter()
+        .map(|(key, value, ts, headers)| {
+            let mut h: Vec<(String, Option<Vec<u8>>)> =
+                headers.iter().map(|(n, v)| ((*n).to_owned(), v.map(<[u8]>::to_vec))).collect();
+            h.push(relayed.clone());
+            (key.map(<[u8]>::to_vec), value.to_vec(), Some(*ts), h)
+        })
+        .collect();
+    for (out, delivery) in [("out-alo", "at-least-once"), ("out-eo", "exactly-once")] {
+        broker.create_topic(out, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = dir.path().join("checkpoints").display().to_string();
+        let mut args = one_subtask_args(
+            &broker,
+            "events",
+            out,
+            &["pipeline=relay", "bounded=true", &format!("delivery={delivery}")],
+        );
+        args.extend(["--checkpoint-dir".to_owned(), checkpoints]);
+        let run = flinkw(&strs(&args), dir.path());
+        assert!(run.ok(), "{}", run.stderr);
+        let got: Vec<_> = broker
+            .read_committed(out, Duration::from_secs(30))
+            .into_iter()
+            .map(|r| (r.key, r.value, r.timestamp, r.headers))
+            .collect();
+        assert_eq!(got, want, "{delivery}");
+    }
+}
+
+/// A value that is not the envelope `headers=in-value` reads fails the
+/// job, naming the record.
+#[test]
+fn kafka_sink_refuses_values_that_are_not_header_envelopes() {
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    broker.create_topic("out", 1);
+    let rows: Vec<HeadedRow<'_>> = vec![(Some(b"k0"), b"v0", base_ts(), vec![])];
+    broker.produce_with_headers("events", 0, &rows);
+    let dir = tempfile::tempdir().unwrap();
+    // `describe` writes plain text lines; the sink is told they carry headers.
+    let args = one_subtask_args(
+        &broker,
+        "events",
+        "out",
+        &["pipeline=describe", "bounded=true", "delivery=at-least-once", "sink.headers=in-value"],
+    );
+    let run = flinkw(&strs(&args), dir.path());
+    crate::assert_fails_with(
+        &run,
+        &["kafka sink", "record 1 of sink subtask 0", "not a headers=in-value envelope"],
+    );
+}
+
 /// Waits (bounded) until `topic` holds `count` committed records; returns
 /// their values, sorted.
 fn wait_for_values(broker: &Broker, topic: &str, count: usize, what: &str) -> Vec<String> {

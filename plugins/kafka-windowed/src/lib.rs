@@ -23,7 +23,10 @@
 //! `pipeline` = `windows` (default) | `copy` (stateless: each value as it
 //! is, for throughput benchmarks) | `describe` (stateless: each record as
 //! the line `key|timestamp|headers|value`, headers as `name=hex` joined by
-//! `,`, in order; to show what reaches a plugin), `partition-discovery-ms`
+//! `,`, in order; to show what reaches a plugin) | `relay` (stateless: each
+//! record whole, key, value and headers, with one header more,
+//! `relayed-by=kafka-windowed`; written with `Stream::sink_records`),
+//! `sink.<option>` (any sink option by name), `partition-discovery-ms`
 //! (how often the source looks for new partitions; default the
 //! connector's).
 
@@ -110,6 +113,10 @@ fn job(env: &mut Env) -> Result<(), Error> {
             sink = sink.option(key, v);
         }
     }
+    // Any other sink option by name (`sink.headers=in-value`).
+    for (key, v) in config.with_prefix("sink.") {
+        sink = sink.option(&key, &v);
+    }
     let sink = match delivery.as_str() {
         "exactly-once" => sink.exactly_once(&prefix),
         "at-least-once" => sink.at_least_once(),
@@ -123,6 +130,16 @@ fn job(env: &mut Env) -> Result<(), Error> {
     let pipeline = config.get("pipeline").unwrap_or("windows").to_owned();
     if pipeline == "copy" {
         env.source(source).map(|r: KafkaRecord| r.value_str()).name("copy").sink(sink);
+        return Ok(());
+    }
+    if pipeline == "relay" {
+        env.source(source)
+            .map(|mut r: KafkaRecord| {
+                r.headers.push(("relayed-by".into(), b"kafka-windowed".to_vec()));
+                r
+            })
+            .name("relay")
+            .sink_records(sink);
         return Ok(());
     }
     if pipeline == "describe" {

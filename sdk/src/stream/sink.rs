@@ -55,4 +55,19 @@ impl<T: Data> Stream<T> {
         };
         graph.borrow_mut().add_sink(&Port::main(node), &name, sink.connector());
     }
+
+    /// Sends the stream to `sink` with each record's key and bytes made
+    /// here (for sinks that read a layout of their own, such as Kafka's
+    /// `headers=in-value` envelope).
+    pub(crate) fn sink_encoded<S: Sink>(
+        self,
+        sink: S,
+        key: super::KeyFn<T>,
+        encode: impl Fn(&T, &mut Vec<u8>) -> Result<(), String> + 'static,
+    ) {
+        let graph = self.graph.clone();
+        let name = sink.name();
+        let node = self.materialize(Some(key), encode);
+        graph.borrow_mut().add_sink(&Port::main(node), &name, sink.connector());
+    }
 }

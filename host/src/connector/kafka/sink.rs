@@ -7,6 +7,10 @@
 //! moment, the restore reads the marker and produces again exactly the
 //! intervals it does not cover; `init_transactions` with the subtask's
 //! transactional id first aborts whatever an earlier attempt left open.
+//!
+//! With `headers=in-value` each batch value is the envelope the source
+//! writes with the same option (see [`super::envelope`]): the record's
+//! value and its headers, which go out as Kafka record headers.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -17,11 +21,12 @@ use flinkw_batch::{Batch, BatchBuilder, NO_TIMESTAMP};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{Errors, LastError, all_topics, remote, require_topics};
+use super::envelope;
 use super::options::{Connection, bad, check, required};
 use super::wal::{Entry, Recovery, Sealed, recoveries};
 use crate::connector::{ConnectorError, SinkWriter, parse_option};
@@ -63,6 +68,8 @@ pub struct KafkaSinkSpec {
     oversized: Oversized,
     max_buffer_bytes: usize,
     transaction_timeout: Duration,
+    /// Values are envelopes of value and headers (`headers=in-value`).
+    headers_in_value: bool,
 }
 
 impl KafkaSinkSpec {
@@ -79,6 +86,7 @@ impl KafkaSinkSpec {
                 "oversized",
                 "max-buffer-bytes",
                 "transaction.timeout-ms",
+                "headers",
             ],
         )?;
         let conn = Connection::new(NAME, options)?;
@@ -122,7 +130,13 @@ impl KafkaSinkSpec {
                 }
             },
         };
+        let headers_in_value = match options.get("headers").map(String::as_str).unwrap_or("none") {
+            "none" => false,
+            "in-value" => true,
+            other => return Err(bad(NAME, "headers", other, "expected none or in-value")),
+        };
         Ok(KafkaSinkSpec {
+            headers_in_value,
             conn,
             topic,
             delivery,
@@ -267,15 +281,36 @@ impl KafkaWriter {
     }
 
     /// Hands one record to the client, waiting while its queue is full.
+    /// With `in_value`, `value` is an envelope of the value and headers
+    /// (checked by `write` before: a damaged one fails here).
     fn send(
         producer: &Producer_,
         topic: &str,
         ts: i64,
         key: &[u8],
         value: &[u8],
+        in_value: bool,
         timeout: Duration,
     ) -> Result<(), KafkaError> {
+        let (value, headers) = if in_value {
+            let (v, list) = envelope::decode(value).map_err(|e| {
+                tracing::error!(
+                    "a value of the kafka sink is not a headers=in-value envelope: {e}"
+                );
+                KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage)
+            })?;
+            let mut h = OwnedHeaders::new_with_capacity(list.len());
+            for (name, v) in list {
+                h = h.insert(Header { key: name, value: Some(v) });
+            }
+            (v, Some(h))
+        } else {
+            (value, None)
+        };
         let mut record = BaseRecord::to(topic).payload(value);
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
         if !key.is_empty() {
             record = record.key(key);
         }
@@ -352,14 +387,24 @@ impl KafkaWriter {
         let timeout = self.spec.transaction_timeout;
         let mut n = 0;
         for s in intervals {
-            let parts =
-                [(self.spec.topic.as_str(), &s.batches), (self.dead_topic(), &s.dead_letters)];
-            for (topic, batches) in parts {
+            let parts = [
+                (self.spec.topic.as_str(), &s.batches, self.spec.headers_in_value),
+                (self.dead_topic(), &s.dead_letters, false),
+            ];
+            for (topic, batches, in_value) in parts {
                 for bytes in batches {
                     // Checked by `transaction` before it began.
                     let Ok(batch) = Batch::new(bytes) else { continue };
                     for r in batch.iter() {
-                        Self::send(producer, topic, r.timestamp, r.key, r.value, timeout)?;
+                        Self::send(
+                            producer,
+                            topic,
+                            r.timestamp,
+                            r.key,
+                            r.value,
+                            in_value,
+                            timeout,
+                        )?;
                         n += 1;
                     }
                     producer.poll(Duration::ZERO);
@@ -516,6 +561,21 @@ impl SinkWriter for KafkaWriter {
         let timeout = self.spec.transaction_timeout;
         for r in batch.iter() {
             self.records += 1;
+            if self.spec.headers_in_value
+                && let Err(e) = envelope::decode(r.value)
+            {
+                return Err(remote(
+                    NAME,
+                    format!(
+                        "record {} of sink subtask {} (key {:?}, timestamp {}): its value is not \
+                         a headers=in-value envelope of value and headers: {e}",
+                        self.records,
+                        self.subtask,
+                        String::from_utf8_lossy(&r.key[..r.key.len().min(64)]),
+                        r.timestamp
+                    ),
+                ));
+            }
             let size = r.key.len() + r.value.len();
             if size > self.spec.max_record_bytes {
                 let Some(note) = self.oversized(r.timestamp, r.key, size)? else { continue };
@@ -528,6 +588,7 @@ impl SinkWriter for KafkaWriter {
                         r.timestamp,
                         r.key,
                         &note,
+                        false,
                         timeout,
                     )
                     .map_err(|e| self.error("cannot produce", e))?;
@@ -535,8 +596,17 @@ impl SinkWriter for KafkaWriter {
             } else if eo {
                 self.current.push(r.timestamp, r.key, r.value);
             } else {
-                Self::send(&self.producer, &self.spec.topic, r.timestamp, r.key, r.value, timeout)
-                    .map_err(|e| self.error("cannot produce", e))?;
+                let in_value = self.spec.headers_in_value;
+                Self::send(
+                    &self.producer,
+                    &self.spec.topic,
+                    r.timestamp,
+                    r.key,
+                    r.value,
+                    in_value,
+                    timeout,
+                )
+                .map_err(|e| self.error("cannot produce", e))?;
             }
         }
         if eo && self.current.data_len() > self.spec.max_buffer_bytes {
@@ -682,5 +752,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("expected none, at-least-once or exactly-once"), "{e}");
+    }
+
+    #[test]
+    fn reads_the_headers_option() {
+        let s = KafkaSinkSpec::new(&opts(&[("topic", "o")])).unwrap();
+        assert!(!s.headers_in_value);
+        let s = KafkaSinkSpec::new(&opts(&[("topic", "o"), ("headers", "in-value")])).unwrap();
+        assert!(s.headers_in_value);
+        let e = KafkaSinkSpec::new(&opts(&[("topic", "o"), ("headers", "drop")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("headers") && e.contains("expected none or in-value"), "{e}");
     }
 }
