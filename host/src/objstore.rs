@@ -18,10 +18,11 @@
 //!   `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, …
 //! - GCS: `GOOGLE_SERVICE_ACCOUNT` (path of a service-account JSON file),
 //!   `GOOGLE_SERVICE_ACCOUNT_KEY` (its content), `GOOGLE_APPLICATION_CREDENTIALS`,
-//!   `GOOGLE_BASE_URL` (another endpoint), `GOOGLE_SKIP_SIGNATURE`, …; an
-//!   emulator such as fake-gcs-server is reached with a service-account file
-//!   holding `{"gcs_base_url": "http://127.0.0.1:4443", "disable_oauth": true,
-//!   "client_email": "", "private_key": "", "private_key_id": ""}`.
+//!   `GOOGLE_BASE_URL` (another endpoint), `GOOGLE_SKIP_SIGNATURE`, …; another
+//!   server is named by a service-account file holding `{"gcs_base_url":
+//!   "http://127.0.0.1:4443", "disable_oauth": true, "client_email": "",
+//!   "private_key": "", "private_key_id": ""}` (object_store speaks GCS's XML
+//!   API, which the emulators on PyPI do not serve; docs/connectors.md).
 //! - Azure: `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`,
 //!   `AZURE_STORAGE_SAS_KEY`, `AZURE_STORAGE_TOKEN`, `AZURE_STORAGE_ENDPOINT`,
 //!   client-secret / workload-identity variables, …; Azurite is reached with
