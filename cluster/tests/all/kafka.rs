@@ -503,6 +503,9 @@ fn kafka_record_key_headers_and_timestamp_reach_the_plugin() {
     assert_eq!(got, want);
 }
 
+/// A record as read back: key, value, timestamp, headers.
+type Written = (Option<Vec<u8>>, Vec<u8>, Option<i64>, Vec<(String, Option<Vec<u8>>)>);
+
 /// The sink writes record headers from the plugin's output
 /// (`Stream::sink_records`, sink option `headers=in-value`): records with
 /// headers go through `pipeline=relay`, which adds one header, and come
@@ -526,7 +529,7 @@ fn kafka_sink_writes_record_headers_from_the_plugin() {
     ];
     broker.produce_with_headers("events", 0, &rows);
     let relayed = ("relayed-by".to_owned(), Some(b"kafka-windowed".to_vec()));
-    let want: Vec<(Option<Vec<u8>>, Vec<u8>, Option<i64>, Vec<(String, Option<Vec<u8>>)>)> = rows
+    let want: Vec<Written> = rows
         .iter()
         .map(|(key, value, ts, headers)| {
             let mut h: Vec<(String, Option<Vec<u8>>)> =
