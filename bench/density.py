@@ -58,10 +58,11 @@ def threads(pid):
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
-def start_cluster(flinkw_bin, work, slots, procs):
+def start_cluster(flinkw_bin, work, slots, procs, worker_args=()):
     """Starts a coordinator and one worker `w1` with `slots` slots (certs in
-    `work`, processes appended to `procs`); returns the REST address once the
-    worker has joined, and the worker's process."""
+    `work`, processes appended to `procs`, `worker_args` added to the
+    worker's); returns the REST address once the worker has joined, and the
+    worker's process."""
     def flinkw(*a):
         subprocess.run([flinkw_bin, *a], check=True, capture_output=True)
 
@@ -75,7 +76,7 @@ def start_cluster(flinkw_bin, work, slots, procs):
          "--data-dir", f"{work}/data", "--token", TOKEN], stderr=open(f"{work}/coord.log", "w")))
     worker = subprocess.Popen(
         [flinkw_bin, "worker", "--join", quic, "--slots", str(slots), "--certs", f"{work}/w1",
-         "--cache-dir", f"{work}/w1-cache", "--name", "w1"],
+         "--cache-dir", f"{work}/w1-cache", "--name", "w1", *worker_args],
         stdout=subprocess.DEVNULL, stderr=open(f"{work}/w1.log", "w"))
     procs.append(worker)
     for _ in range(300):
@@ -89,10 +90,15 @@ def start_cluster(flinkw_bin, work, slots, procs):
 
 
 def stop_cluster(procs, work):
-    """Kills `procs` and deletes `work` (kept, and named, with KEEP=1)."""
+    """Stops `procs` (SIGTERM: a worker removes its cgroups; SIGKILL after
+    10 s) and deletes `work` (kept, and named, with KEEP=1)."""
     for p in procs:
-        p.kill()
-        p.wait()
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
     if not os.environ.get("KEEP"):
         shutil.rmtree(work, ignore_errors=True)
     else:

@@ -10,26 +10,71 @@ interleaved `--reps` times:
 - next to tenant A's hostile plugins, redeployed as they fail: an endless
   loop (stopped by its 1 s call deadline), a memory bomb (its 64 MiB cap)
   and unbounded recursion (the stack cap);
-- next to tenant A's *legal* CPU hog: the same W2 job at parallelism 1,
-  running all the time (a runaway job that breaks no limit).
+- next to tenant A's *legal* CPU hog: the same W2 job at parallelism
+  `--hog-parallelism` (default 1), running all the time (a runaway job that
+  breaks no limit).
 
-Prints B's job seconds (the job's own `seconds`) per case, and the ratio of
-B's throughput to B alone. Needs the release build
+The worker puts each tenant's threads in a cgroup with equal CPU shares
+when it can (root, cgroup v1); `--no-cpu-groups` starts it without them,
+and `--a-cpu-percent N` gives tenant A the quota `max-cpu-percent` N (its
+group's CFS cap, percent of one core).
+
+Prints B's job seconds (the job's own `seconds`) per case, the ratio of
+B's throughput to B alone, the load average, and the CPU seconds the
+worker's and coordinator's threads used during each case, summed by
+thread name (where a hostile tenant's cost goes). Needs the release build
 (cargo test --release --workspace --no-run).
 
-Usage: bench/fairness.py [--count 3000000] [--reps 3]
+Usage: bench/fairness.py [--count 3000000] [--reps 3] [--no-cpu-groups]
+                         [--a-cpu-percent N] [--hog-parallelism N]
 """
 
 import argparse
+import collections
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
+import urllib.error
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from density import call, start_cluster, stop_cluster  # noqa: E402
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pids):
+    """CPU seconds (user + system) of every thread of `pids`, by process
+    index and thread name with digits folded (`flinkw-t0-0` -> `flinkw-tN-N`)."""
+    out = collections.Counter()
+    for i, pid in enumerate(pids):
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2:].split()
+            out[(i, re.sub(r"[0-9]+", "N", name), tid)] = (int(fields[11]) + int(fields[12])) / TICKS
+    return out
+
+
+def cpu_delta(before, after, names):
+    """CPU seconds between two `thread_cpu` readings, by process and thread name
+    (threads that started in between count from 0)."""
+    d = collections.Counter()
+    for key, secs in after.items():
+        d[f"{names[key[0]]}:{key[1]}"] += secs - before.get(key, 0)
+    return {k: round(v, 2) for k, v in d.most_common() if v >= 0.05}
 
 
 def main():
@@ -40,19 +85,25 @@ def main():
     ap.add_argument("--count", type=int, default=3_000_000)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--flinkw", default=os.path.join(target, "release", "flinkw"))
+    ap.add_argument("--no-cpu-groups", action="store_true")
+    ap.add_argument("--a-cpu-percent", type=int, default=0)
+    ap.add_argument("--hog-parallelism", type=int, default=1)
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="flinkw-fairness-")
     procs = []
     try:
-        rest, _ = start_cluster(args.flinkw, work, 16, procs)
+        worker_args = ["--no-cpu-groups"] if args.no_cpu_groups else []
+        rest, worker = start_cluster(args.flinkw, work, 16, procs, worker_args)
+        pids, names = [worker.pid, procs[0].pid], ["worker", "coordinator"]
 
         def tenant(name, quota):
             body = json.dumps({"name": name, "quota": quota}).encode()
             return call(rest, "POST", "/v1/tenants", body)["token"]
 
         a = tenant("mallory", {"max_instance_memory_mib": 64, "max_jobs": 20, "max_slots": 8,
-                               "deploys_per_minute": 600, "deploy_burst": 50})
+                               "deploys_per_minute": 600, "deploy_burst": 50,
+                               "max_cpu_percent": args.a_cpu_percent})
         b = tenant("bob", {"deploys_per_minute": 600, "deploy_burst": 50})
 
         def upload(token, path):
@@ -72,7 +123,16 @@ def main():
         bad = upload(a, f"{wasm}/bad_guest.wasm")
         w2 = ["workload=w2", f"count={args.count}", "parallelism=1"]
 
-        def b_seconds():
+        cpu = collections.defaultdict(list)
+
+        def b_seconds(case=None):
+            before = thread_cpu(pids)
+            secs = b_job()
+            if case:
+                cpu[case].append(cpu_delta(before, thread_cpu(pids), names))
+            return secs
+
+        def b_job():
             job = deploy(b, w2_b, w2)
             deadline = time.time() + 600
             while time.time() < deadline:
@@ -86,6 +146,7 @@ def main():
             sys.exit("B's job did not finish in 600 s")
 
         hostile_jobs = {}
+        redeploys = collections.Counter()
         hostile_on = {"on": False}
 
         def keep_hostile():
@@ -95,31 +156,45 @@ def main():
             for mode in ["loop", "membomb", "recurse"]:
                 job = hostile_jobs.get(mode)
                 if job is None or state(a, job)["state"]["state"] in ("failed", "finished"):
-                    hostile_jobs[mode] = deploy(a, bad, [f"mode={mode}", "count=1000000"],
-                                                call_timeout_ms=1000, memory_limit_mib=64)
+                    try:
+                        hostile_jobs[mode] = deploy(a, bad, [f"mode={mode}", "count=1000000"],
+                                                    call_timeout_ms=1000, memory_limit_mib=64)
+                        redeploys["admitted"] += 1
+                    except urllib.error.HTTPError as e:
+                        # A's deploy rate quota (600 a minute) stops the storm.
+                        if e.code != 429:
+                            raise
+                        redeploys["refused (429)"] += 1
 
         results = {"alone": [], "hostile plugins": [], "legal CPU hog": []}
         b_seconds()  # warm-up: compiles on the worker
         for _ in range(args.reps):
-            results["alone"].append(b_seconds())
+            results["alone"].append(b_seconds("alone"))
             hostile_on["on"] = True
             keep_hostile()
             time.sleep(1)
-            results["hostile plugins"].append(b_seconds())
+            results["hostile plugins"].append(b_seconds("hostile plugins"))
             hostile_on["on"] = False
             for job in hostile_jobs.values():
                 call(rest, "POST", f"/v1/jobs/{job}/cancel", token=a)
             hostile_jobs.clear()
-            hog = deploy(a, w2_a, ["workload=w2", "count=1000000000", "parallelism=1"],
+            hog = deploy(a, w2_a, ["workload=w2", "count=1000000000",
+                                   f"parallelism={args.hog_parallelism}"],
                          memory_limit_mib=64)
             time.sleep(1)
-            results["legal CPU hog"].append(b_seconds())
+            results["legal CPU hog"].append(b_seconds("legal CPU hog"))
             call(rest, "POST", f"/v1/jobs/{hog}/cancel", token=a)
             time.sleep(1)
         alone = statistics.median(results["alone"])
         print(json.dumps({
             "count": args.count,
             "cpus": os.cpu_count(),
+            "cpu_groups": not args.no_cpu_groups,
+            "a_cpu_percent": args.a_cpu_percent,
+            "hog_parallelism": args.hog_parallelism,
+            "loadavg_after": open("/proc/loadavg").read().split()[:3],
+            "hostile_redeploys": redeploys,
+            "cpu_seconds_last_rep": {k: v[-1] for k, v in cpu.items()},
             "b_seconds": {k: [round(x, 2) for x in v] for k, v in results.items()},
             "b_throughput_vs_alone": {k: round(alone / statistics.median(v), 3)
                                       for k, v in results.items()},

@@ -12,9 +12,9 @@
 //! the root `/sys/fs/cgroup/cpu`):
 //!
 //! ```text
-//! HOME/flinkw-WORKER-PID/          cpu.shares = 1024 × slots (the worker
-//!                                  weighs as much as its slots' threads
-//!                                  would without cgroups)
+//! HOME/flinkw-WORKER-PID/          cpu.shares = 1024 × CPUs (against the
+//!                                  threads outside, the tenants together
+//!                                  weigh as much as one busy thread per CPU)
 //! HOME/flinkw-WORKER-PID/t-TENANT/ cpu.shares = 1024, cpu.cfs_quota_us
 //! HOME/flinkw-WORKER-PID/untenanted/  jobs of the admin
 //! ```
@@ -140,10 +140,16 @@ pub fn worker_group_pid(name: &str) -> Option<u32> {
     rest.rsplit_once('-')?.1.parse().ok()
 }
 
-/// The worker group's `cpu.shares`: 1024 per slot (the weight its slots'
-/// busy threads would have as plain threads), within the kernel's range.
-pub fn worker_shares(slots: u32) -> u64 {
-    (TENANT_SHARES * u64::from(slots)).clamp(2, 262_144)
+/// The worker group's `cpu.shares`: 1024 per CPU, within the kernel's
+/// range. Against the threads outside the group (the worker's own network
+/// and heartbeat threads, a coordinator on the same machine, anything
+/// else) the tenants' threads together weigh as much as one busy thread
+/// per CPU: they can fill the machine, but not crowd out the heartbeats
+/// (1024 per *slot* did: a worker with 16 slots and three busy subtasks
+/// weighed as much as 16 threads, and its heartbeats were late enough
+/// under load for the coordinator to declare it lost).
+pub fn worker_shares(cpus: usize) -> u64 {
+    (TENANT_SHARES * cpus as u64).clamp(2, 262_144)
 }
 
 /// `cpu.cfs_quota_us` for at most `percent` of one core (`None`: no cap,
@@ -221,8 +227,8 @@ impl CpuGroups {
     /// Makes the worker's group under the cgroup it runs in, and removes
     /// the groups of workers that died without cleaning up. Logs one
     /// warning and returns [`CpuGroups::off`] when that is not possible.
-    pub fn open(worker: &str, slots: u32) -> CpuGroups {
-        match Self::try_open(worker, slots) {
+    pub fn open(worker: &str) -> CpuGroups {
+        match Self::try_open(worker) {
             Ok(tree) => {
                 tracing::info!(dir = %tree.dir.display(), "tenants' threads get CPU shares by cgroup");
                 CpuGroups(Some(Arc::new(tree)))
@@ -235,7 +241,7 @@ impl CpuGroups {
         }
     }
 
-    fn try_open(worker: &str, slots: u32) -> Result<Tree, String> {
+    fn try_open(worker: &str) -> Result<Tree, String> {
         let off = "per-tenant CPU shares are off (tenants' threads share the CPU as plain threads)";
         if !cfg!(target_os = "linux") {
             return Err(format!("{off}: cgroups are Linux only"));
@@ -258,7 +264,8 @@ impl CpuGroups {
         std::fs::create_dir(&dir)
             .map_err(|e| format!("{off}: cannot make the cgroup {}: {e}", dir.display()))?;
         let tree = Tree { home, dir, users: Mutex::new(Users::default()) };
-        if let Err(e) = write(&tree.dir.join("cpu.shares"), &worker_shares(slots).to_string()) {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Err(e) = write(&tree.dir.join("cpu.shares"), &worker_shares(cpus).to_string()) {
             tree.remove();
             return Err(format!("{off}: {e}"));
         }
@@ -461,7 +468,7 @@ mod tests {
     #[test]
     fn shares_and_quotas_are_in_the_kernels_range() {
         assert_eq!(worker_shares(1), 1024);
-        assert_eq!(worker_shares(16), 16_384);
+        assert_eq!(worker_shares(2), 2048);
         assert_eq!(worker_shares(100_000), 262_144);
         assert_eq!(cfs_quota_us(None), -1);
         assert_eq!(cfs_quota_us(Some(0)), -1);

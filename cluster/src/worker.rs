@@ -65,11 +65,7 @@ pub struct WorkerOptions {
 
 /// Runs a worker until its coordinator goes away for good.
 pub fn run(options: WorkerOptions) -> anyhow::Result<()> {
-    let groups = if options.cpu_groups {
-        CpuGroups::open(&options.name, options.slots)
-    } else {
-        CpuGroups::off()
-    };
+    let groups = if options.cpu_groups { CpuGroups::open(&options.name) } else { CpuGroups::off() };
     remove_groups_on_signal(&groups);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -79,7 +79,8 @@ fn each_tenants_threads_run_in_its_own_cgroup_with_equal_shares() {
     let pid = cluster.workers[0].id();
     let worker_dir = home.join(cpu_groups::worker_group_name("w1", pid));
     assert!(worker_dir.is_dir(), "no {}\n{}", worker_dir.display(), cluster.logs());
-    assert_eq!(read(&worker_dir.join("cpu.shares")), "6144", "1024 per slot");
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(read(&worker_dir.join("cpu.shares")), (1024 * cpus).to_string(), "1024 per CPU");
 
     // A is capped at 1.5 cores; B has no cap. B's job is twice as wide.
     let a = create_tenant(&cluster, "team-a", &["--max-cpu-percent", "150"]);
