@@ -7,7 +7,7 @@ mod snapshot;
 mod storage;
 
 pub use aligner::{Alignment, BarrierAligner};
-pub use memory::{CapturedValue, ImageError, MemoryImage};
+pub use memory::{Bytes, CapturedValue, ImageError, MemoryImage};
 pub use snapshot::{
     KafkaOffset, ObjectSplit, RocksFiles, SourcePosition, SubtaskSnapshot, TableDump,
 };
