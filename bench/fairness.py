@@ -52,6 +52,13 @@ def thread_cpu(pids):
     index and thread name with digits folded (`flinkw-t0-0` -> `flinkw-tN-N`)."""
     out = collections.Counter()
     for i, pid in enumerate(pids):
+        # The process's own total also holds the threads that ended.
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[(i, "(whole process)", "")] = (int(fields[11]) + int(fields[12])) / TICKS
+        except OSError:
+            pass
         try:
             tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
@@ -70,7 +77,8 @@ def thread_cpu(pids):
 
 def cpu_delta(before, after, names):
     """CPU seconds between two `thread_cpu` readings, by process and thread name
-    (threads that started in between count from 0)."""
+    (threads that started in between count from 0; threads that ended in
+    between are only in the `(whole process)` line)."""
     d = collections.Counter()
     for key, secs in after.items():
         d[f"{names[key[0]]}:{key[1]}"] += secs - before.get(key, 0)
@@ -114,6 +122,17 @@ def main():
         def deploy(token, plugin, config, **extra):
             body = json.dumps({"plugin": plugin, "config": config, **extra}).encode()
             return call(rest, "POST", "/v1/jobs", body, token=token)["job"]
+
+        def deploy_when_allowed(token, plugin, config, **extra):
+            # After the hostile storm A's deploy bucket may be empty: wait for a token.
+            for _ in range(120):
+                try:
+                    return deploy(token, plugin, config, **extra)
+                except urllib.error.HTTPError as e:
+                    if e.code != 429:
+                        raise
+                    time.sleep(0.5)
+            sys.exit("A could not deploy its CPU hog for 60 s (429)")
 
         def state(token, job):
             return call(rest, "GET", f"/v1/jobs/{job}", token=token)
@@ -178,7 +197,7 @@ def main():
             for job in hostile_jobs.values():
                 call(rest, "POST", f"/v1/jobs/{job}/cancel", token=a)
             hostile_jobs.clear()
-            hog = deploy(a, w2_a, ["workload=w2", "count=1000000000",
+            hog = deploy_when_allowed(a, w2_a, ["workload=w2", "count=1000000000",
                                    f"parallelism={args.hog_parallelism}"],
                          memory_limit_mib=64)
             time.sleep(1)
