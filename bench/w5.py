@@ -10,8 +10,10 @@ key's value), and reports:
   (records wait meanwhile) and the barrier alignment, from each checkpoint's
   "checkpoint complete" log line (sync_ms, alignment_ms);
 - the bytes each incremental checkpoint uploaded, and the size of the state;
-- recovery after kill -9: from the restarted process's spawn until every
-  subtask has restored ("subtask restored") and until its first checkpoint;
+- recovery after kill -9: from the restarted process's spawn until both
+  subtasks have restored ("subtask restored"; the keyed one reads the
+  checkpoint's SST files back into a fresh RocksDB) and until its first
+  checkpoint;
 - throughput with 1 s checkpoints against none (same records, rate unlimited).
 
 Usage: python3 bench/w5.py [--keys N] [--value-bytes B] [--rate R] [--steady S]
@@ -131,8 +133,9 @@ def throughput(a, flinkw, plugin, work, checkpoints):
     if r.proc.returncode != 0:
         sys.exit(open(r.log.name).read()[-3000:])
     cpu = (t1.children_user - t0.children_user) + (t1.children_system - t0.children_system)
+    taken = len(r.checkpoints())
     shutil.rmtree(d, ignore_errors=True)
-    return a.throughput_records / cpu, len(r.checkpoints())
+    return a.throughput_records / cpu, taken
 
 
 def main():
@@ -172,7 +175,8 @@ def main():
         time.sleep(2)
         r.kill()
         restarted = Run(a, flinkw, plugin, work, sets)
-        restored = restarted.wait_for("subtask restored", time.monotonic() + 300)
+        # Both subtasks (the source's and the keyed one's) log it.
+        restored = restarted.wait_for("subtask restored", time.monotonic() + 300, count=2)
         running = restarted.wait_for("checkpoint complete", time.monotonic() + 300 + 3 * a.interval_ms / 1000)
         restarted.kill()
         sync = [c["sync_ms"] for c in steady]

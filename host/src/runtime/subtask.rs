@@ -127,7 +127,14 @@ impl From<JobError> for Stop {
 }
 
 /// Reads and decodes one subtask's state file of a checkpoint or savepoint.
-fn read_snapshot(point: &RestorePoint, name: &str) -> Result<SubtaskSnapshot, Stop> {
+/// With `as_tables`, the keyed state of an incremental RocksDB checkpoint is
+/// read out into tables (to redistribute it by key group); otherwise its
+/// files stay in `rocks` for [`restore_state`].
+fn read_snapshot(
+    point: &RestorePoint,
+    name: &str,
+    as_tables: bool,
+) -> Result<SubtaskSnapshot, Stop> {
     let bytes = point.read_state(name).map_err(JobError::from)?;
     let corrupt = |reason| {
         Stop::Failed(JobError::Checkpoint(CheckpointError::Corrupt {
@@ -136,11 +143,34 @@ fn read_snapshot(point: &RestorePoint, name: &str) -> Result<SubtaskSnapshot, St
         }))
     };
     let mut snap = SubtaskSnapshot::decode(&bytes).map_err(corrupt)?;
+    if !as_tables {
+        return Ok(snap);
+    }
     if let Some(files) = snap.rocks.take() {
         snap.tables = crate::state::rocks_tables(&files, |key| point.read_shared(key))
             .map_err(|e| corrupt(format!("{name}: {e}")))?;
     }
     Ok(snap)
+}
+
+/// Puts a snapshot's keyed state into the instance's backend: the files of
+/// an incremental RocksDB checkpoint become the database itself when the
+/// backend is RocksDB (no entry is read); otherwise entries are imported.
+/// Errors: `Ok` a state error, `Err` a checkpoint whose files cannot be read.
+fn restore_state(
+    point: &RestorePoint,
+    inst: &mut Instance,
+    mut tables: Vec<crate::checkpoint::TableDump>,
+    rocks: Option<crate::checkpoint::RocksFiles>,
+) -> Result<(), Result<crate::state::StateError, String>> {
+    let backend = inst.state_backend().0;
+    if let Some(files) = rocks {
+        let fetch = |key: &str| point.read_shared(key);
+        if !backend.restore_files(&files, &fetch).map_err(Ok)? {
+            tables = crate::state::rocks_tables(&files, fetch).map_err(Err)?;
+        }
+    }
+    backend.import(tables).map_err(Ok)
 }
 
 /// The input a message came from.
@@ -306,26 +336,10 @@ impl Subtask {
                     needs_guest = true;
                     ops.push(Operator::Keyed { node: id, function: *f });
                 }
-                NodeKind::Window {
-                    full,
-                    processing_time,
-                    assigner,
-                    allowed_lateness,
-                    function,
-                    mergeable,
-                } => {
+                NodeKind::Window { .. } => {
                     needs_guest = true;
                     let late = self.router.has_side(id, "late");
-                    let op = WindowOperator::new(
-                        id,
-                        *function,
-                        *full,
-                        *processing_time,
-                        *assigner,
-                        *allowed_lateness,
-                        *mergeable,
-                        late,
-                    );
+                    let Some(op) = WindowOperator::new(id, &node.kind, late) else { continue };
                     ops.push(Operator::Window { node: id, op: Box::new(op) });
                 }
                 NodeKind::Sink(_) => {
@@ -687,9 +701,9 @@ impl Subtask {
         };
         let point = metadata;
         let old = point.metadata.parallelism.get(self.task.index).copied();
-        let snap = match old {
+        let mut snap = match old {
             Some(p) if p != self.task.parallelism => self.rescaled_snapshot(point, p)?,
-            _ => read_snapshot(point, &self.state_file())?,
+            _ => read_snapshot(point, &self.state_file(), false)?,
         };
         if let Some(inst) = instance.as_mut() {
             // A memory image becomes a fresh instance that goes on in place
@@ -715,10 +729,14 @@ impl Subtask {
                 // held belong to the old instance; the SDK opens them again.
                 inst.restore(&[]).map_err(|error| JobError::Guest { node: node.clone(), error })?;
             }
-            inst.state_backend()
-                .0
-                .import(snap.tables)
-                .map_err(|error| JobError::State { node: node.clone(), error })?;
+            restore_state(point, inst, std::mem::take(&mut snap.tables), snap.rocks.take())
+                .map_err(|e| match e {
+                    Ok(error) => JobError::State { node: node.clone(), error },
+                    Err(reason) => JobError::Checkpoint(CheckpointError::Corrupt {
+                        id: point.metadata.id,
+                        reason: format!("{}: {reason}", self.state_file()),
+                    }),
+                })?;
             inst.set_timers(snap.timers);
             if let Some(guest) = snap.guest.filter(|g| !g.is_empty()) {
                 let guest_error = |error| JobError::Guest { node: node.clone(), error };
@@ -775,7 +793,7 @@ impl Subtask {
         let mut merged = SubtaskSnapshot { watermark: i64::MAX, ..Default::default() };
         let mut positions = Vec::new();
         for i in 0..old {
-            let snap = read_snapshot(point, &format!("t{}-s{i}.state", self.task.index))?;
+            let snap = read_snapshot(point, &format!("t{}-s{i}.state", self.task.index), true)?;
             if snap.memory.is_some() {
                 return Err(Stop::Failed(JobError::Checkpoint(CheckpointError::MemoryCapture {
                     id: point.metadata.id,

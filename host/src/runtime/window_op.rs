@@ -7,7 +7,8 @@ use flinkw_batch::{Batch, BatchBuilder, NO_TIMESTAMP};
 use crate::keygroup::key_group;
 use crate::plugin::{FiredWindow, GuestError, Instance, WindowElements};
 use crate::state::{StateError, StateId};
-use crate::window::{Assignment, SessionMerge, Window, WindowAssigner, WindowTrigger};
+use crate::graph::NodeKind;
+use crate::window::{Assignment, SessionMerge, Window, WindowTrigger};
 
 /// Why the window operator stopped.
 pub(crate) enum WindowOpError {
@@ -159,23 +160,27 @@ macro_rules! backend {
 }
 
 impl WindowOperator {
-    pub fn new(
-        node: u32,
-        function: u32,
-        full: bool,
-        processing_time: bool,
-        assigner: WindowAssigner,
-        allowed_lateness: i64,
-        mergeable: bool,
-        late_output: bool,
-    ) -> Self {
+    /// The operator of window node `node` of kind `kind` (`None` for
+    /// another kind); `late_output`: the job routes its late records.
+    pub fn new(node: u32, kind: &NodeKind, late_output: bool) -> Option<Self> {
+        let &NodeKind::Window {
+            full,
+            processing_time,
+            assigner,
+            allowed_lateness,
+            function,
+            mergeable,
+        } = kind
+        else {
+            return None;
+        };
         // A mergeable aggregate over sliding windows is kept per pane.
         let trigger = if mergeable && !full {
             WindowTrigger::with_panes(assigner, allowed_lateness)
         } else {
             WindowTrigger::new(assigner, allowed_lateness)
         };
-        WindowOperator {
+        Some(WindowOperator {
             full,
             processing_time,
             late: late_output.then(BatchBuilder::new),
@@ -193,7 +198,7 @@ impl WindowOperator {
             accumulators: Vec::new(),
             targets: Vec::new(),
             fire_now: Vec::new(),
-        }
+        })
     }
 
     /// Adds a batch to its windows; windows that must fire at once (late

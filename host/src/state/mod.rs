@@ -88,6 +88,19 @@ pub trait StateBackend: Send {
         let _ = id;
         Ok(None)
     }
+    /// For a backend that checkpoints incrementally (RocksDB): replaces the
+    /// whole state with the files of one of its checkpoints (`fetch` reads
+    /// a shared file by key) without reading their entries, and returns
+    /// true; false: this backend cannot, so the caller imports the entries
+    /// ([`crate::state::rocks_tables`] and [`StateBackend::import`]).
+    fn restore_files(
+        &mut self,
+        files: &crate::checkpoint::RocksFiles,
+        fetch: &dyn Fn(&str) -> Result<Vec<u8>, crate::checkpoint::CheckpointError>,
+    ) -> Result<bool, StateError> {
+        let _ = (files, fetch);
+        Ok(false)
+    }
     /// Loads states exported by [`StateBackend::export`] (on recovery).
     fn import(&mut self, tables: Vec<crate::checkpoint::TableDump>) -> Result<(), StateError> {
         for t in tables {

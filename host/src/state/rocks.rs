@@ -29,6 +29,7 @@ pub struct RocksDbState {
     ordered: Vec<bool>,
     cf_options: Options,
     write: WriteOptions,
+    block_cache_bytes: usize,
 }
 
 impl RocksDbState {
@@ -68,7 +69,16 @@ impl RocksDbState {
             let seed = (std::process::id(), now.map(|d| d.as_nanos()).unwrap_or(0), &shown);
             format!("{:016x}", std::collections::hash_map::RandomState::new().hash_one(seed))
         };
-        Ok(RocksDbState { db, path: shown, uid, names, ordered, cf_options, write })
+        Ok(RocksDbState {
+            db,
+            path: shown,
+            uid,
+            names,
+            ordered,
+            cf_options,
+            write,
+            block_cache_bytes,
+        })
     }
 
     /// The database's directory.
@@ -160,6 +170,58 @@ impl StateBackend for RocksDbState {
             });
         }
         Ok(tables)
+    }
+
+    /// Becomes the database of a checkpoint: its files are written into a
+    /// new directory beside this one and opened there (Flink's restore of
+    /// an incremental RocksDB checkpoint), without reading a single entry;
+    /// the (empty) database it replaces is deleted. States registered
+    /// before keep their ids.
+    fn restore_files(
+        &mut self,
+        files: &RocksFiles,
+        fetch: &dyn Fn(&str) -> Result<Vec<u8>, crate::checkpoint::CheckpointError>,
+    ) -> Result<bool, StateError> {
+        let dir = PathBuf::from(format!("{}.restored-{}", self.path, files.uid));
+        let failed = |reason: String| StateError::Io {
+            state: format!("restore into {}", dir.display()),
+            reason,
+        };
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+        for (name, bytes) in &files.private {
+            std::fs::write(dir.join(name), bytes).map_err(|e| failed(e.to_string()))?;
+        }
+        for (name, key) in files.shared.iter().zip(files.keys()) {
+            let bytes = fetch(&key).map_err(|e| failed(e.to_string()))?;
+            std::fs::write(dir.join(name), bytes).map_err(|e| failed(e.to_string()))?;
+        }
+        let mut restored = RocksDbState::open(&dir, self.block_cache_bytes)?;
+        // Ids handed out so far stay valid: those names first, in order.
+        let mut names = Vec::with_capacity(restored.names.len());
+        let mut ordered = Vec::with_capacity(restored.names.len());
+        for (name, o) in self.names.iter().zip(&self.ordered) {
+            if !restored.names.contains(name) {
+                restored.db.create_cf(name, &restored.cf_options).map_err(|e| io(name, e))?;
+            }
+            names.push(name.clone());
+            ordered.push(*o);
+        }
+        for (name, o) in restored.names.iter().zip(&restored.ordered) {
+            if !names.contains(name) {
+                names.push(name.clone());
+                ordered.push(*o);
+            }
+        }
+        restored.names = names;
+        restored.ordered = ordered;
+        let old = std::mem::replace(self, restored);
+        let old_path = old.path.clone();
+        drop(old);
+        let _ = std::fs::remove_dir_all(old_path);
+        Ok(true)
     }
 
     fn local_checkpoint(&mut self, id: u64) -> Result<Option<LocalCheckpoint>, StateError> {

@@ -32,11 +32,19 @@ impl KeyedProcessFunction<u64, u64, u64> for Keep {
     ) -> Result<(), Error> {
         let mut value = match self.value.get(ctx)? {
             Some(v) => v,
-            // Different bytes per key, so that compression cannot shrink
-            // the state to nothing.
-            None => (0..self.size as u64)
-                .map(|i| (n.wrapping_mul(31).wrapping_add(i * 7)) as u8)
-                .collect(),
+            // Pseudo-random bytes, so that compression does not shrink the
+            // state on disk.
+            None => {
+                let mut x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                (0..self.size)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect()
+            }
         };
         if let Some(b) = value.get_mut((n / 7) as usize % self.size.max(1)) {
             *b = b.wrapping_add(1);
