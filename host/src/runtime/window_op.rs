@@ -4,10 +4,10 @@
 
 use flinkw_batch::{Batch, BatchBuilder, NO_TIMESTAMP};
 
+use crate::graph::NodeKind;
 use crate::keygroup::key_group;
 use crate::plugin::{FiredWindow, GuestError, Instance, WindowElements};
 use crate::state::{StateError, StateId};
-use crate::graph::NodeKind;
 use crate::window::{Assignment, SessionMerge, Window, WindowTrigger};
 
 /// Why the window operator stopped.
