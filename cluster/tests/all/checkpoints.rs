@@ -38,7 +38,7 @@ fn job_args(out: &Path, extra: &[&str]) -> Vec<String> {
 }
 
 /// Every committed line of the part files in `out`, sorted.
-fn committed(out: &Path) -> Vec<String> {
+pub(crate) fn committed(out: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for e in std::fs::read_dir(out).unwrap() {
         let path = e.unwrap().path();

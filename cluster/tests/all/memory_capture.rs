@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use flinkw_tests::artifacts;
 
+use crate::checkpoints::committed;
 use crate::{flinkw, kill_repeatedly, latest_checkpoint};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flinkw");
@@ -38,19 +39,6 @@ fn job_args(plugin: &str, out: &Path, extra: &[&str]) -> Vec<String> {
     .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     args
-}
-
-/// Every committed line of the part files in `out`.
-fn committed(out: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for e in std::fs::read_dir(out).unwrap() {
-        let path = e.unwrap().path();
-        if path.file_name().unwrap().to_str().unwrap().starts_with("part-") {
-            lines.extend(std::fs::read_to_string(&path).unwrap().lines().map(str::to_owned));
-        }
-    }
-    lines.sort();
-    lines
 }
 
 /// What the output says about the running totals: each line is

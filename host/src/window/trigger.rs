@@ -674,15 +674,19 @@ mod tests {
 
     /// The trigger agrees with a brute-force model on random inputs:
     /// every on-time record is counted in exactly the windows it belongs to.
-    #[test]
-    fn matches_a_reference_model_on_random_out_of_order_input() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = move |n: u64| {
+    /// A seeded xorshift generator: `rand(n)` is in `0..n`.
+    fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed % n
-        };
+        }
+    }
+
+    #[test]
+    fn matches_a_reference_model_on_random_out_of_order_input() {
+        let mut rand = xorshift(0x2545_f491_4f6c_dd1du64);
         for _ in 0..50 {
             let a = WindowAssigner::Sliding { size: 20, slide: 5, offset: 0 };
             let mut h = Harness::new(a, 0);
@@ -773,13 +777,7 @@ mod tests {
     /// a split by key and a merge of the parts.
     #[test]
     fn keys_per_window_behave_like_one_timer_per_key_and_window() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rand = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let assigners = [
             WindowAssigner::Tumbling { size: 10, offset: 3 },
             WindowAssigner::Sliding { size: 20, slide: 5, offset: 0 },
@@ -844,13 +842,7 @@ mod tests {
     /// is purged; a checkpoint restores, splits by key and merges.
     #[test]
     fn panes_give_what_one_accumulator_per_window_gives() {
-        let mut seed = 0x1234_5678_9abc_def1u64;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rand = xorshift(0x1234_5678_9abc_def1u64);
         let assigners = [
             WindowAssigner::Sliding { size: 20, slide: 5, offset: 0 },
             WindowAssigner::Sliding { size: 9, slide: 3, offset: -1 },
