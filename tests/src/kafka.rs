@@ -192,18 +192,7 @@ impl Broker {
             if let Some(ts) = ts {
                 r = r.timestamp(*ts);
             }
-            let mut r = r;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                match producer.send(r) {
-                    Ok(()) => break,
-                    Err((e, back)) => {
-                        assert!(Instant::now() < deadline, "cannot produce to {topic}: {e}");
-                        r = back;
-                        producer.poll(Duration::from_millis(10));
-                    }
-                }
-            }
+            send(&producer, r, topic);
         }
         producer.flush(Duration::from_secs(30)).expect("flush the test producer");
     }
@@ -227,17 +216,7 @@ impl Broker {
             if let Some(k) = key {
                 r = r.key(*k);
             }
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                match producer.send(r) {
-                    Ok(()) => break,
-                    Err((e, back)) => {
-                        assert!(Instant::now() < deadline, "cannot produce to {topic}: {e}");
-                        r = back;
-                        producer.poll(Duration::from_millis(10));
-                    }
-                }
-            }
+            send(&producer, r, topic);
         }
         producer.flush(Duration::from_secs(30)).expect("flush the test producer");
     }
@@ -371,5 +350,16 @@ pub fn block_on<F: std::future::Future>(f: F, timeout: Duration) -> Option<F::Ou
             return None;
         }
         std::thread::park_timeout((deadline - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// Sends `record`, retrying for up to 30 s while the producer's queue is
+/// full; panics naming `topic` after that.
+fn send(producer: &BaseProducer, mut record: BaseRecord<'_, [u8], [u8]>, topic: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err((e, back)) = producer.send(record) {
+        assert!(Instant::now() < deadline, "cannot produce to {topic}: {e}");
+        record = back;
+        producer.poll(Duration::from_millis(10));
     }
 }
