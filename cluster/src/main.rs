@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flinkw_host::config::JobConfig;
 use flinkw_host::engine::Engine;
-use flinkw_host::graph::{JobGraph, NodeKind};
+use flinkw_host::graph::{JobGraph, NodeKind, WindowNode};
 use flinkw_host::limits::Limits;
 use flinkw_host::plugin::Plugin;
 use flinkw_host::runtime::{self, JobReport, RestartStrategy, RunOptions};
@@ -401,7 +401,7 @@ fn print_plan(graph: &JobGraph, config: &JobConfig) -> anyhow::Result<()> {
             NodeKind::Source(c) => format!("source {} {:?}", c.kind, c.options),
             NodeKind::Sink(c) => format!("sink {} {:?}", c.kind, c.options),
             NodeKind::KeyedProcess(f) => format!("keyed function {f}"),
-            NodeKind::Window { assigner, allowed_lateness, function, .. } => format!(
+            NodeKind::Window(WindowNode { assigner, allowed_lateness, function, .. }) => format!(
                 "window function {function}: {assigner:?}, allowed lateness {allowed_lateness} ms"
             ),
             NodeKind::Transform { chain, steps } => format!(

@@ -342,7 +342,7 @@ fn kind(n: &NodeKind) -> String {
         NodeKind::Sink(c) => format!("sink {}", c.kind),
         NodeKind::Transform { .. } => "transform".into(),
         NodeKind::KeyedProcess(_) => "keyed".into(),
-        NodeKind::Window { .. } => "window".into(),
+        NodeKind::Window(_) => "window".into(),
     }
 }
 

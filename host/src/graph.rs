@@ -63,21 +63,25 @@ pub enum NodeKind {
     /// A host sink connector.
     Sink(Connector),
     /// Keyed event-time windows with an incremental guest aggregate.
-    Window {
-        /// A full window function (all records) rather than an aggregate.
-        full: bool,
-        /// Windows follow the wall clock instead of event time.
-        processing_time: bool,
-        /// Which windows records go to.
-        assigner: WindowAssigner,
-        /// How long after firing late records still update a window, ms.
-        allowed_lateness: i64,
-        /// The guest's window function id.
-        function: u32,
-        /// The plugin declared the aggregate mergeable (`hints`): sliding
-        /// windows may be kept as panes.
-        mergeable: bool,
-    },
+    Window(WindowNode),
+}
+
+/// What a window node does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowNode {
+    /// A full window function (all records) rather than an aggregate.
+    pub full: bool,
+    /// Windows follow the wall clock instead of event time.
+    pub processing_time: bool,
+    /// Which windows records go to.
+    pub assigner: WindowAssigner,
+    /// How long after firing late records still update a window, ms.
+    pub allowed_lateness: i64,
+    /// The guest's window function id.
+    pub function: u32,
+    /// The plugin declared the aggregate mergeable (`hints`): sliding
+    /// windows may be kept as panes.
+    pub mergeable: bool,
 }
 
 /// A source or sink, by kind with options.
@@ -196,7 +200,7 @@ pub(crate) fn from_wit(g: wit::JobGraph) -> Result<JobGraph, GraphError> {
                 wit::NodeKind::Source(c) => NodeKind::Source(connector(c)),
                 wit::NodeKind::Sink(c) => NodeKind::Sink(connector(c)),
                 wit::NodeKind::KeyedProcess(f) => NodeKind::KeyedProcess(f),
-                wit::NodeKind::Window(w) => NodeKind::Window {
+                wit::NodeKind::Window(w) => NodeKind::Window(WindowNode {
                     full: w.mode == wit::WindowMode::Process,
                     processing_time: w.processing_time,
                     assigner: match w.assigner {
@@ -213,7 +217,7 @@ pub(crate) fn from_wit(g: wit::JobGraph) -> Result<JobGraph, GraphError> {
                     allowed_lateness: i64::try_from(w.allowed_lateness_ms).unwrap_or(i64::MAX),
                     function: w.function,
                     mergeable: false,
-                },
+                }),
                 wit::NodeKind::Transform(t) => NodeKind::Transform {
                     chain: t.chain,
                     steps: t
@@ -285,7 +289,7 @@ impl JobGraph {
             if n.parallelism == Some(0) {
                 return Err(GraphError::ZeroParallelism(n.name.clone()));
             }
-            if let NodeKind::Window { assigner, .. } = &n.kind {
+            if let NodeKind::Window(WindowNode { assigner, .. }) = &n.kind {
                 assigner
                     .validate()
                     .map_err(|error| GraphError::BadWindow { name: n.name.clone(), error })?;
@@ -299,7 +303,7 @@ impl JobGraph {
             }
             if let Some(side) = &e.side_output {
                 let source = self.node(e.source).ok_or(GraphError::UnknownNode(e.source))?;
-                if side != "late" || !matches!(source.kind, NodeKind::Window { .. }) {
+                if side != "late" || !matches!(source.kind, NodeKind::Window(_)) {
                     return Err(GraphError::BadWiring {
                         name: source.name.clone(),
                         problem: format!(
@@ -326,7 +330,7 @@ impl JobGraph {
                 NodeKind::Sink(_) if outs > 0 => return bad("a sink cannot have outputs"),
                 NodeKind::Transform { .. }
                 | NodeKind::KeyedProcess(_)
-                | NodeKind::Window { .. }
+                | NodeKind::Window(_)
                 | NodeKind::Sink(_)
                     if ins == 0 =>
                 {
@@ -335,7 +339,7 @@ impl JobGraph {
                 NodeKind::Source(_)
                 | NodeKind::Transform { .. }
                 | NodeKind::KeyedProcess(_)
-                | NodeKind::Window { .. }
+                | NodeKind::Window(_)
                     if outs == 0 =>
                 {
                     return bad("its output goes nowhere (add a sink)");
@@ -343,8 +347,8 @@ impl JobGraph {
                 NodeKind::KeyedProcess(_) if ins > 2 => {
                     return bad("a keyed function takes one or two (connected) inputs");
                 }
-                NodeKind::Window { .. } if ins > 1 => return bad("a window takes one input"),
-                NodeKind::KeyedProcess(_) | NodeKind::Window { .. }
+                NodeKind::Window(_) if ins > 1 => return bad("a window takes one input"),
+                NodeKind::KeyedProcess(_) | NodeKind::Window(_)
                     if self.inputs(n.id).any(|e| e.partitioning != Partitioning::Hash) =>
                 {
                     return bad("a keyed function or window needs hash-partitioned (key_by) input");

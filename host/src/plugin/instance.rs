@@ -228,9 +228,8 @@ impl Instance {
         let mut graph = graph::from_wit(graph).map_err(|e| GuestError::BadPlan(e.to_string()))?;
         let declared = &self.store.data().mergeable;
         for node in &mut graph.nodes {
-            if let graph::NodeKind::Window { function, full: false, mergeable, .. } = &mut node.kind
-            {
-                *mergeable = declared.contains(function);
+            if let graph::NodeKind::Window(w) = &mut node.kind {
+                w.mergeable = !w.full && declared.contains(&w.function);
             }
         }
         Ok(graph)

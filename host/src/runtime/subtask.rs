@@ -156,21 +156,29 @@ fn read_snapshot(
 /// Puts a snapshot's keyed state into the instance's backend: the files of
 /// an incremental RocksDB checkpoint become the database itself when the
 /// backend is RocksDB (no entry is read); otherwise entries are imported.
-/// Errors: `Ok` a state error, `Err` a checkpoint whose files cannot be read.
+/// `node` and `file` (the subtask's state file) name what failed.
 fn restore_state(
     point: &RestorePoint,
     inst: &mut Instance,
-    mut tables: Vec<crate::checkpoint::TableDump>,
-    rocks: Option<crate::checkpoint::RocksFiles>,
-) -> Result<(), Result<crate::state::StateError, String>> {
+    snap: &mut SubtaskSnapshot,
+    node: &str,
+    file: &str,
+) -> Result<(), JobError> {
+    let state_error = |error| JobError::State { node: node.to_owned(), error };
     let backend = inst.state_backend().0;
-    if let Some(files) = rocks {
+    let mut tables = std::mem::take(&mut snap.tables);
+    if let Some(files) = snap.rocks.take() {
         let fetch = |key: &str| point.read_shared(key);
-        if !backend.restore_files(&files, &fetch).map_err(Ok)? {
-            tables = crate::state::rocks_tables(&files, fetch).map_err(Err)?;
+        if !backend.restore_files(&files, &fetch).map_err(state_error)? {
+            tables = crate::state::rocks_tables(&files, fetch).map_err(|reason| {
+                JobError::Checkpoint(CheckpointError::Corrupt {
+                    id: point.metadata.id,
+                    reason: format!("{file}: {reason}"),
+                })
+            })?;
         }
     }
-    backend.import(tables).map_err(Ok)
+    backend.import(tables).map_err(state_error)
 }
 
 /// The input a message came from.
@@ -336,10 +344,10 @@ impl Subtask {
                     needs_guest = true;
                     ops.push(Operator::Keyed { node: id, function: *f });
                 }
-                NodeKind::Window { .. } => {
+                NodeKind::Window(window) => {
                     needs_guest = true;
                     let late = self.router.has_side(id, "late");
-                    let Some(op) = WindowOperator::new(id, &node.kind, late) else { continue };
+                    let op = WindowOperator::new(id, window, late);
                     ops.push(Operator::Window { node: id, op: Box::new(op) });
                 }
                 NodeKind::Sink(_) => {
@@ -729,14 +737,7 @@ impl Subtask {
                 // held belong to the old instance; the SDK opens them again.
                 inst.restore(&[]).map_err(|error| JobError::Guest { node: node.clone(), error })?;
             }
-            restore_state(point, inst, std::mem::take(&mut snap.tables), snap.rocks.take())
-                .map_err(|e| match e {
-                    Ok(error) => JobError::State { node: node.clone(), error },
-                    Err(reason) => JobError::Checkpoint(CheckpointError::Corrupt {
-                        id: point.metadata.id,
-                        reason: format!("{}: {reason}", self.state_file()),
-                    }),
-                })?;
+            restore_state(point, inst, &mut snap, &node, &self.state_file())?;
             inst.set_timers(snap.timers);
             if let Some(guest) = snap.guest.filter(|g| !g.is_empty()) {
                 let guest_error = |error| JobError::Guest { node: node.clone(), error };

@@ -4,7 +4,7 @@
 
 use flinkw_batch::{Batch, BatchBuilder, NO_TIMESTAMP};
 
-use crate::graph::NodeKind;
+use crate::graph::WindowNode;
 use crate::keygroup::key_group;
 use crate::plugin::{FiredWindow, GuestError, Instance, WindowElements};
 use crate::state::{StateError, StateId};
@@ -160,27 +160,18 @@ macro_rules! backend {
 }
 
 impl WindowOperator {
-    /// The operator of window node `node` of kind `kind` (`None` for
-    /// another kind); `late_output`: the job routes its late records.
-    pub fn new(node: u32, kind: &NodeKind, late_output: bool) -> Option<Self> {
-        let &NodeKind::Window {
-            full,
-            processing_time,
-            assigner,
-            allowed_lateness,
-            function,
-            mergeable,
-        } = kind
-        else {
-            return None;
-        };
+    /// The operator of window node `node`; `late_output`: the job routes
+    /// its late records.
+    pub fn new(node: u32, window: &WindowNode, late_output: bool) -> Self {
+        let &WindowNode { full, processing_time, assigner, allowed_lateness, function, mergeable } =
+            window;
         // A mergeable aggregate over sliding windows is kept per pane.
         let trigger = if mergeable && !full {
             WindowTrigger::with_panes(assigner, allowed_lateness)
         } else {
             WindowTrigger::new(assigner, allowed_lateness)
         };
-        Some(WindowOperator {
+        WindowOperator {
             full,
             processing_time,
             late: late_output.then(BatchBuilder::new),
@@ -198,7 +189,7 @@ impl WindowOperator {
             accumulators: Vec::new(),
             targets: Vec::new(),
             fire_now: Vec::new(),
-        })
+        }
     }
 
     /// Adds a batch to its windows; windows that must fire at once (late
