@@ -84,7 +84,9 @@ pub struct TableDump {
 pub struct RocksFiles {
     /// The database instance the SST names belong to.
     pub uid: String,
-    /// The SST files, by name.
+    /// The SST files, by name; a name with a `/` is the whole shared key
+    /// of a file uploaded by an earlier opening of the database (one it was
+    /// restored from), which its checkpoints keep referring to.
     pub shared: Vec<String>,
     /// The other files (CURRENT, MANIFEST, OPTIONS), with their bytes.
     pub private: Vec<(String, Vec<u8>)>,
@@ -93,7 +95,22 @@ pub struct RocksFiles {
 impl RocksFiles {
     /// The shared keys (`<uid>/<name>`) of the SST files.
     pub fn keys(&self) -> Vec<String> {
-        self.shared.iter().map(|n| format!("{}/{n}", self.uid)).collect()
+        self.shared
+            .iter()
+            .map(|n| if n.contains('/') { n.clone() } else { format!("{}/{n}", self.uid) })
+            .collect()
+    }
+
+    /// The SST files' names in the database's directory, in the order of
+    /// [`RocksFiles::keys`].
+    pub fn file_names(&self) -> impl Iterator<Item = &str> {
+        self.shared.iter().map(|n| n.rsplit_once('/').map_or(n.as_str(), |(_, f)| f))
+    }
+
+    /// Whether the `i`th SST file was uploaded by an earlier opening of the
+    /// database (it is in the store already).
+    pub fn adopted(&self, i: usize) -> bool {
+        self.shared.get(i).is_some_and(|n| n.contains('/'))
     }
 }
 

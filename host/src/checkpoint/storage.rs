@@ -348,6 +348,16 @@ impl CheckpointStorage {
         RestorePoint { folder: self.folder(metadata.id), metadata }
     }
 
+    /// Whether the shared files of `point` are this store's (it is one of
+    /// these checkpoints, not a savepoint or another directory's), so that
+    /// a database restored from it can refer to them without uploading.
+    pub fn holds(&self, point: &RestorePoint) -> bool {
+        let theirs = shared_folder(&point.folder, point.metadata.shared_inside);
+        let ours = subfolder(&self.root, "shared");
+        theirs.url.trim_end_matches('/') == ours.url.trim_end_matches('/')
+            && theirs.prefix == ours.prefix
+    }
+
     /// Complete checkpoint `id`, to restore from.
     pub fn restore_point(&self, id: u64) -> Result<RestorePoint, CheckpointError> {
         match self.metadata(id)? {
@@ -400,7 +410,12 @@ impl CheckpointStorage {
         let mut sent = 0;
         let mut result = Ok(());
         if let Some(l) = &local {
-            for (file, key) in l.files.shared.iter().zip(l.files.keys()) {
+            for (i, (file, key)) in l.files.file_names().zip(l.files.keys()).enumerate() {
+                if l.files.adopted(i) {
+                    // Restored from this store: it is there already.
+                    shared.push(key);
+                    continue;
+                }
                 match self.put_shared(&key, &l.dir.join(file)).await {
                     Ok(n) => sent += n,
                     Err(e) => {
@@ -757,7 +772,7 @@ mod tests {
             }
         };
         let checkpoint = |db: &mut RocksDbState, id: u64| {
-            let local = db.local_checkpoint(id).unwrap().unwrap();
+            let local = db.begin_checkpoint(id).unwrap().finish().unwrap();
             let snap = SubtaskSnapshot { rocks: Some(local.files.clone()), ..Default::default() };
             let bytes = snap.encode().unwrap();
             let put = s.put_subtask(id, "t0-s0.state", bytes, Some(local));
@@ -792,6 +807,88 @@ mod tests {
         let sp = point.copy_to(&dir.path().join("savepoints")).unwrap();
         std::fs::remove_dir_all(dir.path().join("ck")).unwrap();
         assert_eq!(tables(&RestorePoint::open(&sp).unwrap()), restored, "a savepoint stands alone");
+    }
+
+    /// A database restored from a checkpoint of this store refers to the
+    /// files it was restored from: its next checkpoint uploads only what
+    /// changed since, and those files outlive the checkpoint that first
+    /// uploaded them. Restored from elsewhere (a savepoint), it uploads all.
+    #[test]
+    fn a_restored_database_reuses_its_uploaded_files() {
+        use crate::checkpoint::SubtaskSnapshot;
+        use crate::state::{RocksDbState, StateBackend, state_key};
+        let dir = tempfile::tempdir().unwrap();
+        let s = CheckpointStorage::open(&dir.path().join("ck")).unwrap();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut put = |db: &mut RocksDbState, range: std::ops::Range<u32>| {
+            let t = db.register("t").unwrap();
+            let mut k = Vec::new();
+            for i in range {
+                let value: Vec<u8> = (0..64)
+                    .flat_map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        seed.to_le_bytes()
+                    })
+                    .collect();
+                state_key(i % 128, &i.to_be_bytes(), b"", &mut k);
+                db.put(t, &k, &value).unwrap();
+            }
+        };
+        let checkpoint = |db: &mut RocksDbState, id: u64| {
+            let local = db.begin_checkpoint(id).unwrap().finish().unwrap();
+            let snap = SubtaskSnapshot { rocks: Some(local.files.clone()), ..Default::default() };
+            let put = s.put_subtask(id, "t0-s0.state", snap.encode().unwrap(), Some(local));
+            let m = Metadata { files: vec![objstore::block_on(put).unwrap()], ..meta(&s, id, &[]) };
+            s.commit(&m).unwrap();
+            s.retain(1).unwrap();
+            m
+        };
+        let restore = |point: &RestorePoint, path: &str, reuse: bool| {
+            let snap = SubtaskSnapshot::decode(&point.read_state("t0-s0.state").unwrap()).unwrap();
+            let mut db = RocksDbState::open(&dir.path().join(path), 64 << 20).unwrap();
+            let fetch = |key: &str| point.read_shared(key);
+            assert!(db.restore_files(&snap.rocks.unwrap(), &fetch, reuse).unwrap());
+            db
+        };
+        let mut db = RocksDbState::open(&dir.path().join("db"), 64 << 20).unwrap();
+        put(&mut db, 0..40_000); // 20 MB
+        let first = checkpoint(&mut db, 1);
+        let full = first.files[0].bytes;
+        assert!(full > 10 << 20, "the first checkpoint uploads everything: {full} bytes");
+        let before = db.export().unwrap();
+        drop(db);
+
+        // Restored from this store: the next checkpoint uploads the change only.
+        let point = s.restore_point(1).unwrap();
+        assert!(s.holds(&point));
+        let mut db = restore(&point, "db2", true);
+        assert_eq!(db.export().unwrap(), before);
+        put(&mut db, 40_000..40_100);
+        let second = checkpoint(&mut db, 2);
+        let added = second.files[0].bytes;
+        assert!(added * 20 < full, "only new files are uploaded: {added} of {full} bytes");
+        let reused: Vec<_> =
+            first.files[0].shared.iter().filter(|k| second.files[0].shared.contains(k)).collect();
+        assert_eq!(reused.len(), first.files[0].shared.len(), "every restored file is reused");
+        // Checkpoint 1 is gone (retain 1); its files live on for checkpoint 2.
+        assert_eq!(s.ids().unwrap(), vec![2]);
+        let point = s.restore_point(2).unwrap();
+        let expected = db.export().unwrap();
+        assert_eq!(expected[0].entries.len(), 40_100);
+        drop(db);
+        let mut again = restore(&point, "db3", true);
+        assert_eq!(again.export().unwrap(), expected);
+        drop(again);
+
+        // A savepoint's files are not this store's: everything is uploaded.
+        let sp = RestorePoint::open(&point.copy_to(&dir.path().join("sp")).unwrap()).unwrap();
+        assert!(!s.holds(&sp));
+        let mut db = restore(&sp, "db4", false);
+        let third = checkpoint(&mut db, 3);
+        assert!(third.files[0].bytes > 10 << 20, "{} bytes", third.files[0].bytes);
+        assert_eq!(restore(&s.restore_point(3).unwrap(), "db5", true).export().unwrap(), expected);
     }
 
     #[test]

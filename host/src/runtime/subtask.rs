@@ -156,20 +156,23 @@ fn read_snapshot(
 /// Puts a snapshot's keyed state into the instance's backend: the files of
 /// an incremental RocksDB checkpoint become the database itself when the
 /// backend is RocksDB (no entry is read); otherwise entries are imported.
-/// `node` and `file` (the subtask's state file) name what failed.
+/// `node` and `file` (the subtask's state file) name what failed; `reuse`:
+/// the point's shared files are in the store this job checkpoints to, so
+/// its next checkpoint refers to them instead of uploading them again.
 fn restore_state(
     point: &RestorePoint,
     inst: &mut Instance,
     snap: &mut SubtaskSnapshot,
     node: &str,
     file: &str,
+    reuse: bool,
 ) -> Result<(), JobError> {
     let state_error = |error| JobError::State { node: node.to_owned(), error };
     let backend = inst.state_backend().0;
     let mut tables = std::mem::take(&mut snap.tables);
     if let Some(files) = snap.rocks.take() {
         let fetch = |key: &str| point.read_shared(key);
-        if !backend.restore_files(&files, &fetch).map_err(state_error)? {
+        if !backend.restore_files(&files, &fetch, reuse).map_err(state_error)? {
             tables = crate::state::rocks_tables(&files, fetch).map_err(|reason| {
                 JobError::Checkpoint(CheckpointError::Corrupt {
                     id: point.metadata.id,
@@ -619,11 +622,32 @@ impl Subtask {
         match snapshot {
             // The upload runs while the subtask goes on (Flink's asynchronous
             // phase); the acknowledgement follows once the file is stored.
-            Ok((bytes, local)) => {
+            // RocksDB's files are linked in it too, once the memtables
+            // switched at the barrier are flushed.
+            Ok((mut snap, pending)) => {
                 let name = self.state_file();
                 crate::objstore::runtime().spawn(async move {
-                    let ack = match ck.storage.put_subtask(id, &name, bytes, local).await {
-                        Ok(file) => Ack::Done { id, file, alignment_ms, sync_ms },
+                    let stored = async {
+                        let local = match pending {
+                            Some(p) => Some(
+                                tokio::task::spawn_blocking(move || p.finish())
+                                    .await
+                                    .map_err(|e| e.to_string())?
+                                    .map_err(|e| e.to_string())?,
+                            ),
+                            None => None,
+                        };
+                        // Writes wait while the files are linked: part of the pause.
+                        let held_ms = local.as_ref().map_or(0, |l| l.held_ms);
+                        snap.rocks = local.as_ref().map(|l| l.files.clone());
+                        let bytes = snap.encode()?;
+                        let put = ck.storage.put_subtask(id, &name, bytes, local).await;
+                        put.map(|file| (file, held_ms)).map_err(|e| e.to_string())
+                    };
+                    let ack = match stored.await {
+                        Ok((file, held_ms)) => {
+                            Ack::Done { id, file, alignment_ms, sync_ms: sync_ms + held_ms }
+                        }
                         Err(e) => Ack::Failed { id, reason: format!("{label}: {e}") },
                     };
                     ck.ack(ack);
@@ -644,16 +668,16 @@ impl Subtask {
         source: Option<SourcePosition>,
         instance: &mut Option<Instance>,
         ops: &mut [Operator],
-    ) -> Result<(Vec<u8>, Option<crate::state::LocalCheckpoint>), String> {
+    ) -> Result<(SubtaskSnapshot, Option<crate::state::PendingCheckpoint>), String> {
         let mut snap = SubtaskSnapshot { source, watermark: self.time.sent, ..Default::default() };
         let mut local = None;
         if let Some(inst) = instance.as_mut() {
             let backend = inst.state_backend().0;
-            // RocksDB: its files (incremental); otherwise every entry.
-            local = backend.local_checkpoint(id).map_err(|e| e.to_string())?;
-            match &local {
-                Some(l) => snap.rocks = Some(l.files.clone()),
-                None => snap.tables = backend.export().map_err(|e| e.to_string())?,
+            // RocksDB: its files (incremental, linked after the barrier);
+            // otherwise every entry.
+            local = backend.begin_checkpoint(id).map_err(|e| e.to_string())?;
+            if local.is_none() {
+                snap.tables = backend.export().map_err(|e| e.to_string())?;
             }
             snap.timers = inst.timers();
             // A plugin that declared whole-memory capture: its memories and
@@ -684,7 +708,7 @@ impl Subtask {
                 _ => {}
             }
         }
-        Ok((snap.encode()?, local))
+        Ok((snap, local))
     }
 
     /// Restores this subtask from the checkpoint the job restarts from, if
@@ -737,7 +761,8 @@ impl Subtask {
                 // held belong to the old instance; the SDK opens them again.
                 inst.restore(&[]).map_err(|error| JobError::Guest { node: node.clone(), error })?;
             }
-            restore_state(point, inst, &mut snap, &node, &self.state_file())?;
+            let reuse = ck.storage.holds(point);
+            restore_state(point, inst, &mut snap, &node, &self.state_file(), reuse)?;
             inst.set_timers(snap.timers);
             if let Some(guest) = snap.guest.filter(|g| !g.is_empty()) {
                 let guest_error = |error| JobError::Guest { node: node.clone(), error };

@@ -14,7 +14,7 @@ pub mod ttl;
 use std::path::PathBuf;
 
 pub use memory::MemoryState;
-pub use rocks::{LocalCheckpoint, RocksDbState, rocks_tables};
+pub use rocks::{LocalCheckpoint, PendingCheckpoint, RocksDbState, rocks_tables};
 
 /// Identifies a named state inside one backend.
 pub type StateId = u32;
@@ -81,10 +81,12 @@ pub trait StateBackend: Send {
     fn remove(&mut self, state: StateId, key: &[u8]) -> Result<(), StateError>;
     /// Every state in full, for a checkpoint.
     fn export(&mut self) -> Result<Vec<crate::checkpoint::TableDump>, StateError>;
-    /// For a backend that checkpoints incrementally (RocksDB): its files as
-    /// of now, on local disk, for checkpoint `id`; `None`: use
+    /// For a backend that checkpoints incrementally (RocksDB): begins
+    /// checkpoint `id` at its barrier; the state as of now becomes files on
+    /// local disk when [`PendingCheckpoint::finish`] returns (off the
+    /// subtask's thread: it may wait for a flush). `None`: use
     /// [`StateBackend::export`].
-    fn local_checkpoint(&mut self, id: u64) -> Result<Option<LocalCheckpoint>, StateError> {
+    fn begin_checkpoint(&mut self, id: u64) -> Result<Option<PendingCheckpoint>, StateError> {
         let _ = id;
         Ok(None)
     }
@@ -93,12 +95,15 @@ pub trait StateBackend: Send {
     /// a shared file by key) without reading their entries, and returns
     /// true; false: this backend cannot, so the caller imports the entries
     /// ([`crate::state::rocks_tables`] and [`StateBackend::import`]).
+    /// `reuse`: the files' shared keys are in the store this backend's
+    /// checkpoints go to, so they need not be uploaded again.
     fn restore_files(
         &mut self,
         files: &crate::checkpoint::RocksFiles,
         fetch: &dyn Fn(&str) -> Result<Vec<u8>, crate::checkpoint::CheckpointError>,
+        reuse: bool,
     ) -> Result<bool, StateError> {
-        let _ = (files, fetch);
+        let _ = (files, fetch, reuse);
         Ok(false)
     }
     /// Loads states exported by [`StateBackend::export`] (on recovery).
