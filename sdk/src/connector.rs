@@ -27,6 +27,12 @@ pub trait Source {
     fn record_decoder(&self) -> Option<RecordDecoder<Self::Out>> {
         None
     }
+    /// Whether each record's value is its `Self::Out` encoded with postcard
+    /// (a stream of them passes values on without encoding them again).
+    #[doc(hidden)]
+    fn values_are_postcard(&self) -> bool {
+        false
+    }
 }
 
 /// Turns a whole record (key, value, timestamp) into a value.
@@ -179,6 +185,9 @@ impl<T: Data> Source for DatagenSource<T> {
     }
     fn is_text(&self) -> bool {
         false
+    }
+    fn values_are_postcard(&self) -> bool {
+        true
     }
 }
 

@@ -162,6 +162,9 @@ impl Source for Nexmark {
     fn decoder(&self) -> Decoder<Event> {
         decode_postcard::<Event>
     }
+    fn values_are_postcard(&self) -> bool {
+        true
+    }
     fn is_text(&self) -> bool {
         false
     }

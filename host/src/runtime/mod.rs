@@ -6,6 +6,7 @@
 //! sources end the job: when every sink has seen the end of its input, the
 //! job is finished.
 
+mod acc_cache;
 mod checkpointing;
 mod metrics;
 mod physical;

@@ -672,6 +672,12 @@ impl Subtask {
         let mut snap = SubtaskSnapshot { source, watermark: self.time.sent, ..Default::default() };
         let mut local = None;
         if let Some(inst) = instance.as_mut() {
+            // Window accumulators held in memory go to the backend first.
+            for op in ops.iter_mut() {
+                if let Operator::Window { op, .. } = op {
+                    op.before_snapshot(inst).map_err(|e| e.to_string())?;
+                }
+            }
             let backend = inst.state_backend().0;
             // RocksDB: its files (incremental, linked after the barrier);
             // otherwise every entry.

@@ -1,9 +1,11 @@
 //! The window operator of a subtask: assigns records to windows (with the
-//! pure [`WindowTrigger`]), keeps one accumulator per key and window, and
-//! asks the guest to accumulate, merge and emit — one call per batch.
+//! pure [`WindowTrigger`]), keeps one accumulator per key and window (in an
+//! [`AccCache`] in front of the state backend), and asks the guest to
+//! accumulate, merge and emit — one call per batch.
 
 use flinkw_batch::{Batch, BatchBuilder, NO_TIMESTAMP};
 
+use super::acc_cache::{AccCache, CACHE_BUDGET_BYTES, Store};
 use crate::graph::WindowNode;
 use crate::keygroup::key_group;
 use crate::plugin::{FiredWindow, GuestError, Instance, WindowElements};
@@ -42,6 +44,9 @@ pub(crate) struct WindowOperator {
     trigger: WindowTrigger,
     name: String,
     table: Option<StateId>,
+    /// Accumulators (incremental aggregates; element lists of full window
+    /// functions go to the backend directly).
+    cache: AccCache,
     /// Records that arrived after every window they belong to had closed,
     /// and were dropped (no late side output).
     pub late_records: u64,
@@ -93,8 +98,14 @@ impl BatchSlots {
 
     /// The key (without key group and window) and window of `slot`.
     fn key_and_window(&self, slot: u32) -> (Vec<u8>, Window) {
+        let (key, w) = self.key_of(slot);
+        (key.to_vec(), w)
+    }
+
+    /// [`BatchSlots::key_and_window`], borrowed.
+    fn key_of(&self, slot: u32) -> (&[u8], Window) {
         let sk = self.state_key(slot);
-        (sk[2..sk.len() - 16].to_vec(), self.slots[slot as usize].1)
+        (&sk[2..sk.len() - 16], self.slots[slot as usize].1)
     }
 
     /// The slot of `state_key` (made by [`state_key_into`] for `window`),
@@ -159,6 +170,14 @@ macro_rules! backend {
     }};
 }
 
+/// The operator's [`Store`] in the instance's state backend.
+macro_rules! store {
+    ($self:ident, $instance:ident) => {{
+        let (backend, table, max_parallelism) = backend!($self, $instance);
+        Store { backend, table, max_parallelism }
+    }};
+}
+
 impl WindowOperator {
     /// The operator of window node `node`; `late_output`: the job routes
     /// its late records.
@@ -179,6 +198,7 @@ impl WindowOperator {
             trigger,
             name: format!("window/{node}"),
             table: None,
+            cache: AccCache::new(CACHE_BUDGET_BYTES),
             late_records: 0,
             assignments: Vec::new(),
             merges: Vec::new(),
@@ -255,7 +275,12 @@ impl WindowOperator {
                 state_key_into(kg, r.key, &a.window, &mut self.key_buf);
                 let (slot, new) = self.slots.find_or_insert(&self.key_buf, a.window);
                 if new {
-                    let acc = if self.full { None } else { backend.get(table, &self.key_buf)? };
+                    let acc = if self.full {
+                        None
+                    } else {
+                        let mut store = Store { backend, table, max_parallelism };
+                        self.cache.get(&mut store, r.key, &a.window)?
+                    };
                     self.accumulators.push(acc);
                 }
                 self.targets.push((i as u32, slot));
@@ -299,10 +324,11 @@ impl WindowOperator {
                 self.slots.len()
             )));
         }
-        let (backend, table, _) = backend!(self, instance);
         for (slot, acc) in updated.iter().enumerate() {
-            backend.put(table, self.slots.state_key(slot as u32), acc)?;
+            let (key, w) = self.slots.key_of(slot as u32);
+            self.cache.put(key, w, acc);
         }
+        self.cache.trim(&mut store!(self, instance))?;
         self.slots.clear();
         self.accumulators.clear();
         self.targets.clear();
@@ -345,13 +371,9 @@ impl WindowOperator {
         m: &SessionMerge,
     ) -> Result<(), WindowOpError> {
         let mut accs = Vec::new();
-        let (backend, table, max_parallelism) = backend!(self, instance);
         for w in m.merged.iter().chain([&m.into]) {
-            let sk = state_key(key, w, max_parallelism);
-            if let Some(a) = backend.get(table, &sk)? {
-                accs.push(a);
-            }
-            backend.remove(table, &sk)?;
+            accs.extend(self.read(instance, key, w)?);
+            self.remove(instance, key, w)?;
         }
         let merged = match accs.len() {
             0 => return Ok(()),
@@ -360,9 +382,55 @@ impl WindowOperator {
             _ if self.full => accs.concat(),
             _ => instance.window_merge(self.function, &accs)?,
         };
-        let (backend, table, max_parallelism) = backend!(self, instance);
-        backend.put(table, &state_key(key, &m.into, max_parallelism), &merged)?;
+        self.write(instance, key, m.into, &merged)?;
         Ok(())
+    }
+
+    /// The state of `key` in `w`: its accumulator, or its element list.
+    fn read(
+        &mut self,
+        instance: &mut Instance,
+        key: &[u8],
+        w: &Window,
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        let mut store = store!(self, instance);
+        if self.full {
+            store.backend.get(store.table, &state_key(key, w, store.max_parallelism))
+        } else {
+            self.cache.get(&mut store, key, w)
+        }
+    }
+
+    /// Sets the state of `key` in `w`.
+    fn write(
+        &mut self,
+        instance: &mut Instance,
+        key: &[u8],
+        w: Window,
+        value: &[u8],
+    ) -> Result<(), StateError> {
+        let store = store!(self, instance);
+        if self.full {
+            store.backend.put(store.table, &state_key(key, &w, store.max_parallelism), value)
+        } else {
+            self.cache.put(key, w, value);
+            Ok(())
+        }
+    }
+
+    /// Drops the state of `key` in `w`.
+    fn remove(
+        &mut self,
+        instance: &mut Instance,
+        key: &[u8],
+        w: &Window,
+    ) -> Result<(), StateError> {
+        let mut store = store!(self, instance);
+        if self.full {
+            store.backend.remove(store.table, &state_key(key, w, store.max_parallelism))
+        } else {
+            self.cache.remove(&mut store, key, w)
+        }
     }
 
     fn emit(
@@ -377,10 +445,9 @@ impl WindowOperator {
         if self.trigger.uses_panes() {
             return self.emit_panes(instance, windows, out);
         }
-        let (backend, table, max_parallelism) = backend!(self, instance);
         let mut fired = Vec::with_capacity(windows.len());
         for (key, w) in windows {
-            if let Some(accumulator) = backend.get(table, &state_key(key, w, max_parallelism))? {
+            if let Some(accumulator) = self.read(instance, key, w)? {
                 fired.push(FiredWindow {
                     key: key.clone(),
                     start: w.start,
@@ -406,12 +473,9 @@ impl WindowOperator {
         let mut fired = Vec::with_capacity(windows.len());
         let mut accs = Vec::new();
         for (key, w) in windows {
-            let (backend, table, max_parallelism) = backend!(self, instance);
-            let kg = crate::keygroup::key_group(key, max_parallelism);
             accs.clear();
             for pane in self.trigger.panes_of(w) {
-                state_key_into(kg, key, &pane, &mut self.key_buf);
-                accs.extend(backend.get(table, &self.key_buf)?);
+                accs.extend(self.read(instance, key, &pane)?);
             }
             let accumulator = match accs.len() {
                 0 => continue,
@@ -432,10 +496,9 @@ impl WindowOperator {
         windows: &[(Vec<u8>, Window)],
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), WindowOpError> {
-        let (backend, table, max_parallelism) = backend!(self, instance);
         let mut fired = Vec::with_capacity(windows.len());
         for (key, w) in windows {
-            let Some(list) = backend.get(table, &state_key(key, w, max_parallelism))? else {
+            let Some(list) = self.read(instance, key, w)? else {
                 continue;
             };
             let mut elements = BatchBuilder::new();
@@ -467,10 +530,18 @@ impl WindowOperator {
         &self.trigger
     }
 
-    /// Restores a trigger taken by [`WindowOperator::trigger`].
+    /// Restores a trigger taken by [`WindowOperator::trigger`], once the
+    /// state backend holds the restored state.
     pub fn set_trigger(&mut self, mut trigger: WindowTrigger) {
         trigger.set_panes_like(&self.trigger);
+        self.cache.restored(trigger.windows());
         self.trigger = trigger;
+    }
+
+    /// At a checkpoint barrier, before the backend's snapshot: writes the
+    /// accumulators changed since the last one to the backend.
+    pub fn before_snapshot(&mut self, instance: &mut Instance) -> Result<(), StateError> {
+        self.cache.flush(&mut store!(self, instance))
     }
 
     /// Takes the late records collected for the side output, if any.
@@ -492,11 +563,13 @@ impl WindowOperator {
         for chunk in fire.chunks(4096) {
             self.emit(instance, chunk, out)?;
         }
-        if !purge.is_empty() {
-            let (backend, table, max_parallelism) = backend!(self, instance);
-            for (key, w) in &purge {
-                backend.remove(table, &state_key(key, w, max_parallelism))?;
-            }
+        for (key, w) in &purge {
+            self.remove(instance, key, w)?;
+        }
+        // The watermark passed these windows' cleanup: every key of each
+        // was purged just now, and none can join them again.
+        for (_, w) in &purge {
+            self.cache.forget(w);
         }
         self.fire = fire;
         self.purge = purge;

@@ -43,7 +43,9 @@ type Timer = (i64, Vec<u8>, Window, TimerKind);
 /// says whether its firing timer (at the window's end) is still pending.
 #[derive(Debug, Clone, Default)]
 struct WindowKeys {
-    keys: HashMap<Box<[u8]>, bool, foldhash::fast::RandomState>,
+    /// Keys are held inline when short, so a lookup does not chase a
+    /// pointer to compare them.
+    keys: HashMap<smallvec::SmallVec<[u8; 24]>, bool, foldhash::fast::RandomState>,
     /// How many flags are set.
     pending: usize,
 }
@@ -213,6 +215,14 @@ impl WindowTrigger {
         (w.start..end)
             .step_by(slide.max(1) as usize)
             .map(move |s| Window { start: s, end: s + slide })
+    }
+
+    /// Every window (or pane) some key has state in.
+    pub fn windows(&self) -> Vec<Window> {
+        let mut all: Vec<Window> = self.windows.keys().copied().collect();
+        all.extend(self.timers.iter().map(|(_, _, w, _)| *w));
+        all.extend(self.sessions.values().flatten());
+        all
     }
 
     /// The current watermark.

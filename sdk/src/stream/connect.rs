@@ -7,7 +7,6 @@ use std::rc::Rc;
 
 use super::process::{records_fn, timers_fn};
 use super::{Collector, KeyedContext, KeyedStream, Stream, TimeDomain};
-use crate::codec::{decode_postcard, encode_postcard};
 use crate::graph::{KeyedFns, Port};
 use crate::{Data, Error, MapState};
 
@@ -95,8 +94,8 @@ impl<A: Data, B: Data, K: Data> ConnectedStreams<A, B, K> {
     /// Runs `f` over both streams.
     pub fn process<O: Data>(self, f: impl CoProcessFunction<K, A, B, O>) -> Stream<O> {
         let graph = self.first.stream.graph.clone();
-        let first = self.first.stream.materialize(Some(self.first.key), encode_postcard::<A>);
-        let second = self.second.stream.materialize(Some(self.second.key), encode_postcard::<B>);
+        let first = self.first.stream.materialize_postcard(Some(self.first.key));
+        let second = self.second.stream.materialize_postcard(Some(self.second.key));
         let f = Rc::new(RefCell::new(f));
         let (f1, f2) = (f.clone(), f.clone());
         let on_first = KeyedFns {
@@ -121,7 +120,7 @@ impl<A: Data, B: Data, K: Data> ConnectedStreams<A, B, K> {
             on_first,
             on_second,
         );
-        Stream::from_node(graph, Port::main(id), decode_postcard::<O>, false)
+        Stream::from_postcard(graph, Port::main(id))
     }
 }
 

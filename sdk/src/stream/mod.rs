@@ -51,6 +51,27 @@ pub(crate) type Segment<T> = Box<dyn FnOnce(Downstream<T>) -> Head>;
 /// Computes the key bytes of a value.
 pub(crate) type KeyFn<T> = Box<dyn Fn(&T, &mut Vec<u8>) -> Result<(), String>>;
 
+/// The node the pending steps of a stream become, but for their code.
+struct PendingNode {
+    graph: Rc<RefCell<GraphBuilder>>,
+    upstream: Port,
+    steps: Vec<Step>,
+    parallelism: Option<u32>,
+    watermarks: Option<crate::bindings::flinkw::plugin::types::Watermarks>,
+}
+
+impl PendingNode {
+    /// Adds the transform node running `chain` over the steps.
+    fn add_node(self, chain: crate::graph::BatchFn) -> u32 {
+        let mut graph = self.graph.borrow_mut();
+        let id = graph.add_transform(&self.upstream, self.steps, self.parallelism, chain);
+        if let Some(w) = self.watermarks {
+            graph.set_watermarks(id, w);
+        }
+        id
+    }
+}
+
 /// A stream of values of type `T`.
 pub struct Stream<T> {
     graph: Rc<RefCell<GraphBuilder>>,
@@ -58,6 +79,10 @@ pub struct Stream<T> {
     upstream: Port,
     /// Whether the upstream's record bytes are lines of text.
     upstream_text: bool,
+    /// The upstream's record values are this stream's values encoded with
+    /// postcard (no step changed them yet): a node made now can pass the
+    /// bytes on instead of encoding the values again.
+    upstream_postcard: bool,
     segment: Segment<T>,
     steps: Vec<Step>,
     parallelism: Option<u32>,
@@ -79,6 +104,7 @@ impl crate::Env {
         let decode = source.decoder();
         let records = source.record_decoder();
         let text = source.is_text();
+        let postcard = source.values_are_postcard();
         let id = self.graph.borrow_mut().add_source(&name, source.connector());
         match records {
             Some(decode) => Stream::from_records(
@@ -87,7 +113,11 @@ impl crate::Env {
                 move |r| decode(r.key, r.value, r.timestamp),
                 text,
             ),
-            None => Stream::from_node(self.graph.clone(), Port::main(id), decode, text),
+            None => {
+                let mut s = Stream::from_node(self.graph.clone(), Port::main(id), decode, text);
+                s.upstream_postcard = postcard && !text;
+                s
+            }
         }
     }
 }
@@ -102,6 +132,13 @@ impl<T: Data> Stream<T> {
         Self::from_records(graph, upstream, move |r| decode(r.value), upstream_text)
     }
 
+    /// A stream of the values another node of this plugin emits (postcard).
+    pub(crate) fn from_postcard(graph: Rc<RefCell<GraphBuilder>>, upstream: Port) -> Self {
+        let mut s = Self::from_node(graph, upstream, decode_postcard::<T>, false);
+        s.upstream_postcard = true;
+        s
+    }
+
     /// A stream whose values are made from whole records (key and value).
     pub(crate) fn from_records(
         graph: Rc<RefCell<GraphBuilder>>,
@@ -113,6 +150,7 @@ impl<T: Data> Stream<T> {
             graph,
             upstream,
             upstream_text,
+            upstream_postcard: false,
             segment: Box::new(move |mut down: Downstream<T>| -> Head {
                 Box::new(move |batch: &Batch<'_>| {
                     for rec in batch.iter() {
@@ -145,6 +183,7 @@ impl<T: Data> Stream<T> {
             graph: self.graph,
             upstream: self.upstream,
             upstream_text: self.upstream_text,
+            upstream_postcard: false,
             segment,
             steps,
             parallelism: self.parallelism,
@@ -178,7 +217,8 @@ impl<T: Data> Stream<T> {
         let out = Rc::new(RefCell::new(BatchBuilder::new()));
         let sink = out.clone();
         let mut key_bytes = Vec::new();
-        let mut head = (self.segment)(Box::new(move |value: T, ts| {
+        let (segment, node) = self.split();
+        let mut head = segment(Box::new(move |value: T, ts| {
             key_bytes.clear();
             if let Some(key) = &key {
                 key(&value, &mut key_bytes)?;
@@ -193,13 +233,42 @@ impl<T: Data> Stream<T> {
             head(&batch)?;
             Ok(out.borrow_mut().finish())
         };
-        let watermarks = self.watermarks;
-        let mut graph = self.graph.borrow_mut();
-        let id = graph.add_transform(&self.upstream, self.steps, self.parallelism, Box::new(chain));
-        if let Some(w) = watermarks {
-            graph.set_watermarks(id, w);
+        node.add_node(Box::new(chain))
+    }
+
+    /// [`Stream::materialize`] with values encoded by postcard. When no
+    /// step changed the upstream's values, their bytes go on as they are:
+    /// only the key is computed (a `key_by` right after a source).
+    pub(crate) fn materialize_postcard(self, key: Option<KeyFn<T>>) -> u32 {
+        if !self.upstream_postcard {
+            return self.materialize(key, encode_postcard::<T>);
         }
-        id
+        let mut key_bytes = Vec::new();
+        let chain = move |input: &[u8]| -> Result<Vec<u8>, String> {
+            let batch = Batch::new(input).map_err(|e| e.to_string())?;
+            let mut out = BatchBuilder::with_capacity(batch.len(), batch.data_len());
+            for rec in batch.iter() {
+                key_bytes.clear();
+                if let Some(key) = &key {
+                    key(&decode_postcard::<T>(rec.value)?, &mut key_bytes)?;
+                }
+                out.push(rec.timestamp, &key_bytes, rec.value);
+            }
+            Ok(out.finish())
+        };
+        self.split().1.add_node(Box::new(chain))
+    }
+
+    /// The pending steps' code, and the rest of the node they become.
+    fn split(self) -> (Segment<T>, PendingNode) {
+        let node = PendingNode {
+            graph: self.graph,
+            upstream: self.upstream,
+            steps: self.steps,
+            parallelism: self.parallelism,
+            watermarks: self.watermarks,
+        };
+        (self.segment, node)
     }
 }
 
@@ -216,11 +285,11 @@ impl<T: Data> Stream<T> {
     /// ```
     pub fn union(self, others: Vec<Stream<T>>) -> Stream<T> {
         let graph = self.graph.clone();
-        let mut inputs = vec![Port::main(self.materialize(None, encode_postcard::<T>))];
+        let mut inputs = vec![Port::main(self.materialize_postcard(None))];
         for other in others {
-            inputs.push(Port::main(other.materialize(None, encode_postcard::<T>)));
+            inputs.push(Port::main(other.materialize_postcard(None)));
         }
         let id = graph.borrow_mut().add_union(&inputs);
-        Stream::from_node(graph, Port::main(id), decode_postcard::<T>, false)
+        Stream::from_postcard(graph, Port::main(id))
     }
 }

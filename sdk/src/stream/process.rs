@@ -245,7 +245,7 @@ impl<T: Data, K: Data> KeyedStream<T, K> {
     /// ```
     pub fn process_fn<O: Data>(self, f: impl KeyedProcessFunction<K, T, O>) -> Stream<O> {
         let graph = self.stream.graph.clone();
-        let keying = self.stream.materialize(Some(self.key), encode_postcard::<T>);
+        let keying = self.stream.materialize_postcard(Some(self.key));
         let f = Rc::new(RefCell::new(f));
         let on_records = f.clone();
         let process = records_fn(move |ctx, v: T, out: &mut Collector<O>| {
@@ -256,7 +256,7 @@ impl<T: Data, K: Data> KeyedStream<T, K> {
         });
         let fns = KeyedFns { process, on_timer };
         let id = graph.borrow_mut().add_keyed(&Port::main(keying), "process", fns);
-        Stream::from_node(graph, Port::main(id), decode_postcard::<O>, false)
+        Stream::from_postcard(graph, Port::main(id))
     }
 
     /// Combines each value with the key's previous result and emits the new

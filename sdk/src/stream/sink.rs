@@ -1,7 +1,7 @@
 //! `sink`: ends a stream in a host-side sink connector.
 
 use super::Stream;
-use crate::codec::{encode_postcard, encode_text};
+use crate::codec::encode_text;
 use crate::graph::Port;
 use crate::{Data, Sink};
 
@@ -25,7 +25,7 @@ impl<T: Data> Stream<T> {
         } else if text {
             Port::main(self.materialize(None, encode_text::<T>))
         } else {
-            Port::main(self.materialize(None, encode_postcard::<T>))
+            Port::main(self.materialize_postcard(None))
         };
         graph.borrow_mut().add_sink(&upstream, &name, sink.connector());
     }
@@ -51,7 +51,7 @@ impl<T: Data> Stream<T> {
         let node = if sink.is_text() {
             self.materialize(Some(key), encode_text::<T>)
         } else {
-            self.materialize(Some(key), encode_postcard::<T>)
+            self.materialize_postcard(Some(key))
         };
         graph.borrow_mut().add_sink(&Port::main(node), &name, sink.connector());
     }

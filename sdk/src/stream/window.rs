@@ -236,7 +236,7 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
         let mergeable = agg.mergeable();
         let agg = std::rc::Rc::new(agg);
         let graph = self.keyed.stream.graph.clone();
-        let keying = self.keyed.stream.materialize(Some(self.keyed.key), encode_postcard::<T>);
+        let keying = self.keyed.stream.materialize_postcard(Some(self.keyed.key));
         let (a1, a2, a3) = (agg.clone(), agg.clone(), agg);
         let accumulate = move |accs: Vec<Option<Vec<u8>>>, input: &[u8], targets: &[(u32, u32)]| {
             let mut accs = accs
@@ -319,9 +319,9 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
         let id = graph.borrow_mut().add_window(&Port::main(keying), "window", node, fns);
         if let Some(late) = late {
             let side = Port { node: id, side: Some("late".to_owned()) };
-            late(Stream::from_node(graph.clone(), side, decode_postcard::<T>, false));
+            late(Stream::from_postcard(graph.clone(), side));
         }
-        Stream::from_node(graph, Port::main(id), decode_postcard::<R>, false)
+        Stream::from_postcard(graph, Port::main(id))
     }
 
     /// Runs `f` over every record of each window when it fires (Flink's
@@ -349,7 +349,7 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
         f: impl Fn(K, TimeWindow, Vec<T>) -> Vec<R> + 'static,
     ) -> Stream<R> {
         let graph = self.keyed.stream.graph.clone();
-        let keying = self.keyed.stream.materialize(Some(self.keyed.key), encode_postcard::<T>);
+        let keying = self.keyed.stream.materialize_postcard(Some(self.keyed.key));
         let process = move |fired: Vec<
             crate::bindings::exports::flinkw::plugin::window::WindowElements,
         >| {
