@@ -176,6 +176,21 @@ fn uploaded() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
     UPLOADED.get_or_init(Default::default)
 }
 
+/// Hard-links `local` as `target` (a file of a local checkpoint directory),
+/// replacing what an earlier run left there; its size, or `None` if it
+/// cannot be linked (another file system): then it is copied.
+fn link_local(local: &Path, target: &Path) -> Option<u64> {
+    let size = std::fs::metadata(local).ok()?.len();
+    std::fs::create_dir_all(target.parent()?).ok()?;
+    match std::fs::remove_file(target) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => return None,
+    }
+    std::fs::hard_link(local, target).ok()?;
+    Some(size)
+}
+
 /// A sub-folder of a location.
 fn subfolder(loc: &StoreLocation, name: &str) -> StoreLocation {
     let url = format!("{}/{name}", loc.url.trim_end_matches('/'));
@@ -438,12 +453,22 @@ impl CheckpointStorage {
 
     /// Uploads the local file `local` as shared file `key` (`<uid>/<name>`)
     /// unless this process uploaded it before; returns the bytes sent.
+    /// Into a local directory on the same file system the (immutable) file
+    /// is hard-linked rather than copied.
     pub async fn put_shared(&self, key: &str, local: &Path) -> Result<u64, CheckpointError> {
         let shared = subfolder(&self.root, "shared");
         let path = shared.child(key);
         let url = shared.display(&path);
         if uploaded().lock().unwrap_or_else(|p| p.into_inner()).contains(&url) {
             return Ok(0);
+        }
+        // (`url` is the file's path when it names the same object.)
+        if objstore::kind(&shared.url) == Some(objstore::StoreKind::Local)
+            && ObjectPath::from_absolute_path(&url).ok().as_ref() == Some(&path)
+            && let Some(size) = link_local(local, Path::new(&url))
+        {
+            uploaded().lock().unwrap_or_else(|p| p.into_inner()).insert(url);
+            return Ok(size);
         }
         let bytes = tokio::fs::read(local).await.map_err(|e| CheckpointError::Io {
             path: local.display().to_string(),

@@ -7,9 +7,12 @@
 //! flushed by RocksDB's background threads while records flow, and once
 //! they are on disk the live SST files are hard-linked into a local
 //! checkpoint ([`PendingCheckpoint::finish`]). Writes are counted per state
-//! since the switch, so the hard links are taken only while every write made
-//! after the barrier is provably still in a memtable: nothing written after
-//! the barrier can reach the checkpoint.
+//! since the switch: the files are taken only once the switched memtables
+//! are on disk while every write made after the barrier is still in the
+//! active memtables, and that is checked again after they were taken (a
+//! memtable that left the active ones could have been flushed): nothing
+//! written after the barrier can reach the checkpoint. Writes wait only for
+//! these two checks, not for the flush or the links.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -99,13 +102,15 @@ fn lock(writes: &Mutex<Writes>) -> std::sync::MutexGuard<'_, Writes> {
 
 /// Whether the live SST files hold exactly the state as of the last
 /// memtable switch. Called with the writes locked (no write under way).
-fn flushed(db: &Db, writes: &Writes) -> Result<Flushed, String> {
+/// With `switched` false, only whether every write since the switch is still
+/// in the active memtables (so none of them was ever flushed).
+fn flushed(db: &Db, writes: &Writes, switched: bool) -> Result<Flushed, String> {
     let int = |cf: &Arc<rocksdb::BoundColumnFamily>, p: &str| {
         db.property_int_value_cf(cf, p).map_err(|e| e.to_string()).map(|v| v.unwrap_or(0))
     };
     for (name, &count) in writes.names.iter().zip(&writes.counts) {
         let Some(cf) = db.cf_handle(name) else { continue };
-        if int(&cf, "rocksdb.num-immutable-mem-table")? > 0 {
+        if switched && int(&cf, "rocksdb.num-immutable-mem-table")? > 0 {
             return Ok(Flushed::Not);
         }
         let active = int(&cf, "rocksdb.num-entries-active-mem-table")?;
@@ -166,40 +171,59 @@ impl PendingCheckpoint {
             let _ = std::fs::remove_dir_all(&w.dir);
             failed(reason)
         };
+        let past = |reason: String| {
+            format!(
+                "writes after the barrier were flushed before its files could be linked \
+                 ({reason}); the next checkpoint flushes at the barrier"
+            )
+        };
+        let later = || "a later checkpoint began before this one's files were on disk".to_owned();
         loop {
-            {
+            // Under the lock no write runs: the memtables' counts are exact.
+            let checked = Instant::now();
+            let state = {
                 let writes = lock(&w.writes);
                 if writes.generation != w.generation {
                     drop(writes);
-                    return Err(sync_next(
-                        "a later checkpoint began before this one's files were on disk".into(),
-                    ));
+                    return Err(sync_next(later()));
                 }
-                match flushed(&w.db, &writes).map_err(failed)? {
-                    Flushed::Exactly => {
-                        let held = Instant::now();
-                        let files = link(&w.db, &w.dir, &w.uid, &w.adopted);
-                        let held_ms = held.elapsed().as_millis() as u64;
-                        drop(writes);
-                        let files = files.map_err(&mut sync_next)?;
-                        tracing::info!(
-                            checkpoint = w.id,
-                            flush_wait_ms = (held - started).as_millis() as u64,
-                            link_ms = held_ms,
-                            files = files.shared.len(),
-                            "RocksDB checkpoint files linked"
-                        );
-                        return Ok(LocalCheckpoint { dir: w.dir, files, held_ms });
+                flushed(&w.db, &writes, true).map_err(failed)?
+            };
+            match state {
+                Flushed::Exactly => {
+                    let mut held_ms = checked.elapsed().as_millis() as u64;
+                    // Records flow meanwhile: RocksDB takes the live files
+                    // first, then links and copies them (with fsyncs).
+                    let linking = Instant::now();
+                    let files = link(&w.db, &w.dir, &w.uid, &w.adopted).map_err(&mut sync_next)?;
+                    let link_ms = linking.elapsed().as_millis() as u64;
+                    // Every write since the barrier still in the active
+                    // memtables: none was switched, so none flushed, while
+                    // the files were taken.
+                    let rechecked = Instant::now();
+                    let after = {
+                        let writes = lock(&w.writes);
+                        if writes.generation != w.generation {
+                            drop(writes);
+                            return Err(sync_next(later()));
+                        }
+                        flushed(&w.db, &writes, false).map_err(failed)?
+                    };
+                    held_ms += rechecked.elapsed().as_millis() as u64;
+                    if let Flushed::Past(reason) = after {
+                        return Err(sync_next(past(reason)));
                     }
-                    Flushed::Past(reason) => {
-                        drop(writes);
-                        return Err(sync_next(format!(
-                            "writes after the barrier were flushed before its files could be \
-                             linked ({reason}); the next checkpoint flushes at the barrier"
-                        )));
-                    }
-                    Flushed::Not => {}
+                    tracing::info!(
+                        checkpoint = w.id,
+                        flush_wait_ms = (linking - started).as_millis() as u64,
+                        link_ms,
+                        files = files.shared.len(),
+                        "RocksDB checkpoint files linked"
+                    );
+                    return Ok(LocalCheckpoint { dir: w.dir, files, held_ms });
                 }
+                Flushed::Past(reason) => return Err(sync_next(past(reason))),
+                Flushed::Not => {}
             }
             if started.elapsed() > FLUSH_WAIT {
                 return Err(sync_next(format!(
