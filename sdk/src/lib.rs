@@ -55,9 +55,10 @@ pub use log::{Level, counter_add, gauge_set, log};
 pub use objects::{ObjectSink, ObjectSource, Objects};
 pub use state::{AggregatingState, ListState, MapState, ReducingState, StateTtl, ValueState};
 pub use stream::{
-    AggregateFunction, CoProcessFunction, Collector, ConnectedStreams, IntervalJoin, KeyedContext,
-    KeyedProcessFunction, KeyedStream, Session, Sliding, Stream, TimeDomain, TimeWindow, Tumbling,
-    WatermarkStrategy, WindowAssigner, WindowJoin, WindowedStream,
+    AggregateFunction, CoProcessFunction, Collector, ConnectedStreams, CountWindowedStream,
+    IntervalJoin, KeyedContext, KeyedProcessFunction, KeyedStream, Session, Sliding, Stream,
+    TimeDomain, TimeWindow, Tumbling, WatermarkStrategy, WindowAssigner, WindowJoin,
+    WindowedStream,
 };
 
 /// Everything a job usually needs, in one import.

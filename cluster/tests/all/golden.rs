@@ -71,6 +71,10 @@ fn run_case(case: &Case, extra: &[&str], dir: &Path) -> Vec<String> {
             sets.push(format!("size-ms={}", case.size_ms));
             sets.push(format!("slide-ms={}", case.slide_ms));
         }
+        "count" => {
+            sets.push(format!("size={}", case.size_ms));
+            sets.push(format!("slide={}", case.slide_ms));
+        }
         _ => sets.push(format!("gap-ms={}", case.gap_ms)),
     }
     sets.extend(extra.iter().map(|s| s.to_string()));
@@ -117,15 +121,15 @@ fn assert_like_flink(case: &Case, extra: &[&str], dir: &Path) {
 }
 
 /// Every case (tumbling, sliding and session windows, with and without
-/// allowed lateness, late records to a side output) gives Flink's output
-/// line for line, with the incremental aggregate and with the full window
-/// function; sliding windows with the aggregate kept per pane (it is
-/// declared mergeable) and per window.
+/// allowed lateness, late records to a side output; tumbling and sliding
+/// count windows) gives Flink's output line for line, with the incremental
+/// aggregate and with the full window function; sliding windows with the
+/// aggregate kept per pane (it is declared mergeable) and per window.
 #[test]
 fn windows_give_exactly_flinks_output() {
     let dir = tempfile::tempdir().unwrap();
     let cases = cases();
-    assert!(cases.len() >= 7, "{} cases", cases.len());
+    assert!(cases.len() >= 9, "{} cases", cases.len());
     for case in &cases {
         assert_like_flink(case, &["parallelism=1"], dir.path());
         assert_like_flink(case, &["parallelism=1", "function=process"], dir.path());

@@ -6,7 +6,9 @@
 //! flinkw run windowed-count.wasm --set input=examples/data/events.csv
 //! ```
 //!
-//! Config: `window` = `tumbling` (default) | `sliding` | `session`;
+//! Config: `window` = `tumbling` (default) | `sliding` | `session` |
+//! `count` (windows of `size` records per key, sliding by `slide` records
+//! when set; output `key,count,max`, event time not used);
 //! `size-ms` (default 10000), `slide-ms` (sliding, default 5000),
 //! `gap-ms` (session, default 5000), `lateness-ms` (default 0),
 //! `out-of-orderness-ms` (default 1000), `output` (a file; default stdout),
@@ -70,11 +72,18 @@ fn job(env: &mut Env) -> Result<(), Error> {
     let lateness = ms("lateness-ms", 0)?;
     let disorder = ms("out-of-orderness-ms", 1_000)?;
     let kind = config.get("window").unwrap_or("tumbling").to_owned();
+    if kind == "count" {
+        return count_windows(env);
+    }
     let assigner: WindowAssigner = match kind.as_str() {
         "tumbling" => Tumbling::of(size).into(),
         "sliding" => Sliding::of(size, ms("slide-ms", 5_000)?).into(),
         "session" => Session::with_gap(ms("gap-ms", 5_000)?).into(),
-        other => return Err(Error::msg(format!("unknown window {other:?}: tumbling, sliding or session"))),
+        other => {
+            return Err(Error::msg(format!(
+                "unknown window {other:?}: tumbling, sliding, session or count"
+            )));
+        }
     };
     let output = config.get("output").map(str::to_owned);
     let late_output = config.get("late-output").map(str::to_owned);
@@ -113,6 +122,36 @@ fn job(env: &mut Env) -> Result<(), Error> {
         other => return Err(Error::msg(format!("unknown function {other:?}: aggregate or process"))),
     }
     .name("count-and-max");
+    match output {
+        Some(path) => counts.sink(FileSink::new(&path)),
+        None => counts.sink(Stdout),
+    }
+    Ok(())
+}
+
+/// `window=count`: per key, windows of `size` records (default 5), or with
+/// `slide` the last `size` records every `slide` records; output
+/// `key,count,max`. Event time plays no part.
+fn count_windows(env: &mut Env) -> Result<(), Error> {
+    let config = env.config();
+    let input = config.require("input")?;
+    let size: u64 = config.parse_or("size", 5)?;
+    let slide: u64 = config.parse_or("slide", 0)?;
+    let output = config.get("output").map(str::to_owned);
+    let function = config.get("function").unwrap_or("aggregate").to_owned();
+    let keyed = env.source(File::csv::<Event>(&input)).key_by(|e: &Event| e.key.clone());
+    let windows =
+        if slide == 0 { keyed.count_window(size) } else { keyed.count_window_sliding(size, slide) };
+    let counts = match function.as_str() {
+        "aggregate" => windows.aggregate_with(CountAndMax { mergeable: false }, |key, (n, max)| {
+            format!("{key},{n},{max}")
+        }),
+        "process" => windows.process(|key, events: Vec<Event>| {
+            let max = events.iter().map(|e| e.value).max().unwrap_or(i64::MIN);
+            vec![format!("{key},{},{max}", events.len())]
+        }),
+        other => return Err(Error::msg(format!("unknown function {other:?}: aggregate or process"))),
+    };
     match output {
         Some(path) => counts.sink(FileSink::new(&path)),
         None => counts.sink(Stdout),

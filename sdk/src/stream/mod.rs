@@ -6,6 +6,7 @@
 //! batch) when the stream is keyed or sunk.
 
 mod connect;
+mod count_window;
 mod filter;
 mod flat_map;
 mod key_by;
@@ -26,6 +27,7 @@ use crate::codec::{decode_postcard, encode_postcard};
 use crate::graph::{GraphBuilder, Port};
 
 pub use connect::{CoProcessFunction, ConnectedStreams, IntervalJoin, WindowJoin};
+pub use count_window::CountWindowedStream;
 pub use key_by::KeyedStream;
 pub use process::{Collector, KeyedContext, KeyedProcessFunction, TimeDomain};
 pub use timestamps::WatermarkStrategy;

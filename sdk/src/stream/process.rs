@@ -91,6 +91,11 @@ impl<O: Data> Collector<O> {
         self.timestamp = timestamp;
     }
 
+    /// The current key, encoded.
+    pub(crate) fn key_bytes(&self) -> &[u8] {
+        &self.key
+    }
+
     fn check(&mut self) -> Result<(), String> {
         self.error.take().map_or(Ok(()), Err)
     }

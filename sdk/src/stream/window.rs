@@ -395,13 +395,20 @@ impl<T: Data, K: Data> WindowedStream<T, K> {
     where
         T: Clone,
     {
-        self.aggregate(ReduceAggregate { f, _t: PhantomData })
+        self.aggregate(ReduceAggregate::new(f))
     }
 }
 
-struct ReduceAggregate<T, F> {
+/// A reduce function as an aggregate (its accumulator: the result so far).
+pub(crate) struct ReduceAggregate<T, F> {
     f: F,
     _t: PhantomData<T>,
+}
+
+impl<T, F> ReduceAggregate<T, F> {
+    pub(crate) fn new(f: F) -> Self {
+        ReduceAggregate { f, _t: PhantomData }
+    }
 }
 
 impl<T: Data + Clone, F: Fn(T, T) -> T + 'static> AggregateFunction<T> for ReduceAggregate<T, F> {

@@ -27,6 +27,7 @@ import org.apache.flink.api.java.tuple.Tuple2;
 import org.apache.flink.api.java.tuple.Tuple3;
 import org.apache.flink.streaming.api.datastream.DataStream;
 import org.apache.flink.streaming.api.datastream.SingleOutputStreamOperator;
+import org.apache.flink.streaming.api.datastream.KeyedStream;
 import org.apache.flink.streaming.api.datastream.WindowedStream;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
 import org.apache.flink.streaming.api.functions.windowing.ProcessWindowFunction;
@@ -34,6 +35,7 @@ import org.apache.flink.streaming.api.windowing.assigners.EventTimeSessionWindow
 import org.apache.flink.streaming.api.windowing.assigners.SlidingEventTimeWindows;
 import org.apache.flink.streaming.api.windowing.assigners.TumblingEventTimeWindows;
 import org.apache.flink.streaming.api.windowing.assigners.WindowAssigner;
+import org.apache.flink.streaming.api.windowing.windows.GlobalWindow;
 import org.apache.flink.streaming.api.windowing.windows.TimeWindow;
 import org.apache.flink.util.CloseableIterator;
 import org.apache.flink.util.Collector;
@@ -103,6 +105,32 @@ public class Golden {
         }
     }
 
+    /** `key,count,max` of a count window. */
+    public static class ShapeCount extends ProcessWindowFunction<Tuple2<Long, Long>, String, String, GlobalWindow> {
+        @Override
+        public void process(String key, Context ctx, Iterable<Tuple2<Long, Long>> results, Collector<String> out) {
+            for (Tuple2<Long, Long> r : results) {
+                out.collect(key + "," + r.f0 + "," + r.f1);
+            }
+        }
+    }
+
+    /** Count windows: `countWindow(size)`, or `countWindow(size, slide)` when slide > 0. */
+    static void countWindows(List<Event> events, long size, long slide) throws Exception {
+        StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
+        env.setParallelism(1);
+        KeyedStream<Event, String> keyed =
+                env.fromData(events).keyBy(e -> e.f1, org.apache.flink.api.common.typeinfo.Types.STRING);
+        WindowedStream<Event, String, GlobalWindow> windows =
+                slide == 0 ? keyed.countWindow(size) : keyed.countWindow(size, slide);
+        try (CloseableIterator<String> it =
+                windows.aggregate(new CountAndMax(), new ShapeCount()).executeAndCollect("golden-count")) {
+            while (it.hasNext()) {
+                System.out.println(it.next());
+            }
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         List<String> lines = Files.readAllLines(Paths.get(args[0]));
         String window = args[1];
@@ -116,6 +144,10 @@ public class Golden {
         for (String line : lines.subList(1, lines.size())) {
             String[] f = line.split(",");
             events.add(new Event(Long.parseLong(f[0]), f[1], Long.parseLong(f[2])));
+        }
+        if (window.equals("count")) {
+            countWindows(events, size, slide);
+            return;
         }
         WindowAssigner<Object, TimeWindow> assigner;
         switch (window) {
