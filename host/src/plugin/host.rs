@@ -310,36 +310,14 @@ fn to_ttl(c: state::TtlConfig) -> Ttl {
 impl HostState {
     /// Reads the entry at `self.key_buf`, honouring the state's TTL.
     fn ttl_get(&mut self, id: StateId, ttl: Option<Ttl>) -> wasmtime::Result<Option<Vec<u8>>> {
-        let Some(raw) = self.state.get(id, &self.key_buf)? else { return Ok(None) };
-        let Some(t) = ttl else { return Ok(Some(raw)) };
         let now = crate::time::now_millis();
-        match ttl::read(&raw, now, &t) {
-            Some(TtlRead::Live(v)) => {
-                let v = v.to_vec();
-                if t.update_on_read {
-                    self.ttl_put(id, ttl, &v)?;
-                }
-                Ok(Some(v))
-            }
-            Some(TtlRead::ExpiredVisible(v)) => Ok(Some(v.to_vec())),
-            Some(TtlRead::Expired) => {
-                self.state.remove(id, &self.key_buf)?;
-                Ok(None)
-            }
-            None => wasmtime::bail!("state written without a time-to-live was opened with one"),
-        }
+        Ok(ttl::get(&mut *self.state, id, &self.key_buf, ttl.as_ref(), now)?)
     }
 
     /// Writes the entry at `self.key_buf`, stamped when the state has a TTL.
     fn ttl_put(&mut self, id: StateId, ttl: Option<Ttl>, value: &[u8]) -> wasmtime::Result<()> {
-        match ttl {
-            None => Ok(self.state.put(id, &self.key_buf, value)?),
-            Some(_) => {
-                let mut stamped = Vec::with_capacity(value.len() + 8);
-                ttl::wrap(value, crate::time::now_millis(), &mut stamped);
-                Ok(self.state.put(id, &self.key_buf, &stamped)?)
-            }
-        }
+        let now = crate::time::now_millis();
+        Ok(ttl::put(&mut *self.state, id, &self.key_buf, ttl.as_ref(), value, now)?)
     }
 }
 
@@ -493,17 +471,23 @@ impl state::HostMapState for HostState {
         let now = crate::time::now_millis();
         let mut live = Vec::with_capacity(entries.len());
         for (map_key, raw) in entries {
-            match ttl::read(&raw, now, &t) {
-                Some(TtlRead::Live(v) | TtlRead::ExpiredVisible(v)) => {
-                    live.push((map_key, v.to_vec()))
+            // Expired entries go as they are read (returned that once when
+            // the TTL lets expired values through), as in `ttl::get`.
+            let expired = match ttl::read(&raw, now, &t) {
+                Some(TtlRead::Live(v)) => {
+                    live.push((map_key, v.to_vec()));
+                    continue;
                 }
-                Some(TtlRead::Expired) => {
-                    let mut k = prefix.clone();
-                    k.extend_from_slice(&map_key);
-                    self.state.remove(id, &k)?;
+                Some(TtlRead::ExpiredVisible(v)) => {
+                    live.push((map_key.clone(), v.to_vec()));
+                    map_key
                 }
+                Some(TtlRead::Expired) => map_key,
                 None => wasmtime::bail!("state written without a time-to-live was opened with one"),
-            }
+            };
+            let mut k = prefix.clone();
+            k.extend_from_slice(&expired);
+            self.state.remove(id, &k)?;
         }
         Ok(live)
     }
