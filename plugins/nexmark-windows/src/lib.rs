@@ -81,8 +81,25 @@ impl AggregateFunction<Bid> for Count {
 /// prefixes each result with it).
 static EMITTED: AtomicU64 = AtomicU64::new(0);
 
-fn number(line: String, numbered: bool) -> String {
-    if numbered { format!("{},{line}", EMITTED.fetch_add(1, Ordering::Relaxed)) } else { line }
+/// A window's result: its number (with `numbered=true`), auction, start,
+/// end, count and (W2) maximum price. The blackhole gets these as they are
+/// (as Flink's SQL job sends rows to its blackhole); text outputs get
+/// [`line`]s.
+type Row = (Option<u64>, u64, i64, i64, u64, Option<u64>);
+
+fn row(numbered: bool, auction: u64, w: TimeWindow, count: u64, max: Option<u64>) -> Row {
+    let seq = numbered.then(|| EMITTED.fetch_add(1, Ordering::Relaxed));
+    (seq, auction, w.start, w.end, count, max)
+}
+
+/// `[n,]auction,window_start,window_end,count[,max]`.
+fn line((seq, auction, start, end, count, max): Row) -> String {
+    let mut line = seq.map(|n| format!("{n},")).unwrap_or_default();
+    line.push_str(&format!("{auction},{start},{end},{count}"));
+    if let Some(max) = max {
+        line.push_str(&format!(",{max}"));
+    }
+    line
 }
 
 fn job(env: &mut Env) -> Result<(), Error> {
@@ -107,23 +124,19 @@ fn job(env: &mut Env) -> Result<(), Error> {
     let windows = match workload.as_str() {
         "w2" => by_auction.window(Tumbling::of(Duration::from_secs(1))).aggregate_with(
             CountAndMax,
-            move |auction, w, (count, max)| {
-                number(format!("{auction},{},{},{count},{max}", w.start, w.end), numbered)
-            },
+            move |auction, w, (count, max)| row(numbered, auction, w, count, Some(max)),
         ),
         "w3" => by_auction
             .window(Sliding::of(Duration::from_secs(10), Duration::from_secs(2)))
-            .aggregate_with(Count, move |auction, w, count| {
-                number(format!("{auction},{},{},{count}", w.start, w.end), numbered)
-            }),
+            .aggregate_with(Count, move |auction, w, count| row(numbered, auction, w, count, None)),
         other => return Err(Error::msg(format!("unknown workload {other:?}: w2 or w3"))),
     }
     .name(&workload);
     match output.as_deref() {
         None => windows.sink(Blackhole),
-        Some("stdout") => windows.sink(Stdout),
+        Some("stdout") => windows.map(line).sink(Stdout),
         // A directory: exactly-once part files.
-        Some(dir) => windows.sink(PartFileSink::new(dir)),
+        Some(dir) => windows.map(line).sink(PartFileSink::new(dir)),
     }
     Ok(())
 }
