@@ -31,4 +31,18 @@ pub mod state;
 pub mod time;
 pub mod window;
 
+/// Seeded pseudo-random numbers for the randomized tests.
+#[cfg(test)]
+mod test_rand {
+    /// A seeded xorshift generator: `rand(n)` is in `0..n`.
+    pub fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        }
+    }
+}
+
 pub use flinkw_batch as batch;

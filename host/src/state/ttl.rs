@@ -137,13 +137,7 @@ mod tests {
     /// the model's at every read.
     #[test]
     fn ttl_matches_flinks_rules_on_random_operations() {
-        let mut seed = 0x51_7cc1_b727_220au64;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rand = crate::test_rand::xorshift(0x51_7cc1_b727_220a);
         let dir = tempfile::tempdir().unwrap();
         let mut reads = [0usize; 2];
         for round in 0..64u32 {

@@ -562,6 +562,7 @@ impl WindowTrigger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rand::xorshift;
 
     fn w(start: i64, end: i64) -> Window {
         Window { start, end }
@@ -684,16 +685,6 @@ mod tests {
 
     /// The trigger agrees with a brute-force model on random inputs:
     /// every on-time record is counted in exactly the windows it belongs to.
-    /// A seeded xorshift generator: `rand(n)` is in `0..n`.
-    fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
-        move |n| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        }
-    }
-
     #[test]
     fn matches_a_reference_model_on_random_out_of_order_input() {
         let mut rand = xorshift(0x2545_f491_4f6c_dd1du64);
