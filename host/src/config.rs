@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::keygroup::DEFAULT_MAX_PARALLELISM;
 
 /// Keys the host itself reads, with what they mean.
-pub const HOST_KEYS: [(&str, &str); 9] = [
+pub const HOST_KEYS: [(&str, &str); 10] = [
     ("parallelism", "default parallelism of every operator (1..=max-parallelism)"),
     ("max-parallelism", "number of key groups, fixed for the job's life (default 128)"),
     ("batch.size", "records per batch before it is sent on (default 1024)"),
@@ -20,6 +20,11 @@ pub const HOST_KEYS: [(&str, &str); 9] = [
         "time between checkpoints with --checkpoint-dir, in ms (default 1000)",
     ),
     ("checkpoint.retain", "complete checkpoints kept (default 3)"),
+    (
+        "window.cache-mb",
+        "window accumulators each window operator subtask keeps in memory before it \
+         writes them to the state backend, in MiB (default 64)",
+    ),
     (
         "checkpoint.tolerable-failures",
         "checkpoints that may fail in a row before the job fails (default 3)",
@@ -90,6 +95,9 @@ pub struct JobConfig {
     pub checkpoint_interval: Duration,
     /// `checkpoint.retain`.
     pub checkpoint_retain: usize,
+    /// `window.cache-mb`, in bytes: window accumulators a window operator
+    /// subtask keeps in memory in front of the state backend.
+    pub window_cache_bytes: usize,
     /// `checkpoint.tolerable-failures`: checkpoints that may fail in a row
     /// (storage unreachable, a subtask too slow) before the job fails.
     pub checkpoint_tolerable_failures: u32,
@@ -113,6 +121,7 @@ impl Default for JobConfig {
             latency_interval: Duration::ZERO,
             checkpoint_interval: Duration::from_secs(1),
             checkpoint_retain: 3,
+            window_cache_bytes: 64 << 20,
             checkpoint_tolerable_failures: 3,
             attempt: 0,
         }
@@ -170,6 +179,7 @@ impl JobConfig {
         let latency_interval = num("metrics.latency.interval-ms", 0, 3_600_000)?;
         let checkpoint_interval = num("checkpoint.interval-ms", 10, 86_400_000)?;
         let checkpoint_retain = num("checkpoint.retain", 1, 1000)?;
+        let window_cache_mb = num("window.cache-mb", 0, 1 << 20)?;
         let tolerable_failures = num("checkpoint.tolerable-failures", 0, 1_000_000)?;
         if let Some(m) = max_parallelism {
             c.max_parallelism = m as u32;
@@ -201,6 +211,9 @@ impl JobConfig {
         }
         if let Some(n) = checkpoint_retain {
             c.checkpoint_retain = n as usize;
+        }
+        if let Some(mb) = window_cache_mb {
+            c.window_cache_bytes = (mb as usize) << 20;
         }
         if let Some(n) = tolerable_failures {
             c.checkpoint_tolerable_failures = n as u32;

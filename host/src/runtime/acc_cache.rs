@@ -13,8 +13,10 @@
 //! - at a checkpoint barrier, [`AccCache::flush`] writes the accumulators
 //!   changed since the last one (the backend's snapshot then holds exactly
 //!   the state as of the barrier, as before);
-//! - when the cache outgrows its budget, it writes everything changed and
-//!   starts empty (state larger than memory stays in RocksDB).
+//! - when the cache outgrows its budget (`window.cache-mb`, estimated from
+//!   key and accumulator bytes plus a fixed cost per entry), it writes
+//!   everything changed and starts empty (state larger than memory stays in
+//!   RocksDB).
 //!
 //! Reads fall through to the backend only for windows it may hold entries
 //! of — windows written by a flush or present when the job was restored —
@@ -31,10 +33,9 @@ use crate::window::Window;
 /// Bytes held inline: a short key, a small accumulator.
 type Inline = SmallVec<[u8; 24]>;
 
-/// Memory the cache may use before it writes everything to the backend and
-/// starts empty (estimated: key and accumulator bytes plus a fixed cost per
-/// entry).
-pub(crate) const CACHE_BUDGET_BYTES: usize = 64 << 20;
+/// The default budget of a cache (`window.cache-mb`), for the tests.
+#[cfg(test)]
+const CACHE_BUDGET_BYTES: usize = 64 << 20;
 
 /// Estimated fixed cost of one entry (the hash table's slot and inline
 /// buffers), bytes.

@@ -350,7 +350,8 @@ impl Subtask {
                 NodeKind::Window(window) => {
                     needs_guest = true;
                     let late = self.router.has_side(id, "late");
-                    let op = WindowOperator::new(id, window, late);
+                    let cache = self.shared.config.window_cache_bytes;
+                    let op = WindowOperator::new(id, window, late, cache);
                     ops.push(Operator::Window { node: id, op: Box::new(op) });
                 }
                 NodeKind::Sink(_) => {

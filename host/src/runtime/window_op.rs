@@ -5,7 +5,7 @@
 
 use flinkw_batch::{Batch, BatchBuilder, NO_TIMESTAMP};
 
-use super::acc_cache::{AccCache, CACHE_BUDGET_BYTES, Store};
+use super::acc_cache::{AccCache, Store};
 use crate::graph::WindowNode;
 use crate::keygroup::key_group;
 use crate::plugin::{FiredWindow, GuestError, Instance, WindowElements};
@@ -180,8 +180,8 @@ macro_rules! store {
 
 impl WindowOperator {
     /// The operator of window node `node`; `late_output`: the job routes
-    /// its late records.
-    pub fn new(node: u32, window: &WindowNode, late_output: bool) -> Self {
+    /// its late records; `cache_bytes`: the budget of its accumulator cache.
+    pub fn new(node: u32, window: &WindowNode, late_output: bool, cache_bytes: usize) -> Self {
         let &WindowNode { full, processing_time, assigner, allowed_lateness, function, mergeable } =
             window;
         // A mergeable aggregate over sliding windows is kept per pane.
@@ -198,7 +198,7 @@ impl WindowOperator {
             trigger,
             name: format!("window/{node}"),
             table: None,
-            cache: AccCache::new(CACHE_BUDGET_BYTES),
+            cache: AccCache::new(cache_bytes),
             late_records: 0,
             assignments: Vec::new(),
             merges: Vec::new(),
