@@ -31,6 +31,8 @@ pub mod state;
 pub mod time;
 pub mod window;
 
+pub use flinkw_batch as batch;
+
 /// Seeded pseudo-random numbers for the randomized tests.
 #[cfg(test)]
 mod test_rand {
@@ -44,5 +46,3 @@ mod test_rand {
         }
     }
 }
-
-pub use flinkw_batch as batch;
