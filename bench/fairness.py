@@ -17,7 +17,10 @@ interleaved `--reps` times:
 The worker puts each tenant's threads in a cgroup with equal CPU shares
 when it can (root, cgroup v1); `--no-cpu-groups` starts it without them,
 and `--a-cpu-percent N` gives tenant A the quota `max-cpu-percent` N (its
-group's CFS cap, percent of one core).
+group's CFS cap, percent of one core). `--a-crash-backoff-max-s S` sets
+A's crash-loop backoff (default: the quota's default, 60 s; 0 turns it
+off, as before it existed): A's redeploys refused by it and by the deploy
+rate are counted apart.
 
 Prints B's job seconds (the job's own `seconds`) per case, the ratio of
 B's throughput to B alone, the load average, and the CPU seconds the
@@ -27,6 +30,7 @@ thread name (where a hostile tenant's cost goes). Needs the release build
 
 Usage: bench/fairness.py [--count 3000000] [--reps 3] [--no-cpu-groups]
                          [--a-cpu-percent N] [--hog-parallelism N]
+                         [--a-crash-backoff-max-s S]
 """
 
 import argparse
@@ -96,6 +100,7 @@ def main():
     ap.add_argument("--no-cpu-groups", action="store_true")
     ap.add_argument("--a-cpu-percent", type=int, default=0)
     ap.add_argument("--hog-parallelism", type=int, default=1)
+    ap.add_argument("--a-crash-backoff-max-s", type=int, default=60)
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="flinkw-fairness-")
@@ -111,7 +116,8 @@ def main():
 
         a = tenant("mallory", {"max_instance_memory_mib": 64, "max_jobs": 20, "max_slots": 8,
                                "deploys_per_minute": 600, "deploy_burst": 50,
-                               "max_cpu_percent": args.a_cpu_percent})
+                               "max_cpu_percent": args.a_cpu_percent,
+                               "crash_backoff_max_s": args.a_crash_backoff_max_s})
         b = tenant("bob", {"deploys_per_minute": 600, "deploy_burst": 50})
 
         def upload(token, path):
@@ -180,10 +186,13 @@ def main():
                                                     call_timeout_ms=1000, memory_limit_mib=64)
                         redeploys["admitted"] += 1
                     except urllib.error.HTTPError as e:
-                        # A's deploy rate quota (600 a minute) stops the storm.
+                        # A's deploy rate quota (600 a minute) or its
+                        # crash-loop backoff stops the storm.
                         if e.code != 429:
                             raise
-                        redeploys["refused (429)"] += 1
+                        text = e.read().decode(errors="replace")
+                        which = re.search(r"quota ([a-z-]+) of tenant", text)
+                        redeploys[f"refused (429 {which.group(1) if which else '?'})"] += 1
 
         results = {"alone": [], "hostile plugins": [], "legal CPU hog": []}
         b_seconds()  # warm-up: compiles on the worker
@@ -210,6 +219,7 @@ def main():
             "cpus": os.cpu_count(),
             "cpu_groups": not args.no_cpu_groups,
             "a_cpu_percent": args.a_cpu_percent,
+            "a_crash_backoff_max_s": args.a_crash_backoff_max_s,
             "hog_parallelism": args.hog_parallelism,
             "loadavg_after": open("/proc/loadavg").read().split()[:3],
             "hostile_redeploys": redeploys,

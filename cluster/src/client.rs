@@ -105,6 +105,10 @@ pub struct DeployRequest {
     pub restarts: u32,
     /// Wait before a restart, in ms.
     pub restart_delay_ms: u64,
+    /// Multiply the wait per quick failure in a row (1: fixed).
+    pub restart_backoff: f64,
+    /// The longest wait before a restart, ms.
+    pub restart_max_delay_ms: u64,
     /// Memory limit per plugin instance, MiB.
     pub memory_limit_mib: usize,
     /// Longest guest call, ms.
@@ -126,6 +130,8 @@ pub fn deploy(api: &Api, plugin: &Path, request: &DeployRequest) -> anyhow::Resu
         "config": request.config,
         "restarts": request.restarts,
         "restart_delay_ms": request.restart_delay_ms,
+        "restart_backoff": request.restart_backoff,
+        "restart_max_delay_ms": request.restart_max_delay_ms,
         "memory_limit_mib": request.memory_limit_mib,
         "call_timeout_ms": request.call_timeout_ms,
         "checkpoint_dir": request.checkpoint_dir,

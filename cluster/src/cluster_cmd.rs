@@ -116,6 +116,13 @@ pub enum ClusterCommand {
         /// Wait before a restart, in ms.
         #[arg(long, default_value_t = 1000, value_name = "MS")]
         restart_delay: u64,
+        /// Multiply the wait by this for each attempt in a row that failed
+        /// within a minute (1 = fixed delay; a tenant's jobs use at least 2).
+        #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+        restart_backoff: f64,
+        /// The longest wait before a restart, in ms.
+        #[arg(long, default_value_t = 60_000, value_name = "MS")]
+        restart_max_delay: u64,
         /// Memory limit of each plugin instance, in MiB (default: 512, or
         /// less if the tenant's quota says so).
         #[arg(long, value_name = "MIB")]
@@ -348,6 +355,8 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
             set,
             restarts,
             restart_delay,
+            restart_backoff,
+            restart_max_delay,
             memory_limit,
             call_timeout,
             from_savepoint,
@@ -356,10 +365,16 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
             wait_timeout,
         } => {
             anyhow::ensure!(memory_limit != Some(0), "--memory-limit must be at least 1 MiB");
+            anyhow::ensure!(
+                restart_backoff >= 1.0 && restart_backoff.is_finite(),
+                "--restart-backoff must be a number of at least 1, not {restart_backoff}"
+            );
             let request = DeployRequest {
                 config: set,
                 restarts,
                 restart_delay_ms: restart_delay,
+                restart_backoff,
+                restart_max_delay_ms: restart_max_delay,
                 // 0: the coordinator decides (the tenant's quota, or the default).
                 memory_limit_mib: memory_limit.unwrap_or(0),
                 call_timeout_ms: call_timeout

@@ -133,6 +133,13 @@ pub struct JobRequest {
     /// Wait before a restart, in ms.
     #[serde(default = "default_delay")]
     pub restart_delay_ms: u64,
+    /// Multiply the wait by this for each attempt in a row that failed
+    /// within a minute (1: a fixed delay; a tenant's jobs: at least 2).
+    #[serde(default = "default_backoff")]
+    pub restart_backoff: f64,
+    /// The longest wait before a restart, in ms.
+    #[serde(default = "default_max_delay")]
+    pub restart_max_delay_ms: u64,
     /// Memory limit of each plugin instance, in MiB.
     #[serde(default = "default_memory")]
     pub memory_limit_mib: usize,
@@ -158,6 +165,12 @@ pub struct JobRequest {
 
 fn default_delay() -> u64 {
     1000
+}
+fn default_backoff() -> f64 {
+    1.0
+}
+fn default_max_delay() -> u64 {
+    60_000
 }
 // 0: not given; the tenant's quota or the admin's default decides.
 fn default_memory() -> usize {
@@ -275,11 +288,21 @@ impl Coordinator {
 
     /// Checks and plans a job, then schedules it; returns its id.
     pub fn submit(self: &Arc<Self>, request: JobRequest) -> anyhow::Result<String> {
+        // A tenant's deploy rate and crash-loop backoff, before planning.
+        crate::tenant_api::before_plan(self, &request, self.now_ms())?;
         let id = self.next_id();
-        let entry = self.entry(&id, request)?;
+        // Planning runs the tenant's code here: its CPU time is the tenant's.
+        let tenant = request.tenant.clone();
+        let cpu = flinkw_host::runtime::thread_cpu_ns();
+        let entry = self.entry(&id, request);
+        if let Some(t) = &tenant {
+            let used = flinkw_host::runtime::thread_cpu_ns().saturating_sub(cpu);
+            self.tenants.charge_plan(t, used);
+        }
+        let entry = entry?;
         // Quotas: refused here, nothing started; admitted under a lock
         // held until the job is registered.
-        let _admitted = crate::tenant_api::admit(self, &entry, self.now_ms())?;
+        let _admitted = crate::tenant_api::admit(self, &entry)?;
         let mut entry = entry;
         let actions = entry.lifecycle.start();
         // A job store shared with another coordinator may hold this id
@@ -439,7 +462,8 @@ impl Coordinator {
                 }),
             })
             .collect();
-        let lifecycle = Lifecycle::new(request.restarts, request.restart_delay_ms);
+        let lifecycle = Lifecycle::new(request.restarts, request.restart_delay_ms)
+            .with_backoff(request.restart_backoff, request.restart_max_delay_ms);
         Ok(JobEntry {
             id: id.to_owned(),
             name: graph.name.clone(),
@@ -486,6 +510,20 @@ impl Coordinator {
                 }
                 if j.lifecycle.state.is_terminal() {
                     j.ended = Some(Instant::now());
+                    if let Some(tenant) = &j.request.tenant {
+                        let error = match &j.lifecycle.state {
+                            JobState::Failed { error } => Some(error.as_str()),
+                            _ => None,
+                        };
+                        let ran_ms = j.submitted.elapsed().as_millis() as u64;
+                        self.tenants.job_ended(
+                            tenant,
+                            error.is_some(),
+                            ran_ms,
+                            self.now_ms(),
+                            error.unwrap_or_default(),
+                        );
+                    }
                 }
                 if j.lifecycle.state.is_terminal() || after == "failing" {
                     j.checkpoints = None;

@@ -12,6 +12,11 @@
 //!                                                             └──no attempts left──▶ failed
 //! any live state ──cancel──▶ cancelled
 //! ```
+//!
+//! Restarts wait `restart_delay_ms`, multiplied by the backoff factor for
+//! each attempt in a row that failed within [`STABLE_MS`] of being placed
+//! (a plugin that traps at once), at most `max_delay_ms`; an attempt that
+//! ran longer starts the wait from the first delay again.
 
 use std::collections::BTreeSet;
 
@@ -140,7 +145,21 @@ pub struct Lifecycle {
     pub restart_delay_ms: u64,
     /// The workers of the current attempt.
     pub workers: BTreeSet<u32>,
+    /// Multiplies the restart delay for each quick failure in a row (1:
+    /// a fixed delay).
+    pub backoff: f64,
+    /// The longest restart delay, ms.
+    pub max_delay_ms: u64,
+    /// Failures in a row, each within [`STABLE_MS`] of its attempt being
+    /// placed (a failure after a longer run counts as the first again).
+    pub quick_failures: u32,
+    /// When the current attempt was placed (ms on the caller's clock).
+    placed_ms: u64,
 }
+
+/// An attempt that ran this long before it failed was not a crash loop:
+/// the restart after it waits the first delay again.
+pub const STABLE_MS: u64 = 60_000;
 
 impl Lifecycle {
     /// A new job.
@@ -151,7 +170,27 @@ impl Lifecycle {
             restarts,
             restart_delay_ms,
             workers: BTreeSet::new(),
+            backoff: 1.0,
+            max_delay_ms: u64::MAX,
+            quick_failures: 0,
+            placed_ms: 0,
         }
+    }
+
+    /// The same with exponential restart delays: times `factor` (≥ 1) per
+    /// quick failure in a row, at most `max_delay_ms`.
+    pub fn with_backoff(mut self, factor: f64, max_delay_ms: u64) -> Lifecycle {
+        self.backoff = if factor.is_finite() { factor.max(1.0) } else { 1.0 };
+        self.max_delay_ms = max_delay_ms.max(self.restart_delay_ms);
+        self
+    }
+
+    /// The wait before the next restart, after `quick_failures` quick
+    /// failures in a row.
+    pub fn restart_wait_ms(&self) -> u64 {
+        let doublings = self.quick_failures.saturating_sub(1).min(64) as i32;
+        let wait = self.restart_delay_ms as f64 * self.backoff.powi(doublings);
+        if wait >= self.max_delay_ms as f64 { self.max_delay_ms } else { wait as u64 }
     }
 
     /// The first step: schedule the job.
@@ -170,8 +209,8 @@ impl Lifecycle {
                 (S::Cancelled, vec![Action::Cancel(waiting)])
             }
             (_, Event::Cancel) => (S::Cancelled, vec![]),
-            (S::Created, Event::Placed { workers }) => self.placed(workers),
-            (S::Restarting { .. }, Event::Placed { workers }) => self.placed(workers),
+            (S::Created, Event::Placed { workers }) => self.placed(workers, now_ms),
+            (S::Restarting { .. }, Event::Placed { workers }) => self.placed(workers, now_ms),
             (S::Created, Event::NoSlots { reason }) => (S::Failed { error: reason }, vec![]),
             (S::Restarting { .. }, Event::NoSlots { reason }) => {
                 (S::Restarting { error: reason, at_ms: now_ms + self.restart_delay_ms }, vec![])
@@ -234,8 +273,9 @@ impl Lifecycle {
         actions
     }
 
-    fn placed(&mut self, workers: BTreeSet<u32>) -> (JobState, Vec<Action>) {
+    fn placed(&mut self, workers: BTreeSet<u32>, now_ms: u64) -> (JobState, Vec<Action>) {
         self.workers = workers.clone();
+        self.placed_ms = now_ms;
         (JobState::Scheduling { waiting: workers }, vec![])
     }
 
@@ -254,9 +294,19 @@ impl Lifecycle {
     }
 
     fn after_failure(&mut self, error: String, restartable: bool, now_ms: u64) -> JobState {
+        if now_ms.saturating_sub(self.placed_ms) < STABLE_MS {
+            self.quick_failures += 1;
+        } else {
+            self.quick_failures = 1;
+        }
         if restartable && self.attempt < self.restarts {
             self.attempt += 1;
-            JobState::Restarting { error, at_ms: now_ms + self.restart_delay_ms }
+            JobState::Restarting { error, at_ms: now_ms.saturating_add(self.restart_wait_ms()) }
+        } else if restartable && self.restarts > 0 {
+            let n = self.restarts;
+            JobState::Failed {
+                error: format!("{error} (no restarts left: --restarts {n} used up)"),
+            }
         } else {
             JobState::Failed { error }
         }
@@ -314,9 +364,32 @@ mod tests {
         assert_eq!(job.on(Event::Tick, 220), vec![Action::Schedule]);
         job.on(Event::Placed { workers: set(&[1]) }, 221);
         assert_eq!(job.on(Event::Ready(1), 222), vec![Action::Start(set(&[1]))]);
-        // The second failure is one too many.
+        // The second failure is one too many, and the error says so.
         job.on(Event::WorkerLost(1), 300);
-        assert_eq!(job.state, JobState::Failed { error: "worker 1 was lost".into() });
+        let error = "worker 1 was lost (no restarts left: --restarts 1 used up)";
+        assert_eq!(job.state, JobState::Failed { error: error.into() });
+    }
+
+    #[test]
+    fn a_crash_loop_backs_off_up_to_the_cap_and_a_long_run_resets_it() {
+        let mut job = Lifecycle::new(10, 100).with_backoff(2.0, 500);
+        let fail_at = |job: &mut Lifecycle, placed: u64, failed: u64| {
+            job.on(Event::Placed { workers: set(&[1]) }, placed);
+            job.on(Event::Failed { worker: 1, error: "trap".into(), restartable: true }, failed);
+            match job.state {
+                JobState::Restarting { at_ms, .. } => at_ms - failed,
+                ref s => panic!("{s:?}"),
+            }
+        };
+        let waits: Vec<u64> = (0..5).map(|i| fail_at(&mut job, i * 1000, i * 1000 + 5)).collect();
+        assert_eq!(waits, [100, 200, 400, 500, 500]);
+        // An attempt that ran a minute was no crash loop.
+        assert_eq!(fail_at(&mut job, 10_000, 10_000 + STABLE_MS), 100);
+        assert_eq!(fail_at(&mut job, 80_000, 80_001), 200);
+        // A fixed delay by default.
+        let mut fixed = Lifecycle::new(10, 100);
+        let waits: Vec<u64> = (0..3).map(|i| fail_at(&mut fixed, i, i + 1)).collect();
+        assert_eq!(waits, [100, 100, 100]);
     }
 
     #[test]

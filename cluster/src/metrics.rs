@@ -118,6 +118,8 @@ pub struct LogLine {
 pub struct JobMetrics {
     attempt: u32,
     subtasks: BTreeMap<(u32, u32), Observed>,
+    /// CPU time of the subtasks of the attempts before this one, ns.
+    earlier_cpu_ns: u64,
     /// Checkpoints of every attempt seen, by attempt.
     checkpoints: BTreeMap<u32, Vec<CheckpointStats>>,
     exceptions: VecDeque<JobException>,
@@ -132,6 +134,7 @@ impl JobMetrics {
         }
         if attempt > self.attempt {
             self.attempt = attempt;
+            self.earlier_cpu_ns += self.subtasks.values().map(|o| o.sample.cpu_ns).sum::<u64>();
             self.subtasks.clear();
         }
         for s in samples {
@@ -184,6 +187,12 @@ impl JobMetrics {
     pub fn logs(&self, limit: usize) -> Vec<LogLine> {
         let skip = self.logs.len().saturating_sub(limit);
         self.logs.iter().skip(skip).cloned().collect()
+    }
+
+    /// CPU time the subtasks of the earlier attempts used (as last
+    /// reported), ns.
+    pub fn earlier_cpu_ns(&self) -> u64 {
+        self.earlier_cpu_ns
     }
 
     /// Every subtask's newest sample.
@@ -430,6 +439,8 @@ pub struct JobSeries<'a> {
     pub checkpoints: Vec<Attempted>,
     /// Exceptions so far.
     pub exceptions: usize,
+    /// CPU time of its earlier attempts' subtasks, ns.
+    pub earlier_cpu_ns: u64,
 }
 
 /// Prometheus text for per-job, per-vertex and per-subtask metrics.
@@ -666,8 +677,9 @@ pub fn tenant_label(tenant: Option<&str>) -> &str {
     tenant.unwrap_or("_admin")
 }
 
-/// Per tenant, summed over its jobs' current subtasks: CPU, busy and guest
-/// time, and the linear memory of their plugin instances.
+/// Per tenant, summed over its jobs' current subtasks: CPU (with the
+/// earlier attempts'), busy and guest time, and the linear memory of their
+/// plugin instances.
 fn tenant_series(jobs: &[JobSeries<'_>]) -> String {
     #[derive(Default)]
     struct Sum {
@@ -680,6 +692,7 @@ fn tenant_series(jobs: &[JobSeries<'_>]) -> String {
     let mut sums: BTreeMap<&str, Sum> = BTreeMap::new();
     for j in jobs {
         let sum = sums.entry(tenant_label(j.tenant)).or_default();
+        sum.cpu += j.earlier_cpu_ns;
         for o in j.graph.vertices.iter().flat_map(|v| &v.subtasks) {
             sum.cpu += o.sample.cpu_ns;
             sum.busy += o.sample.busy_ns;
@@ -694,7 +707,7 @@ fn tenant_series(jobs: &[JobSeries<'_>]) -> String {
         (
             "flinkw_tenant_cpu_seconds_total",
             "counter",
-            "CPU time of a tenant's subtask threads (current attempts of its jobs).",
+            "CPU time of a tenant's subtask threads (every attempt of its jobs).",
             &|s| secs(s.cpu),
         ),
         (
@@ -855,6 +868,7 @@ mod tests {
             graph: g,
             checkpoints: vec![],
             exceptions: 0,
+            earlier_cpu_ns: if id == "b" { 5_000_000 } else { 0 },
         };
         let a = graph(vec![observed(0, 0, 100, 1000, false), observed(1, 0, 50, 500, false)]);
         assert_eq!(a.vertices[1].latency[0].p99_ms, 4.0);
@@ -871,7 +885,7 @@ mod tests {
         has(&format!("flinkw_latency_seconds{{{labels},quantile=\"0.99\"}} 0.004000"));
         has(&format!("flinkw_latency_seconds_count{{{labels}}} 4"));
         has(&format!("flinkw_latency_seconds_sum{{{labels}}} 0.010000"));
-        has("flinkw_tenant_cpu_seconds_total{tenant=\"acme\"} 0.180000");
+        has("flinkw_tenant_cpu_seconds_total{tenant=\"acme\"} 0.185000");
         has("flinkw_tenant_memory_bytes{tenant=\"acme\"} 1800");
         has("flinkw_tenant_running_subtasks{tenant=\"acme\"} 3");
         has("flinkw_tenant_memory_bytes{tenant=\"_admin\"} 7");

@@ -4,7 +4,8 @@
 //! ([`Usage`]) and what a deploy asks for ([`Ask`]), and [`admit`] says yes,
 //! or names the quota and the numbers. The deploy rate is a token bucket
 //! driven by the caller's clock ([`TokenBucket`]), so its tests need no
-//! sleeping.
+//! sleeping; so is the crash-loop backoff ([`CrashBackoff`]), which slows
+//! the deploys of a tenant whose jobs keep failing at once.
 
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,10 @@ pub struct Quota {
     /// core (a cgroup's `cpu.cfs_quota_us`, see `cpu_groups`); 0: no cap,
     /// only an equal share when the CPU is contended.
     pub max_cpu_percent: u32,
+    /// The longest wait, in seconds, the crash-loop backoff puts between a
+    /// tenant's deploys while its jobs keep failing soon after they were
+    /// deployed (see [`CrashBackoff`]); 0: no backoff.
+    pub crash_backoff_max_s: u32,
 }
 
 impl Default for Quota {
@@ -52,6 +57,7 @@ impl Default for Quota {
             deploy_burst: 10,
             max_plugin_mib: 64,
             max_cpu_percent: 0,
+            crash_backoff_max_s: 60,
         }
     }
 }
@@ -246,6 +252,81 @@ impl TokenBucket {
     }
 }
 
+/// A job that fails within this long of its deploy failed "at once" and
+/// counts to its tenant's crash streak.
+pub const QUICK_FAILURE_MS: u64 = 60_000;
+/// Failures at once in a row that cost nothing: from the next one on,
+/// deploys wait 1 s, 2 s, 4 s, … up to the quota `crash-backoff-max-s`.
+pub const FREE_FAILURES: u32 = 3;
+
+/// The crash-loop backoff of one tenant, driven by the caller's clock (ms).
+///
+/// A tenant whose jobs fail at once (a trap, a limit hit, within
+/// [`QUICK_FAILURE_MS`] of the deploy) over and over makes the cluster
+/// plan, compile, instantiate and tear down a plugin for each deploy —
+/// work done for it but outside its CPU share. After [`FREE_FAILURES`]
+/// such failures in a row, each further one makes the tenant's next
+/// deploy wait twice as long as the one before (1 s first), at most the
+/// quota `crash-backoff-max-s`. Only a job that ended (in any way) after
+/// running at least [`QUICK_FAILURE_MS`] ends the streak: quick jobs that
+/// finish or are cancelled neither count nor reset it, so a trivial job
+/// between the failing ones does not wipe them out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrashBackoff {
+    streak: u32,
+    last_ms: u64,
+    last_error: String,
+}
+
+impl CrashBackoff {
+    /// A job of the tenant ended: `failed` or not, `ran_ms` after its
+    /// deploy, at `now_ms`.
+    pub fn ended(&mut self, failed: bool, ran_ms: u64, now_ms: u64, error: &str) {
+        if ran_ms >= QUICK_FAILURE_MS {
+            *self = CrashBackoff::default();
+        } else if failed {
+            self.streak += 1;
+            self.last_ms = now_ms;
+            self.last_error = error.chars().take(200).collect();
+        }
+    }
+
+    /// The wait after the newest failure, ms (0: none).
+    pub fn wait_ms(&self, quota: &Quota) -> u64 {
+        if quota.crash_backoff_max_s == 0 || self.streak <= FREE_FAILURES {
+            return 0;
+        }
+        let doublings = (self.streak - FREE_FAILURES - 1).min(30);
+        (1000u64 << doublings).min(u64::from(quota.crash_backoff_max_s) * 1000)
+    }
+
+    /// Whether `tenant` may deploy at `now_ms`; else a 429 naming the
+    /// quota, the streak and the wait.
+    pub fn check(&self, tenant: &str, quota: &Quota, now_ms: u64) -> Result<(), Refusal> {
+        let until = self.last_ms.saturating_add(self.wait_ms(quota));
+        if now_ms >= until {
+            return Ok(());
+        }
+        Err(Refusal {
+            status: 429,
+            ..Refusal::new(
+                tenant,
+                "crash-backoff-max-s",
+                format!(
+                    "{} of the tenant's jobs in a row failed within {} s of their deploy \
+                     (the last: {}); deploys resume in {:.1} s (the wait doubles with \
+                     each such failure after the first {FREE_FAILURES}, up to {} s)",
+                    self.streak,
+                    QUICK_FAILURE_MS / 1000,
+                    self.last_error,
+                    (until - now_ms) as f64 / 1000.0,
+                    quota.crash_backoff_max_s
+                ),
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +374,43 @@ mod tests {
             assert!(b.take("a", &q, 1_000_000).is_ok());
         }
         assert!(b.take("a", &q, 1_000_000).is_err());
+    }
+
+    #[test]
+    fn jobs_that_fail_at_once_slow_the_deploys_down() {
+        let q = Quota { crash_backoff_max_s: 5, ..Quota::default() };
+        let mut b = CrashBackoff::default();
+        for i in 0..FREE_FAILURES {
+            b.ended(true, 100, u64::from(i), "trap");
+            assert_eq!(b.check("m", &q, u64::from(i)), Ok(()));
+        }
+        b.ended(true, 100, 1000, "ran past its deadline of 1s");
+        let e = b.check("m", &q, 1000).unwrap_err();
+        assert_eq!((e.quota, e.status), ("crash-backoff-max-s", 429));
+        assert!(e.detail.contains("4 of the tenant's jobs in a row"), "{e}");
+        assert!(e.detail.contains("ran past its deadline of 1s"), "{e}");
+        assert!(e.detail.contains("deploys resume in 1.0 s"), "{e}");
+        assert!(b.check("m", &q, 2000).is_ok());
+        // 2 s, 4 s, then the cap of 5 s.
+        let waits: Vec<u64> = (0..4)
+            .map(|_| {
+                b.ended(true, 100, 10_000, "trap");
+                b.wait_ms(&q)
+            })
+            .collect();
+        assert_eq!(waits, [2000, 4000, 5000, 5000]);
+        // A quick job that finished does not wipe the streak out; a job
+        // that ran long, even if it failed, ends it.
+        b.ended(false, 1, 10_001, "");
+        assert_eq!(b.wait_ms(&q), 5000);
+        b.ended(true, QUICK_FAILURE_MS, 20_000, "lost");
+        assert_eq!(b.wait_ms(&q), 0);
+        assert_eq!(b.check("m", &q, 20_000), Ok(()));
+        // 0 turns it off.
+        let off = Quota { crash_backoff_max_s: 0, ..q };
+        for _ in 0..10 {
+            b.ended(true, 1, 40_000, "trap");
+        }
+        assert_eq!(b.check("m", &off, 40_000), Ok(()));
     }
 }

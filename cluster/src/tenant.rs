@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::quota::{Quota, TokenBucket};
+use crate::quota::{CrashBackoff, Quota, TokenBucket};
 
 /// What a tenant's guests may reach besides flinkw's own imports. Files,
 /// sockets and environment variables are never granted; clocks only when
@@ -162,6 +162,8 @@ pub struct TenantStore {
     storage: PathBuf,
     state: Mutex<Stored>,
     buckets: Mutex<BTreeMap<String, TokenBucket>>,
+    crashes: Mutex<BTreeMap<String, CrashBackoff>>,
+    plan_cpu_ns: Mutex<BTreeMap<String, u64>>,
     /// Held while a deploy is checked and admitted, so that two deploys
     /// of one tenant cannot both take the last of a quota.
     pub(crate) admission: Mutex<()>,
@@ -183,6 +185,8 @@ impl TenantStore {
             storage,
             state: Mutex::new(state),
             buckets: Mutex::new(BTreeMap::new()),
+            crashes: Mutex::new(BTreeMap::new()),
+            plan_cpu_ns: Mutex::new(BTreeMap::new()),
             admission: Mutex::new(()),
         })
     }
@@ -254,6 +258,7 @@ impl TenantStore {
         state.plugins.remove(name);
         self.save(&state)?;
         self.buckets.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.crashes.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
         Ok(true)
     }
 
@@ -321,6 +326,36 @@ impl TenantStore {
             .entry(tenant.to_owned())
             .or_insert_with(|| TokenBucket::full(quota, now_ms))
             .take(tenant, quota, now_ms)
+    }
+
+    /// A job of `tenant` ended (see [`CrashBackoff::ended`]).
+    pub fn job_ended(&self, tenant: &str, failed: bool, ran_ms: u64, now_ms: u64, error: &str) {
+        let mut crashes = self.crashes.lock().unwrap_or_else(|p| p.into_inner());
+        crashes.entry(tenant.to_owned()).or_default().ended(failed, ran_ms, now_ms, error);
+    }
+
+    /// Adds CPU time the coordinator spent planning a deploy of `tenant`.
+    pub fn charge_plan(&self, tenant: &str, ns: u64) {
+        let mut cpu = self.plan_cpu_ns.lock().unwrap_or_else(|p| p.into_inner());
+        *cpu.entry(tenant.to_owned()).or_default() += ns;
+    }
+
+    /// CPU time the coordinator spent planning `tenant`'s deploys (since
+    /// it started), ns.
+    pub fn plan_cpu_ns(&self, tenant: &str) -> u64 {
+        let cpu = self.plan_cpu_ns.lock().unwrap_or_else(|p| p.into_inner());
+        cpu.get(tenant).copied().unwrap_or(0)
+    }
+
+    /// Whether the crash-loop backoff lets `tenant` deploy at `now_ms`.
+    pub fn check_crashes(
+        &self,
+        tenant: &str,
+        quota: &Quota,
+        now_ms: u64,
+    ) -> Result<(), crate::quota::Refusal> {
+        let crashes = self.crashes.lock().unwrap_or_else(|p| p.into_inner());
+        crashes.get(tenant).map_or(Ok(()), |c| c.check(tenant, quota, now_ms))
     }
 }
 

@@ -9,7 +9,8 @@
 //! | `POST` | `/v1/tenants` | admin | `{"name", "quota"?, "policy"?}`: answers the token (shown once) |
 //! | `PATCH` | `/v1/tenants/{name}` | admin | `{"quota": {...}, "policy": {...}}`: changes some fields |
 //! | `DELETE` | `/v1/tenants/{name}` | admin | cancels its jobs, its token stops working |
-//! | `GET` | `/v1/tenant` | anyone | who am I: quota, usage, storage folder |
+//! | `GET` | `/v1/tenant` | anyone | who am I: quota, usage (with CPU seconds and memory), storage folder |
+//! | `GET` | `/v1/tenant/metrics` | anyone | Prometheus text of the caller's own jobs and tenant sums |
 //! | `GET` | `/v1/audit` | admin | the audit log (`?tenant=NAME&limit=N`) |
 
 use std::sync::{Arc, MutexGuard};
@@ -50,6 +51,7 @@ pub fn routes() -> Router<Arc<Coordinator>> {
         .route("/v1/tenants", get(list_tenants).post(create_tenant))
         .route("/v1/tenants/{name}", patch(update_tenant).delete(delete_tenant))
         .route("/v1/tenant", get(whoami))
+        .route("/v1/tenant/metrics", get(own_metrics))
         .route("/v1/audit", get(audit))
 }
 
@@ -168,6 +170,9 @@ pub(crate) fn resolve(
     );
     request.call_timeout_ms = nonzero(request.call_timeout_ms, q.max_call_ms.min(10_000));
     request.clocks = Some(tenant.policy.clocks);
+    // A tenant's crash loop backs off: each quick failure in a row at
+    // least doubles the wait before the next restart.
+    request.restart_backoff = request.restart_backoff.max(TENANT_RESTART_BACKOFF);
     if !c.tenants.owns_plugin(name, &request.plugin) {
         anyhow::bail!("tenant {name} has not uploaded a plugin {}", request.plugin);
     }
@@ -180,6 +185,9 @@ pub(crate) fn resolve(
     }
     Ok(())
 }
+
+/// The least restart backoff factor of a tenant's job.
+pub const TENANT_RESTART_BACKOFF: f64 = 2.0;
 
 fn nonzero<T: PartialEq + Default>(v: T, default: T) -> T {
     if v == T::default() { default } else { v }
@@ -212,19 +220,34 @@ fn ask_of(j: &JobEntry) -> Ask {
     }
 }
 
-/// Admits a planned job of a tenant against its quotas (and takes a
-/// deploy token), or refuses it before anything started. Holds the
-/// admission lock, returned, until the job is registered.
+/// Lets a tenant's deploy go on to be planned, or refuses it (429) by the
+/// crash-loop backoff or the deploy rate. Comes before the plugin is
+/// compiled and planned, so each attempt — admitted later or not —
+/// takes a deploy token: planning is work the coordinator does for the
+/// tenant, and a refused deploy must not cost it.
+pub(crate) fn before_plan(
+    c: &Coordinator,
+    request: &JobRequest,
+    now_ms: u64,
+) -> anyhow::Result<()> {
+    let Some(name) = request.tenant.as_deref() else { return Ok(()) };
+    let tenant = c.tenants.get(name).ok_or_else(|| anyhow::anyhow!("no tenant {name}"))?;
+    c.tenants.check_crashes(name, &tenant.quota, now_ms)?;
+    c.tenants.take_deploy(name, &tenant.quota, now_ms)?;
+    Ok(())
+}
+
+/// Admits a planned job of a tenant against its quotas, or refuses it
+/// before anything started. Holds the admission lock, returned, until the
+/// job is registered.
 pub(crate) fn admit<'a>(
     c: &'a Coordinator,
     entry: &JobEntry,
-    now_ms: u64,
 ) -> anyhow::Result<Option<MutexGuard<'a, ()>>> {
     let Some(name) = entry.request.tenant.as_deref() else { return Ok(None) };
     let guard = c.tenants.admission.lock().unwrap_or_else(|p| p.into_inner());
     let tenant = c.tenants.get(name).ok_or_else(|| anyhow::anyhow!("no tenant {name}"))?;
     quota::admit(name, &tenant.quota, &usage(c, name), &ask_of(entry))?;
-    c.tenants.take_deploy(name, &tenant.quota, now_ms)?;
     Ok(Some(guard))
 }
 
@@ -240,19 +263,59 @@ async fn list_tenants(State(c): State<Arc<Coordinator>>) -> Response {
                 "quota": t.quota,
                 "policy": t.policy,
                 "created_ms": t.created_ms,
-                "usage": usage_json(&u),
+                "usage": usage_json(&u, &consumed(&c, &t.name)),
             })
         })
         .collect();
     Json(all).into_response()
 }
 
-fn usage_json(u: &Usage) -> Value {
+/// What a tenant's jobs have used and use now, as their subtasks report
+/// it (not a quota's bookkeeping: measured).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Consumed {
+    /// CPU time of its subtask threads, every job and attempt, s.
+    pub cpu_seconds: f64,
+    /// CPU time the coordinator spent planning its deploys, s.
+    pub plan_cpu_seconds: f64,
+    /// Linear memory of its running plugin instances, bytes.
+    pub memory_bytes: u64,
+    /// Its subtasks that run.
+    pub running_subtasks: u64,
+}
+
+/// What `tenant`'s jobs have used ([`Consumed`]).
+pub(crate) fn consumed(c: &Coordinator, tenant: &str) -> Consumed {
+    let jobs = c.jobs.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cpu_ns = 0;
+    let mut out = Consumed::default();
+    for j in jobs.values().filter(|j| j.request.tenant.as_deref() == Some(tenant)) {
+        cpu_ns += j.observed.earlier_cpu_ns();
+        let live = !j.lifecycle.state.is_terminal();
+        for o in j.observed.subtasks() {
+            cpu_ns += o.sample.cpu_ns;
+            if live && !o.sample.ended {
+                out.memory_bytes += o.sample.memory_bytes;
+                out.running_subtasks += 1;
+            }
+        }
+    }
+    drop(jobs);
+    out.cpu_seconds = cpu_ns as f64 / 1e9;
+    out.plan_cpu_seconds = c.tenants.plan_cpu_ns(tenant) as f64 / 1e9;
+    out
+}
+
+fn usage_json(u: &Usage, m: &Consumed) -> Value {
     json!({
         "jobs": u.jobs,
         "slots": u.slots,
         "memory_mib": u.memory_mib,
         "checkpoint_bytes": u.checkpoint_bytes,
+        "cpu_seconds": m.cpu_seconds,
+        "plan_cpu_seconds": m.plan_cpu_seconds,
+        "memory_bytes": m.memory_bytes,
+        "running_subtasks": m.running_subtasks,
     })
 }
 
@@ -379,13 +442,42 @@ async fn whoami(State(c): State<Arc<Coordinator>>, Extension(p): Extension<Princ
                 "tenant": name,
                 "quota": t.quota,
                 "policy": t.policy,
-                "usage": usage_json(&u),
+                "usage": usage_json(&u, &consumed(&c, &name)),
                 "storage": c.tenants.namespace(&name).root,
             }))
             .into_response()
         }
     }
 }
+
+/// `GET /v1/tenant/metrics`: Prometheus text of the caller's jobs only —
+/// per subtask, checkpoint and job, and its own per-tenant sums (CPU
+/// seconds, memory) with the coordinator's planning CPU. The admin gets
+/// every job's.
+async fn own_metrics(
+    State(c): State<Arc<Coordinator>>,
+    Extension(p): Extension<Principal>,
+) -> Response {
+    use std::fmt::Write;
+    let mut out = match &p {
+        Principal::Admin => crate::ui::prometheus(&c, &|_| true),
+        Principal::Tenant(name) => crate::ui::prometheus(&c, &|t| t == Some(name.as_str())),
+    };
+    let tenants: Vec<String> = match p {
+        Principal::Admin => c.tenants.list().into_iter().map(|t| t.name).collect(),
+        Principal::Tenant(name) => vec![name],
+    };
+    out.push_str(PLAN_CPU_HELP);
+    for t in tenants {
+        let secs = c.tenants.plan_cpu_ns(&t) as f64 / 1e9;
+        let _ = writeln!(out, "flinkw_tenant_plan_cpu_seconds_total{{tenant=\"{t}\"}} {secs:.6}");
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+const PLAN_CPU_HELP: &str = "# HELP flinkw_tenant_plan_cpu_seconds_total CPU time the \
+    coordinator spent planning a tenant's deploys (admitted or not).\n\
+    # TYPE flinkw_tenant_plan_cpu_seconds_total counter\n";
 
 async fn audit(State(c): State<Arc<Coordinator>>, uri: axum::http::Uri) -> Response {
     let (mut tenant, mut limit) = (None, 1000);
@@ -430,8 +522,14 @@ pub fn metrics_text(c: &Coordinator) -> String {
     if tenants.is_empty() {
         return String::new();
     }
-    let (mut used, mut quota) = (String::new(), String::new());
+    let (mut used, mut quota, mut plan) = (String::new(), String::new(), String::new());
     for t in tenants {
+        let secs = c.tenants.plan_cpu_ns(&t.name) as f64 / 1e9;
+        let _ = writeln!(
+            plan,
+            "flinkw_tenant_plan_cpu_seconds_total{{tenant=\"{}\"}} {secs:.6}",
+            t.name
+        );
         let u = usage(c, &t.name);
         let q = t.quota;
         let rows = [
@@ -450,6 +548,6 @@ pub fn metrics_text(c: &Coordinator) -> String {
         "# HELP flinkw_tenant_usage What each tenant's live jobs use.\n\
          # TYPE flinkw_tenant_usage gauge\n{used}\
          # HELP flinkw_tenant_quota Each tenant's quota.\n\
-         # TYPE flinkw_tenant_quota gauge\n{quota}"
+         # TYPE flinkw_tenant_quota gauge\n{quota}{PLAN_CPU_HELP}{plan}"
     )
 }

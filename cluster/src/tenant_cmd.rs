@@ -83,6 +83,10 @@ pub struct QuotaArgs {
     /// (0: no cap; an equal share of a contended CPU either way).
     #[arg(long, value_name = "PERCENT")]
     max_cpu_percent: Option<u32>,
+    /// Longest wait between deploys, s, while the tenant's jobs keep
+    /// failing at once (crash-loop backoff; 0: off).
+    #[arg(long, value_name = "S")]
+    crash_backoff_max_s: Option<u32>,
     /// Grant the guests the WASI clocks (true/false).
     #[arg(long, value_name = "BOOL")]
     clocks: Option<bool>,
@@ -107,6 +111,7 @@ impl QuotaArgs {
         put("deploy_burst", self.deploy_burst.map(u64::from));
         put("max_plugin_mib", self.max_plugin_mib);
         put("max_cpu_percent", self.max_cpu_percent.map(u64::from));
+        put("crash_backoff_max_s", self.crash_backoff_max_s.map(u64::from));
         let mut p = Map::new();
         if let Some(c) = self.clocks {
             p.insert("clocks".into(), json!(c));
@@ -201,18 +206,21 @@ pub fn execute(command: TenantCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<20} {:>6} {:>6} {:>10} {:>8} {:>8}",
-                "TENANT", "JOBS", "SLOTS", "MEMORY", "MAX-JOBS", "MAX-SLOTS"
+                "{:<20} {:>6} {:>6} {:>10} {:>8} {:>8} {:>10} {:>10}",
+                "TENANT", "JOBS", "SLOTS", "MEMORY", "MAX-JOBS", "MAX-SLOTS", "CPU-S", "IN-USE"
             );
             for t in list.as_array().into_iter().flatten() {
+                let u = &t["usage"];
                 println!(
-                    "{:<20} {:>6} {:>6} {:>7} MiB {:>8} {:>8}",
+                    "{:<20} {:>6} {:>6} {:>7} MiB {:>8} {:>8} {:>10.1} {:>6.1} MiB",
                     t["name"].as_str().unwrap_or("?"),
-                    t["usage"]["jobs"],
-                    t["usage"]["slots"],
-                    t["usage"]["memory_mib"],
+                    u["jobs"],
+                    u["slots"],
+                    u["memory_mib"],
                     t["quota"]["max_jobs"],
-                    t["quota"]["max_slots"]
+                    t["quota"]["max_slots"],
+                    u["cpu_seconds"].as_f64().unwrap_or(0.0),
+                    u["memory_bytes"].as_f64().unwrap_or(0.0) / f64::from(1u32 << 20)
                 );
             }
             Ok(())

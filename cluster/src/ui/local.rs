@@ -252,6 +252,7 @@ fn router(ui: LocalUi) -> Router {
                     graph: graph_view(g, p, &j.observed),
                     checkpoints: j.observed.checkpoints(None),
                     exceptions: j.observed.exceptions().len(),
+                    earlier_cpu_ns: j.observed.earlier_cpu_ns(),
                 };
                 crate::metrics::prometheus(&[series], flinkw_host::time::now_millis())
             }),

@@ -116,6 +116,7 @@ pub fn prometheus(c: &Coordinator, visible: &dyn Fn(Option<&str>) -> bool) -> St
             graph: graph_view(&j.graph, &physical, &j.observed),
             checkpoints: j.observed.checkpoints(current),
             exceptions: j.observed.exceptions().len(),
+            earlier_cpu_ns: j.observed.earlier_cpu_ns(),
         });
     }
     crate::metrics::prometheus(&series, flinkw_host::time::now_millis())

@@ -21,6 +21,7 @@ mod relay;
 mod replay;
 mod sdks;
 mod state;
+mod tenant_usage;
 mod tenants;
 mod test_cmd;
 mod timers;

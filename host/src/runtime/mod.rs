@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 pub use checkpointing::{Ack, CheckpointCoordinator, CheckpointLink};
 pub use metrics::{
     CheckpointHistory, CheckpointStats, CheckpointStatus, LATENCY_HISTORY, LatencySample,
-    MetricsHandle, SubtaskMetrics, SubtaskSample, now_micros, quantile,
+    MetricsHandle, SubtaskMetrics, SubtaskSample, now_micros, quantile, thread_cpu_ns,
 };
 pub use physical::{PhysicalPlan, TaskOutput, TaskSpec, plan as physical_plan};
 
