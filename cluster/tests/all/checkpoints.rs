@@ -205,6 +205,74 @@ fn a_corrupt_checkpoint_falls_back_to_the_one_before() {
     assert!(run.stderr.contains("may be written again"), "{}", run.stderr);
 }
 
+/// A restore that fills this machine's disk (its scratch copy of a RocksDB
+/// checkpoint on a full file system) names the disk and keeps the
+/// checkpoint: it is not called corrupt, and once there is room the job
+/// restores from that same checkpoint and finishes with every record.
+#[test]
+fn a_full_disk_during_a_restore_is_not_a_corrupt_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out");
+    let checkpoints = dir.path().join("checkpoints");
+    let (ck, state) = (checkpoints.display().to_string(), dir.path().join("state"));
+    let rocks = ["--state-backend", "rocksdb", "--state-dir", state.to_str().unwrap()];
+    let mut args = job_args(&out, &["--checkpoint-dir", &ck]);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .args(rocks)
+        .env("FLINKW_CACHE_DIR", &cache)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while latest_checkpoint(&checkpoints) < 2 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let newest = latest_checkpoint(&checkpoints);
+    assert!(newest >= 2, "no checkpoint completed");
+    // Restored into the memory backend, the checkpoint's RocksDB files are
+    // read out through a scratch database under TMPDIR: here a 16 KiB
+    // tmpfs, mounted in a mount namespace of the run's own.
+    args.extend(["--state-backend".into(), "memory".into()]);
+    let full = dir.path().join("full");
+    std::fs::create_dir_all(&full).unwrap();
+    let script = r#"mount -t tmpfs -o size=16k flinkw-full "$1" || exit 77; shift; exec "$@""#;
+    let run = Command::new("unshare")
+        .args(["-m", "sh", "-c", script, "sh", full.to_str().unwrap(), BIN])
+        .args(&args)
+        .env("FLINKW_CACHE_DIR", &cache)
+        .env("TMPDIR", &full)
+        .output()
+        .unwrap();
+    if run.status.code() == Some(77) || run.status.code().is_none() {
+        eprintln!("skipped: no tmpfs in a mount namespace here (not root?)");
+        return;
+    }
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(stderr.contains("could not be restored on this machine"), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(stderr.contains("not found damaged") && !stderr.contains("is corrupt"), "{stderr}");
+    // With room again, the same checkpoint restores and nothing is lost.
+    let again = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    assert!(again.ok(), "{}", again.stderr);
+    assert!(
+        again.stderr.contains(&format!("restored from checkpoint {newest}")),
+        "{}",
+        again.stderr
+    );
+    let reference = dir.path().join("reference");
+    let plain = flinkw(
+        &job_args(&reference, &[]).iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    );
+    assert!(plain.ok(), "{}", plain.stderr);
+    assert_eq!(committed(&out), committed(&reference));
+}
+
 #[test]
 fn a_checkpoint_of_another_job_is_refused() {
     let dir = tempfile::tempdir().unwrap();

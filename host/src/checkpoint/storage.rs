@@ -26,6 +26,20 @@ pub enum CheckpointError {
         /// What went wrong.
         reason: String,
     },
+    /// This machine's disk failed while a checkpoint was read into a local
+    /// copy (full, read-only): the checkpoint itself is not damaged.
+    #[error(
+        "checkpoint {id} could not be restored on this machine: {path}: {reason} (the \
+         checkpoint itself was not found damaged)"
+    )]
+    LocalDisk {
+        /// The checkpoint.
+        id: u64,
+        /// The local file or folder.
+        path: String,
+        /// The operating system's message.
+        reason: String,
+    },
     /// A checkpoint is damaged.
     #[error("checkpoint {id} is corrupt: {reason}")]
     Corrupt {

@@ -148,7 +148,7 @@ fn read_snapshot(
     }
     if let Some(files) = snap.rocks.take() {
         snap.tables = crate::state::rocks_tables(&files, |key| point.read_shared(key))
-            .map_err(|e| corrupt(format!("{name}: {e}")))?;
+            .map_err(|e| JobError::Checkpoint(e.for_checkpoint(point.metadata.id, name)))?;
     }
     Ok(snap)
 }
@@ -173,12 +173,8 @@ fn restore_state(
     if let Some(files) = snap.rocks.take() {
         let fetch = |key: &str| point.read_shared(key);
         if !backend.restore_files(&files, &fetch, reuse).map_err(state_error)? {
-            tables = crate::state::rocks_tables(&files, fetch).map_err(|reason| {
-                JobError::Checkpoint(CheckpointError::Corrupt {
-                    id: point.metadata.id,
-                    reason: format!("{file}: {reason}"),
-                })
-            })?;
+            tables = crate::state::rocks_tables(&files, fetch)
+                .map_err(|e| JobError::Checkpoint(e.for_checkpoint(point.metadata.id, file)))?;
         }
     }
     backend.import(tables).map_err(state_error)

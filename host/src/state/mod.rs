@@ -14,7 +14,7 @@ pub mod ttl;
 use std::path::PathBuf;
 
 pub use memory::MemoryState;
-pub use rocks::{LocalCheckpoint, PendingCheckpoint, RocksDbState, rocks_tables};
+pub use rocks::{LocalCheckpoint, PendingCheckpoint, ReadOutError, RocksDbState, rocks_tables};
 
 /// Identifies a named state inside one backend.
 pub type StateId = u32;

@@ -381,7 +381,7 @@ impl RocksDbState {
 pub fn rocks_tables(
     files: &RocksFiles,
     fetch: impl Fn(&str) -> Result<Vec<u8>, crate::checkpoint::CheckpointError>,
-) -> Result<Vec<crate::checkpoint::TableDump>, String> {
+) -> Result<Vec<crate::checkpoint::TableDump>, ReadOutError> {
     static SCRATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!(
@@ -389,20 +389,82 @@ pub fn rocks_tables(
         std::process::id(),
         files.uid
     ));
+    let local = |path: &Path, e: std::io::Error| ReadOutError::Local {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
     let result = (|| {
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&dir).map_err(|e| local(&dir, e))?;
         for (name, bytes) in &files.private {
-            std::fs::write(dir.join(name), bytes).map_err(|e| e.to_string())?;
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|e| local(&path, e))?;
         }
         for (name, key) in files.file_names().zip(files.keys()) {
-            let bytes = fetch(&key).map_err(|e| e.to_string())?;
-            std::fs::write(dir.join(name), bytes).map_err(|e| e.to_string())?;
+            let bytes = fetch(&key).map_err(ReadOutError::Fetch)?;
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|e| local(&path, e))?;
         }
-        let mut db = RocksDbState::open(&dir, 8 << 20).map_err(|e| e.to_string())?;
-        db.export().map_err(|e| e.to_string())
+        let rocks = |e: StateError| ReadOutError::from_rocks(&dir, e.to_string());
+        let mut db = RocksDbState::open(&dir, 8 << 20).map_err(rocks)?;
+        db.export().map_err(rocks)
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Why [`rocks_tables`] could not read a checkpoint's files out.
+#[derive(Debug)]
+pub enum ReadOutError {
+    /// Reading a file from the checkpoint's store failed (a checksum
+    /// mismatch is [`CheckpointError::Corrupt`](crate::checkpoint::CheckpointError::Corrupt)).
+    Fetch(crate::checkpoint::CheckpointError),
+    /// This machine's scratch directory failed (a full or read-only disk):
+    /// nothing is wrong with the checkpoint.
+    Local {
+        /// The file or folder.
+        path: String,
+        /// The operating system's message.
+        reason: String,
+    },
+    /// RocksDB found the files damaged.
+    Damaged(String),
+}
+
+impl ReadOutError {
+    /// Sorts a RocksDB error while opening or reading the scratch database:
+    /// its own file-system errors (`IO error: …`, e.g. no space left) are
+    /// the machine's, anything else is the files'.
+    fn from_rocks(dir: &Path, reason: String) -> ReadOutError {
+        if reason.contains("IO error") {
+            ReadOutError::Local { path: dir.display().to_string(), reason }
+        } else {
+            ReadOutError::Damaged(reason)
+        }
+    }
+}
+
+impl ReadOutError {
+    /// The error of restoring checkpoint `id`'s state file `file`.
+    pub fn for_checkpoint(self, id: u64, file: &str) -> crate::checkpoint::CheckpointError {
+        use crate::checkpoint::CheckpointError;
+        match self {
+            ReadOutError::Fetch(e) => e,
+            ReadOutError::Local { path, reason } => CheckpointError::LocalDisk { id, path, reason },
+            ReadOutError::Damaged(reason) => {
+                CheckpointError::Corrupt { id, reason: format!("{file}: {reason}") }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ReadOutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadOutError::Fetch(e) => write!(f, "{e}"),
+            ReadOutError::Local { path, reason } => write!(f, "{path}: {reason}"),
+            ReadOutError::Damaged(reason) => write!(f, "{reason}"),
+        }
+    }
 }
 
 fn io(state: &str, e: rocksdb::Error) -> StateError {
