@@ -9,7 +9,8 @@ interleaved `--reps` times:
 - alone;
 - next to tenant A's hostile plugins, redeployed as they fail: an endless
   loop (stopped by its 1 s call deadline), a memory bomb (its 64 MiB cap)
-  and unbounded recursion (the stack cap);
+  and unbounded recursion (the stack cap), with a compile bomb (one
+  function of 3 MB) deployed each round (refused before any compiler);
 - next to tenant A's *legal* CPU hog: the same W2 job at parallelism
   `--hog-parallelism` (default 1), running all the time (a runaway job that
   breaks no limit).
@@ -87,6 +88,27 @@ def cpu_delta(before, after, names):
     for key, secs in after.items():
         d[f"{names[key[0]]}:{key[1]}"] += secs - before.get(key, 0)
     return {k: round(v, 2) for k, v in d.most_common() if v >= 0.05}
+
+
+def leb(n):
+    """Unsigned LEB128."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def compile_bomb():
+    """A component whose one core function is ~3 MB of `i32.const 1; drop`
+    (the tenants test's compile bomb, encoded by hand)."""
+    body = b"\x00" + b"\x41\x01\x1a" * 1_000_000 + b"\x0b"  # no locals; code; end
+    code = b"\x01" + leb(len(body)) + body
+    sections = [(1, b"\x01\x60\x00\x00"), (3, b"\x01\x00"), (10, code)]
+    module = b"\x00asm\x01\x00\x00\x00" + b"".join(
+        bytes([i]) + leb(len(s)) + s for i, s in sections)
+    return b"\x00asm\x0d\x00\x01\x00" + b"\x01" + leb(len(module)) + module
 
 
 def main():
@@ -171,6 +193,8 @@ def main():
             sys.exit("B's job did not finish in 600 s")
 
         hostile_jobs = {}
+        bomb = call(rest, "POST", "/v1/plugins", compile_bomb(), "application/wasm",
+                    token=a)["plugin"]
         redeploys = collections.Counter()
         hostile_on = {"on": False}
 
@@ -178,6 +202,13 @@ def main():
             # Redeploy each hostile plugin once its last copy failed.
             if not hostile_on["on"]:
                 return
+            # The compile bomb: its deploy is refused before any compiler
+            # sees it (or by the deploy rate or the crash-loop backoff).
+            try:
+                deploy(a, bomb, [])
+                sys.exit("the compile bomb was accepted")
+            except urllib.error.HTTPError as e:
+                redeploys[f"compile bomb refused ({e.code})"] += 1
             for mode in ["loop", "membomb", "recurse"]:
                 job = hostile_jobs.get(mode)
                 if job is None or state(a, job)["state"]["state"] in ("failed", "finished"):
