@@ -46,6 +46,9 @@ pub struct SubtaskMetrics {
     pub bytes_out: AtomicU64,
     /// Nanoseconds spent waiting for input.
     pub idle_ns: AtomicU64,
+    /// The highest busy time a sample reported (busy time is a counter:
+    /// it never goes back).
+    busy_reported_ns: AtomicU64,
     /// Nanoseconds spent blocked on a full downstream channel.
     pub backpressured_ns: AtomicU64,
     /// Nanoseconds spent inside guest calls.
@@ -161,6 +164,7 @@ impl Default for SubtaskMetrics {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             idle_ns: AtomicU64::new(0),
+            busy_reported_ns: AtomicU64::new(0),
             backpressured_ns: AtomicU64::new(0),
             guest_ns: AtomicU64::new(0),
             guest_calls: AtomicU64::new(0),
@@ -254,7 +258,12 @@ impl SubtaskMetrics {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             wall_ns,
-            busy_ns: wall_ns.saturating_sub(idle_ns + backpressured_ns),
+            // A wait counts as idle only once it ended: the busy time a
+            // sample during a wait reports is kept, not taken back.
+            busy_ns: self
+                .busy_reported_ns
+                .fetch_max(wall_ns.saturating_sub(idle_ns + backpressured_ns), Ordering::Relaxed)
+                .max(wall_ns.saturating_sub(idle_ns + backpressured_ns)),
             idle_ns,
             backpressured_ns,
             guest_ns: self.guest_ns.load(Ordering::Relaxed),
@@ -438,6 +447,10 @@ mod tests {
         let s = m.sample(1, 2);
         assert_eq!((s.task, s.subtask, s.wall_ns, s.busy_ns), (1, 2, 10_000, 5_000));
         assert!(s.ended);
+        // A wait that ended after the sample is idle from now on; busy time
+        // already reported is not taken back (it is a counter).
+        m.idle_ns.store(6_000, Ordering::Relaxed);
+        assert_eq!(m.sample(1, 2).busy_ns, 5_000);
         assert_eq!(s.watermark, None);
         m.set_watermark(42);
         assert_eq!(m.sample(0, 0).watermark, Some(42));
