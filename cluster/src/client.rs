@@ -175,6 +175,51 @@ pub fn rescale(
     })
 }
 
+/// Switches a running job to a new version of its plugin without stopping
+/// it: uploads `plugin`, asks for a live upgrade at the next checkpoint
+/// barrier (the new plugin's `migrate` export converts the old version's
+/// guest state) and waits until it ends; returns the job's `upgrade`
+/// status once committed. A refused or failed upgrade is an error that
+/// says why and what the job runs now.
+pub fn upgrade_live(
+    api: &Api,
+    job: &str,
+    plugin: &Path,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    let bytes =
+        std::fs::read(plugin).with_context(|| format!("cannot read {}", plugin.display()))?;
+    let uploaded = api.call("POST", "/v1/plugins", Some(("application/wasm", &bytes)))?;
+    let hash = uploaded["plugin"].as_str().context("no plugin hash in the answer")?.to_owned();
+    let body = serde_json::json!({ "plugin": hash }).to_string();
+    let begun = api.call(
+        "POST",
+        &format!("/v1/jobs/{job}/upgrade"),
+        Some(("application/json", body.as_bytes())),
+    )?;
+    let number = begun["upgrade"]["number"].as_u64().context("no upgrade in the answer")?;
+    let _spinner = crate::progress::Spinner::start(format!("upgrading {job}"));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = api.call("GET", &format!("/v1/jobs/{job}"), None)?;
+        let upgrade = &status["upgrade"];
+        if upgrade["number"].as_u64() != Some(number) {
+            bail!("job {job} no longer shows the upgrade asked for");
+        }
+        let message = upgrade["message"].as_str().unwrap_or("no reason given");
+        match upgrade["state"].as_str() {
+            Some("committed") => return Ok(upgrade.clone()),
+            Some("refused") => bail!("the upgrade of {job} was refused: {message}"),
+            Some("failed") => bail!("the upgrade of {job} failed: {message}"),
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            bail!("the upgrade of {job} had not ended after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Moves a job to a new version of its plugin: uploads `plugin`, stops the
 /// job with a savepoint and starts it again from there with the new plugin,
 /// whose `migrate` export converts the old version's guest state; returns

@@ -206,9 +206,12 @@ pub enum ClusterCommand {
         #[arg(long, default_value_t = 600.0, value_name = "SECS")]
         wait_timeout: f64,
     },
-    /// Moves a job to a new version of its plugin: stop with a savepoint,
-    /// start again from it with the new plugin (its `migrate` export
-    /// converts the old version's guest state).
+    /// Switches a running job to a new version of its plugin at a
+    /// checkpoint barrier, without stopping its sources (the new plugin's
+    /// `migrate` export converts the old version's guest state); the job
+    /// keeps its id. With --via-savepoint: stop with a savepoint and start
+    /// again from it as a new job (also when the new plugin runs at
+    /// another parallelism).
     Upgrade {
         /// The job's id.
         job: String,
@@ -216,7 +219,10 @@ pub enum ClusterCommand {
         plugin: PathBuf,
         #[command(flatten)]
         api: ApiArgs,
-        /// Give up waiting for the savepoint after this many seconds.
+        /// Stop the job with a savepoint and start it again from there.
+        #[arg(long)]
+        via_savepoint: bool,
+        /// Give up waiting for the upgrade (or the savepoint) after this many seconds.
         #[arg(long, default_value_t = 600.0, value_name = "SECS")]
         wait_timeout: f64,
     },
@@ -444,7 +450,25 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ClusterCommand::Upgrade { job, plugin, api, wait_timeout } => {
+        ClusterCommand::Upgrade { job, plugin, api, via_savepoint: false, wait_timeout } => {
+            let timeout = secs(wait_timeout, "--wait-timeout")?;
+            let done = client::upgrade_live(&api.api()?, &job, &plugin, timeout)?;
+            if api.json {
+                println!("{done}");
+            } else {
+                eprintln!(
+                    "{job} switched to plugin {} at checkpoint {}: {} subtask(s), longest pause \
+                     {:.1} ms; its sources did not stop",
+                    done["plugin"].as_str().unwrap_or("?"),
+                    done["checkpoint"],
+                    done["swapped"],
+                    done["pause_ms"].as_f64().unwrap_or(0.0),
+                );
+                println!("{job}");
+            }
+            Ok(())
+        }
+        ClusterCommand::Upgrade { job, plugin, api, via_savepoint: true, wait_timeout } => {
             let (new, path) =
                 client::upgrade(&api.api()?, &job, &plugin, secs(wait_timeout, "--wait-timeout")?)?;
             if api.json {

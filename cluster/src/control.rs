@@ -118,6 +118,10 @@ pub enum ToWorker {
         id: u64,
         /// It is the final checkpoint (every source finished).
         is_final: bool,
+        /// It is a live upgrade's: at its barrier the subtasks switch to
+        /// the plugin with this SHA-256 (load it first).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upgrade: Option<String>,
     },
     /// Checkpoint `id` is complete: sinks publish up to it.
     Complete {

@@ -101,6 +101,8 @@ pub(crate) struct JobEntry {
     /// How often its record was written (0: never; the first write is
     /// create-only).
     pub record_version: u64,
+    /// The newest live upgrade.
+    pub upgrade: Option<crate::live_upgrade::UpgradeStatus>,
 }
 
 /// What the coordinator keeps of a job in `data-dir/jobs/ID.json`, written
@@ -206,6 +208,8 @@ pub struct JobStatus {
     pub savepoint: Option<PathBuf>,
     /// What was asked for (plugin hash, config, restarts, folders).
     pub request: JobRequest,
+    /// The newest live upgrade (`flinkw upgrade`), if any.
+    pub upgrade: Option<crate::live_upgrade::UpgradeStatus>,
 }
 
 /// A worker as clients see it.
@@ -330,7 +334,7 @@ impl Coordinator {
     /// Writes a job's record to the job store, whole in one put (never
     /// half written); its first write is create-only. False if that found
     /// a record with the job's id.
-    fn persist(&self, j: &mut JobEntry) -> bool {
+    pub(crate) fn persist(&self, j: &mut JobEntry) -> bool {
         let (state, error) = match &j.lifecycle.state {
             JobState::Failed { error } => ("failed", Some(error.clone())),
             s => (s.name(), None),
@@ -424,10 +428,11 @@ impl Coordinator {
     }
 
     /// Loads and plans a job's plugin into a new job entry.
-    fn entry(&self, id: &str, request: JobRequest) -> anyhow::Result<JobEntry> {
-        let bytes = self.plugin_bytes(&request.plugin)?;
-        let memory_mib = if request.memory_limit_mib == 0 { 512 } else { request.memory_limit_mib };
-        let call_ms = if request.call_timeout_ms == 0 { 10_000 } else { request.call_timeout_ms };
+    /// Loads stored plugin `hash` to plan with, under the limits of a job
+    /// of `request`; a tenant's plugin is untrusted and compiled with limits.
+    pub(crate) fn load_plugin(&self, hash: &str, request: &JobRequest) -> anyhow::Result<Plugin> {
+        let bytes = self.plugin_bytes(hash)?;
+        let (memory_mib, call_ms) = limits_of(request);
         // `plan` runs here under the job's own limits.
         let engine = self.engine.with_limits(Limits {
             memory_bytes: memory_mib << 20,
@@ -435,16 +440,20 @@ impl Coordinator {
             clocks: request.clocks.unwrap_or(true),
             ..Limits::default()
         });
-        let plugin = match request.tenant {
-            // A tenant's plugin is untrusted: compiled with limits.
+        Ok(match request.tenant {
             Some(_) => crate::compile_guard::load(
                 &engine,
-                &request.plugin,
+                hash,
                 bytes,
                 &crate::compile_guard::CompileLimits::default(),
             )?,
-            None => Plugin::load(&engine, &request.plugin, &bytes)?,
-        };
+            None => Plugin::load(&engine, hash, &bytes)?,
+        })
+    }
+
+    fn entry(&self, id: &str, request: JobRequest) -> anyhow::Result<JobEntry> {
+        let plugin = self.load_plugin(&request.plugin, &request)?;
+        let (memory_mib, call_ms) = limits_of(&request);
         let config = JobConfig::parse(&request.config)?;
         let graph = plan_job(&plugin, &config)?;
         let physical = physical_plan(&graph, config.parallelism)?;
@@ -489,6 +498,7 @@ impl Coordinator {
             live: BTreeMap::new(),
             observed: Default::default(),
             record_version: 0,
+            upgrade: None,
         })
     }
 
@@ -824,6 +834,13 @@ impl Coordinator {
     }
 }
 
+/// A job's memory limit per instance (MiB) and call timeout (ms).
+fn limits_of(request: &JobRequest) -> (usize, u64) {
+    let memory_mib = if request.memory_limit_mib == 0 { 512 } else { request.memory_limit_mib };
+    let call_ms = if request.call_timeout_ms == 0 { 10_000 } else { request.call_timeout_ms };
+    (memory_mib, call_ms)
+}
+
 /// The per-node counts of every worker, summed.
 fn live_nodes(live: &BTreeMap<u32, Vec<(String, u64, u64)>>) -> Vec<(String, u64, u64)> {
     let mut sum = PartReport::default();
@@ -848,6 +865,7 @@ fn status(j: &JobEntry, workers: &BTreeMap<u32, WorkerEntry>) -> JobStatus {
         start_ms: j.running_since.map(|r| r.duration_since(j.submitted).as_millis() as u64),
         savepoint: j.savepoint.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         request: j.request.clone(),
+        upgrade: j.upgrade.clone(),
     }
 }
 
@@ -937,12 +955,14 @@ async fn relay_checkpoints(
         let (r, final_id) = c.requested();
         if r > requested {
             requested = r;
+            let upgrade = c.upgrade_barrier().filter(|(id, _)| *id == r).map(|(_, hash)| hash);
             for tx in &txs {
                 let _ = tx.send(ToWorker::Trigger {
                     job: job.clone(),
                     attempt,
                     id: r,
                     is_final: final_id == r,
+                    upgrade: upgrade.clone(),
                 });
             }
         }
@@ -987,6 +1007,7 @@ async fn clock(c: Arc<Coordinator>) {
         for id in ids {
             c.event(&id, Event::Tick);
         }
+        c.settle_upgrades();
     }
 }
 

@@ -25,6 +25,7 @@ pub mod coordinator;
 pub mod cpu_groups;
 pub mod data;
 pub mod lifecycle;
+pub mod live_upgrade;
 pub mod logs;
 pub mod metrics;
 pub mod otlp;

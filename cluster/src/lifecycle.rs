@@ -117,6 +117,13 @@ pub enum Event {
     WorkerLost(u32),
     /// A user cancels the job.
     Cancel,
+    /// The running attempt must stop and the job start again from its
+    /// newest complete checkpoint, not counted as a failure of the job
+    /// (e.g. a live upgrade that switched some subtasks only).
+    Failover {
+        /// Why.
+        error: String,
+    },
     /// Time passed.
     Tick,
 }
@@ -214,6 +221,11 @@ impl Lifecycle {
             (S::Created, Event::NoSlots { reason }) => (S::Failed { error: reason }, vec![]),
             (S::Restarting { .. }, Event::NoSlots { reason }) => {
                 (S::Restarting { error: reason, at_ms: now_ms + self.restart_delay_ms }, vec![])
+            }
+            (S::Running { running }, Event::Failover { error }) => {
+                // One more attempt than the budget had: this one is not the job's fault.
+                self.restarts = self.restarts.saturating_add(1);
+                self.failing(error, true, running, now_ms)
             }
             (S::Scheduling { mut waiting }, Event::Ready(w)) => {
                 waiting.remove(&w);
@@ -425,5 +437,28 @@ mod tests {
         job.on(Event::Placed { workers: set(&[1]) }, 0);
         job.on(Event::WorkerLost(9), 1);
         assert_eq!(job.state.name(), "scheduling");
+    }
+
+    #[test]
+    fn a_failover_restarts_without_using_the_restart_budget() {
+        // No restarts allowed: a failure would end the job, a failover does not.
+        let mut job = Lifecycle::new(0, 100);
+        job.on(Event::Placed { workers: set(&[1, 2]) }, 0);
+        job.on(Event::Ready(1), 0);
+        job.on(Event::Ready(2), 0);
+        let actions = job.on(Event::Failover { error: "upgrade half done".into() }, 10);
+        assert_eq!(actions, vec![Action::Cancel(set(&[1, 2]))]);
+        job.on(Event::Finished(1), 11);
+        job.on(Event::Finished(2), 12);
+        assert!(
+            matches!(&job.state, JobState::Restarting { error, .. } if error == "upgrade half done")
+        );
+        assert_eq!(job.attempt, 1);
+        // The next real failure still finds the budget used up.
+        job.on(Event::Tick, 1000);
+        job.on(Event::Placed { workers: set(&[1]) }, 1000);
+        job.on(Event::Ready(1), 1000);
+        job.on(Event::Failed { worker: 1, error: "trap".into(), restartable: true }, 1001);
+        assert_eq!(job.state.name(), "failed");
     }
 }

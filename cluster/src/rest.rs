@@ -11,6 +11,7 @@
 //! | `GET` | `/v1/jobs/{id}` | one job |
 //! | `POST` | `/v1/jobs/{id}/cancel` | cancel a job |
 //! | `POST` | `/v1/jobs/{id}/savepoint` | stop a job with a savepoint |
+//! | `POST` | `/v1/jobs/{id}/upgrade` | switch a running job to another plugin at a barrier: `{"plugin": hash}` (see [`crate::live_upgrade`]) |
 //! | `GET` | `/v1/workers` | every worker |
 //! | `GET` | `/metrics` | Prometheus text |
 //! | `GET` | `/healthz` | `ok`, without a token |
@@ -45,6 +46,7 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/jobs/{id}", get(show))
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/jobs/{id}/savepoint", post(savepoint))
+        .route("/v1/jobs/{id}/upgrade", post(upgrade))
         .route("/v1/workers", get(workers))
         .route("/metrics", get(metrics))
         .merge(crate::ui::api_routes())
@@ -121,6 +123,40 @@ async fn savepoint(State(c): State<Arc<Coordinator>>, Path(id): Path<String>) ->
     match c.stop_with_savepoint(&id) {
         Ok(()) => Json(c.job_status(&id)).into_response(),
         Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
+    }
+}
+
+/// What `POST /v1/jobs/{id}/upgrade` takes.
+#[derive(serde::Deserialize)]
+struct UpgradeRequest {
+    /// The new plugin's SHA-256, uploaded before.
+    plugin: String,
+}
+
+async fn upgrade(
+    State(c): State<Arc<Coordinator>>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    Json(body): Json<UpgradeRequest>,
+) -> Response {
+    if let Principal::Tenant(t) = &who
+        && !c.tenants.owns_plugin(t, &body.plugin)
+    {
+        let message = format!("tenant {t} has not uploaded a plugin {}", body.plugin);
+        return error(StatusCode::FORBIDDEN, message);
+    }
+    let hash = body.plugin.clone();
+    let begin = move || c.upgrade(&id, &body.plugin).map(|status| (id, status));
+    match tokio::task::spawn_blocking(begin).await {
+        Ok(Ok((id, status))) => {
+            let answer = json!({ "job": id, "plugin": hash, "upgrade": status });
+            (StatusCode::ACCEPTED, Json(answer)).into_response()
+        }
+        Ok(Err(refusal)) => {
+            let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::CONFLICT);
+            error(status, refusal.message)
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 

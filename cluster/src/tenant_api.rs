@@ -128,7 +128,8 @@ pub async fn guard(State(c): State<Arc<Coordinator>>, request: Request, next: Ne
         tenant: principal.tenant().unwrap_or("admin").to_owned(),
         action,
         job: job.or_else(|| answer["job"].as_str().map(str::to_owned)),
-        plugin: plugin.or_else(|| answer["plugin"].as_str().map(str::to_owned)),
+        // An upgrade names the new plugin in its answer.
+        plugin: answer["plugin"].as_str().map(str::to_owned).or(plugin),
         status: status.as_u16(),
         error: answer["error"].as_str().map(str::to_owned),
     });

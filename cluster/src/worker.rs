@@ -277,10 +277,18 @@ impl Worker {
                 });
             }
             ToWorker::Start { job, attempt } => self.start(&job, attempt),
-            ToWorker::Trigger { job, attempt, id, is_final } => {
-                if let Some(link) = self.link(&job, attempt) {
+            ToWorker::Trigger { job, attempt, id, is_final, upgrade } => {
+                let Some(link) = self.link(&job, attempt) else { return };
+                let Some(hash) = upgrade else { return link.trigger(id, is_final) };
+                // A live upgrade's barrier: the new plugin is loaded first,
+                // while the subtasks go on with the old one.
+                tokio::spawn(async move {
+                    let plugin = self.upgrade_plugin(&job, &hash).await.map_err(|e| {
+                        format!("worker {}: cannot load plugin {hash}: {e:#}", self.options.name)
+                    });
+                    link.upgrade_at(id, plugin);
                     link.trigger(id, is_final);
-                }
+                });
             }
             ToWorker::Complete { job, attempt, id } => {
                 if let Some(link) = self.link(&job, attempt) {
@@ -431,6 +439,22 @@ impl Worker {
             .insert(job.clone(), (attempt, Part::Prepared(Box::new(prepared)), d));
         let _ = self.events.send(ToCoordinator::Ready { job, attempt });
         Ok(())
+    }
+
+    /// A live upgrade's new plugin, loaded under the limits of `job`'s
+    /// deployment here.
+    async fn upgrade_plugin(self: &Arc<Self>, job: &str, hash: &str) -> anyhow::Result<Plugin> {
+        let bytes = self.plugin(hash).await?;
+        let d = self.parts.lock().unwrap_or_else(|p| p.into_inner()).get(job).map(|p| p.2.clone());
+        let d = d.with_context(|| format!("no part of job {job} runs here"))?;
+        let (worker, hash) = (self.clone(), hash.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let _group = worker.groups.enter(d.tenant.as_deref(), d.cpu_percent);
+            let engine = worker.engine(d.memory_limit, d.call_timeout_ms, d.clocks)?;
+            Ok(Plugin::load(&engine, &hash, &bytes)?)
+        })
+        .await
+        .context("the loading thread died")?
     }
 
     /// The worker's one engine, with the job's limits for its instances.

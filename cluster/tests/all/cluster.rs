@@ -709,54 +709,46 @@ fn rescale_stops_with_a_savepoint_and_resumes_at_the_new_parallelism() {
     assert_fails_with(&run, &["--checkpoint-dir"]);
 }
 
-/// `flinkw upgrade` moves a running job to version 2 of its plugin: the job
-/// stops with a savepoint and goes on from it on the new plugin, whose
-/// `migrate` converts version 1's guest state; together the two runs wrote
-/// the uninterrupted run's output. A plugin that is not valid is refused
-/// before the job stops.
-#[test]
-fn upgrade_moves_a_running_job_to_a_new_plugin_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(dir.path(), 1, 2);
-    let settings = |out: &Path, rate: u64| {
-        ["count=4000".to_owned(), format!("rate={rate}"), format!("output={}", out.display())]
-            .into_iter()
-            .flat_map(|s| ["--set".to_owned(), s])
-            .collect::<Vec<_>>()
-    };
-    let reference = dir.path().join("reference");
-    let mut args = vec!["run".to_owned(), artifacts::UPGRADE_V1.to_owned()];
-    args.extend(settings(&reference, 0));
-    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
-    assert!(run.ok(), "{}", run.stderr);
+/// The upgrade test plugin's settings: `count` numbers at `rate` per
+/// second into part files in `out`.
+fn upgrade_settings(out: &Path, count: u64, rate: u64) -> Vec<String> {
+    [format!("count={count}"), format!("rate={rate}"), format!("output={}", out.display())]
+        .into_iter()
+        .flat_map(|s| ["--set".to_owned(), s])
+        .collect()
+}
 
-    let out = dir.path().join("out");
-    let checkpoints = dir.path().join("checkpoints");
+/// Runs version 1 of the upgrade plugin on this machine; its output lines.
+fn upgrade_reference(dir: &Path, count: u64) -> Vec<String> {
+    let reference = dir.join("reference");
+    let mut args = vec!["run".to_owned(), artifacts::UPGRADE_V1.to_owned()];
+    args.extend(upgrade_settings(&reference, count, 0));
+    let run = flinkw(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir);
+    assert!(run.ok(), "{}", run.stderr);
+    part_lines(&reference)
+}
+
+/// Deploys version 1 of the upgrade plugin with checkpoints; waits until
+/// it runs and returns its id.
+fn deploy_upgrade_v1(cluster: &Cluster, dir: &Path, out: &Path, count: u64) -> String {
+    let checkpoints = dir.join("checkpoints");
     let mut args = vec!["deploy", artifacts::UPGRADE_V1, "--checkpoint-dir"];
     args.push(checkpoints.to_str().unwrap());
-    let s = settings(&out, 1000);
+    let s = upgrade_settings(out, count, 1000);
     args.extend(s.iter().map(String::as_str));
     let run = cluster.cli(&args);
     assert!(run.ok(), "{}", run.stderr);
     let job = run.stdout.trim().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    cluster.await_state(&job, &["running"], deadline);
-    std::thread::sleep(Duration::from_millis(1000));
+    cluster.await_state(&job, &["running"], Instant::now() + Duration::from_secs(90));
+    job
+}
 
-    let junk = dir.path().join("junk.wasm");
-    std::fs::write(&junk, b"\0asm\x0d\0\x01\0junk").unwrap();
-    let run = cluster.cli(&["upgrade", &job, junk.to_str().unwrap()]);
-    assert_fails_with(&run, &["not a valid component"]);
-    assert_eq!(cluster.status(&job).unwrap()["state"]["state"], "running");
-
-    let run = cluster.cli(&["upgrade", &job, artifacts::UPGRADE_V2, "--json"]);
-    assert!(run.ok(), "{}\n{}", run.stderr, cluster.logs());
-    let answer: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let new = answer["job"].as_str().unwrap().to_owned();
-    let last = cluster.await_state(&new, &["finished", "failed"], deadline);
-    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
+/// Checks the output of a job that moved from version 1 to version 2:
+/// both versions wrote lines, version 2's state came from version 1
+/// (migrated), and together they are the uninterrupted run's output.
+fn assert_upgraded_output(out: &Path, reference: &[String]) {
     // Version 2 appends the version its guest state came from: 1, migrated.
-    let lines = part_lines(&out);
+    let lines = part_lines(out);
     let (v2, v1): (Vec<&String>, Vec<&String>) =
         lines.iter().partition(|l| l.split(',').count() == 5);
     assert!(!v1.is_empty() && !v2.is_empty(), "{} v1 and {} v2 lines", v1.len(), v2.len());
@@ -766,5 +758,79 @@ fn upgrade_moves_a_running_job_to_a_new_plugin_version() {
         .map(|l| l.strip_suffix(",1").filter(|_| l.split(',').count() == 5).unwrap_or(l).to_owned())
         .collect();
     got.sort();
-    assert!(got == part_lines(&reference), "output across the upgrade differs from one run");
+    assert!(got == reference, "output across the upgrade differs from one run");
+}
+
+/// `flinkw upgrade` switches a running job to version 2 of its plugin at a
+/// checkpoint barrier: the job keeps its id and attempt (its sources never
+/// stop), version 2's `migrate` converts version 1's guest state, keyed
+/// state stays, and the output is the uninterrupted run's. Plugins that
+/// cannot take over are refused and the job goes on with version 1: one
+/// that is not a component, one of another job graph, and version 3,
+/// whose `migrate` refuses version 1's state at the barrier.
+#[test]
+fn upgrade_switches_a_running_job_to_a_new_plugin_version_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 1, 2);
+    let count = 15_000;
+    let reference = upgrade_reference(dir.path(), count);
+    let out = dir.path().join("out");
+    let job = deploy_upgrade_v1(&cluster, dir.path(), &out, count);
+    let v1 = cluster.status(&job).unwrap()["request"]["plugin"].as_str().unwrap().to_owned();
+
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm\x0d\0\x01\0junk").unwrap();
+    let run = cluster.cli(&["upgrade", &job, junk.to_str().unwrap()]);
+    assert_fails_with(&run, &["cannot load plugin", "not a valid component"]);
+    let run = cluster.cli(&["upgrade", &job, artifacts::MEMORY_PLAIN]);
+    assert_fails_with(&run, &["job graph differs from the running job's"]);
+    // Version 3 is planned fine, but its `migrate` refuses version 1's
+    // state at the barrier: every subtask keeps version 1.
+    let run = cluster.cli(&["upgrade", &job, artifacts::UPGRADE_V3]);
+    assert_fails_with(&run, &["was refused", "cannot read the state of version 1", "old plugin"]);
+    let status = cluster.status(&job).unwrap();
+    assert_eq!(status["state"]["state"], "running", "{status}");
+    assert_eq!(status["request"]["plugin"], v1.as_str(), "{status}");
+
+    let run = cluster.cli(&["upgrade", &job, artifacts::UPGRADE_V2, "--json"]);
+    assert!(run.ok(), "{}\n{}", run.stderr, cluster.logs());
+    let done: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(done["state"], "committed", "{done}");
+    assert_eq!(done["from_plugin"], v1.as_str(), "{done}");
+    assert!(done["swapped"].as_u64().unwrap() >= 1, "{done}");
+    assert!(done["checkpoint"].as_u64().is_some(), "{done}");
+    let status = cluster.status(&job).unwrap();
+    assert_eq!(status["request"]["plugin"], done["plugin"], "{status}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let last = cluster.await_state(&job, &["finished", "failed"], deadline);
+    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
+    // Never stopped: the first attempt ran the whole job.
+    assert_eq!(last["attempt"], 0, "{last}");
+    assert_upgraded_output(&out, &reference);
+    // The audit log names the new plugin of each upgrade asked for.
+    let run = cluster.cli(&["audit"]);
+    let upgrades = run.stdout.lines().filter(|l| l.contains("upgrade")).count();
+    assert!(upgrades >= 4, "{}", run.stdout);
+    assert!(run.stdout.contains(&done["plugin"].as_str().unwrap()[..12]), "{}", run.stdout);
+}
+
+/// `flinkw upgrade --via-savepoint` stops the job with a savepoint and
+/// starts it again from there on version 2 as a new job; together the two
+/// runs wrote the uninterrupted run's output.
+#[test]
+fn upgrade_via_savepoint_moves_a_job_to_a_new_plugin_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 1, 2);
+    let reference = upgrade_reference(dir.path(), 4000);
+    let out = dir.path().join("out");
+    let job = deploy_upgrade_v1(&cluster, dir.path(), &out, 4000);
+    std::thread::sleep(Duration::from_millis(1000));
+    let run = cluster.cli(&["upgrade", &job, artifacts::UPGRADE_V2, "--via-savepoint", "--json"]);
+    assert!(run.ok(), "{}\n{}", run.stderr, cluster.logs());
+    let answer: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let new = answer["job"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let last = cluster.await_state(&new, &["finished", "failed"], deadline);
+    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
+    assert_upgraded_output(&out, &reference);
 }

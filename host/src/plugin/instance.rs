@@ -175,19 +175,47 @@ impl Instance {
     /// Goes on as `fresh` (an instance made from a memory image), keeping
     /// what the host holds for this one: keyed state, timers, watermark,
     /// counters and the memory gauge.
-    pub fn continue_as(&mut self, mut fresh: Instance) {
-        use std::sync::atomic::Ordering;
+    pub fn continue_as(&mut self, fresh: Instance) {
+        drop(self.exchange(fresh));
+    }
+
+    /// Goes on as `fresh` (an instance of a new version of the plugin, at
+    /// a live upgrade) and returns this one: what the host holds — keyed
+    /// state, timers, watermark, counters, the memory gauge — moves to
+    /// `fresh`, and moves back if the returned instance is exchanged in
+    /// again.
+    pub fn exchange(&mut self, mut fresh: Instance) -> Instance {
+        use std::sync::atomic::{AtomicU64, Ordering};
         let old = self.store.data_mut();
         let new = fresh.store.data_mut();
         std::mem::swap(&mut old.state, &mut new.state);
+        std::mem::swap(&mut old.timers, &mut new.timers);
+        std::mem::swap(&mut old.counters, &mut new.counters);
+        std::mem::swap(&mut old.gauges, &mut new.gauges);
         new.max_parallelism = old.max_parallelism;
-        new.timers = std::mem::take(&mut old.timers);
         new.watermark = old.watermark;
-        new.counters = std::mem::take(&mut old.counters);
-        new.gauges = std::mem::take(&mut old.gauges);
+        // The subtask's gauge follows the instance that runs.
+        let old_used = old.limiter.used.load(Ordering::Relaxed);
         old.limiter.used.store(new.limiter.used.load(Ordering::Relaxed), Ordering::Relaxed);
-        new.limiter.used = old.limiter.used.clone();
-        *self = fresh;
+        new.limiter.used =
+            std::mem::replace(&mut old.limiter.used, Arc::new(AtomicU64::new(old_used)));
+        std::mem::replace(self, fresh)
+    }
+
+    /// Turns guest state that plugin version `then` wrote (`None`: an
+    /// unversioned plugin) into this plugin's form: unchanged for the same
+    /// version or a plugin without versions, else through its `migrate`.
+    pub fn carry_over(
+        &mut self,
+        then: Option<&str>,
+        state: Vec<u8>,
+    ) -> Result<Vec<u8>, GuestError> {
+        match self.version()? {
+            Some(now) if now != then.unwrap_or(super::UNVERSIONED) => {
+                self.migrate(then.unwrap_or(super::UNVERSIONED), state)
+            }
+            _ => Ok(state),
+        }
     }
 
     /// Makes `gauge` hold the bytes of linear memory of this instance (now,

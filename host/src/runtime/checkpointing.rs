@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use crate::checkpoint::{CheckpointError, CheckpointStorage, Metadata, RestorePoint, StateFile};
 use crate::config::JobConfig;
 use crate::graph::{JobGraph, NodeKind};
+use crate::plugin::Plugin;
 use crate::runtime::PhysicalPlan;
+use crate::runtime::upgrade::{Swap, UpgradeCell, UpgradeOutcome, UpgradeResult, UpgradeSlot};
 
 /// A subtask's answer to a barrier.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -29,6 +31,9 @@ pub enum Ack {
         /// How long its synchronous snapshot took (records waited), ms.
         #[serde(default)]
         sync_ms: u64,
+        /// At a live upgrade's barrier: what the subtask did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        swap: Option<Swap>,
     },
     /// It could not take its snapshot.
     Failed {
@@ -67,6 +72,8 @@ pub(crate) struct Checkpointing {
     pub failure: Mutex<Option<CheckpointError>>,
     /// Every checkpoint's outcome (the coordinator's side).
     pub history: Arc<super::CheckpointHistory>,
+    /// A live plugin upgrade, if one was asked for.
+    pub upgrade: Mutex<UpgradeCell>,
 }
 
 impl Checkpointing {
@@ -85,6 +92,11 @@ impl Checkpointing {
                 dir: self.storage.url().to_owned(),
             }),
         }
+    }
+
+    /// The live upgrade's state, locked.
+    pub fn upgrade(&self) -> std::sync::MutexGuard<'_, UpgradeCell> {
+        self.upgrade.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Acknowledges a barrier.
@@ -208,6 +220,7 @@ pub(crate) fn setup(
         savepoint: Mutex::new(None),
         failure: Mutex::new(None),
         history: Arc::default(),
+        upgrade: Mutex::default(),
     });
     let args = CoordinatorArgs {
         checkpointing: ck.clone(),
@@ -244,6 +257,13 @@ impl CheckpointLink {
             self.ck.final_id.store(id, Ordering::SeqCst);
         }
         self.ck.requested.fetch_max(id, Ordering::SeqCst);
+    }
+
+    /// Checkpoint `id` is a live upgrade's: at its barrier the subtasks
+    /// here switch to `plugin`, or, if it could not be loaded here, each
+    /// refuses with the reason. Comes before [`CheckpointLink::trigger`].
+    pub fn upgrade_at(&self, id: u64, plugin: Result<Plugin, String>) {
+        self.ck.upgrade().local = Some((id, plugin));
     }
 
     /// Checkpoint `id` is complete: sinks may publish up to it.
@@ -376,6 +396,50 @@ impl CheckpointCoordinator {
         self.ck.ack(ack);
     }
 
+    /// Asks for a live upgrade to the plugin with SHA-256 `plugin`: the
+    /// next checkpoint, started at once, is the upgrade's. Refused while
+    /// another upgrade is under way or not yet settled.
+    pub fn request_upgrade(&self, plugin: &str) -> Result<(), String> {
+        let mut cell = self.ck.upgrade();
+        match &cell.slot {
+            UpgradeSlot::Idle => {
+                cell.slot = UpgradeSlot::Requested;
+                cell.plugin = plugin.to_owned();
+                Ok(())
+            }
+            _ => Err("another live upgrade of the job is under way".to_owned()),
+        }
+    }
+
+    /// The upgrade's checkpoint and the new plugin's hash, once its
+    /// barrier is triggered and until the upgrade ends.
+    pub fn upgrade_barrier(&self) -> Option<(u64, String)> {
+        let cell = self.ck.upgrade();
+        match cell.slot {
+            UpgradeSlot::Barrier(id) => Some((id, cell.plugin.clone())),
+            _ => None,
+        }
+    }
+
+    /// How the upgrade ended, once it did; no checkpoint starts until
+    /// [`CheckpointCoordinator::release_upgrade`].
+    pub fn upgrade_outcome(&self) -> Option<UpgradeOutcome> {
+        match &self.ck.upgrade().slot {
+            UpgradeSlot::Done(outcome) => Some(outcome.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether an upgrade was asked for and has not ended.
+    pub fn upgrade_pending(&self) -> bool {
+        matches!(self.ck.upgrade().slot, UpgradeSlot::Requested | UpgradeSlot::Barrier(_))
+    }
+
+    /// The owner recorded the upgrade's outcome: checkpoints go on.
+    pub fn release_upgrade(&self) {
+        self.ck.upgrade().slot = UpgradeSlot::Idle;
+    }
+
     /// `n` more source subtasks read all their input.
     pub fn sources_finished(&self, n: usize) {
         self.ck.sources_finished.fetch_add(n, Ordering::SeqCst);
@@ -420,7 +484,35 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
         if savepoint_due {
             savepoint_id = Some(id);
         }
-        if now < next && !final_due && !savepoint_due {
+        // A live upgrade takes the next checkpoint, started at once; one
+        // that ended holds checkpoints until its owner has recorded it.
+        let upgrade_due = {
+            let mut cell = ck.upgrade();
+            match &cell.slot {
+                UpgradeSlot::Done(_) => {
+                    drop(cell);
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                UpgradeSlot::Requested if all_done || savepoint_id.is_some() => {
+                    let why = if all_done {
+                        "the job's input ended before the upgrade's barrier"
+                    } else {
+                        "the job is stopping with a savepoint"
+                    };
+                    let result = UpgradeResult::Refused(why.to_owned());
+                    let outcome = UpgradeOutcome { checkpoint: 0, result, pause_us: 0, swapped: 0 };
+                    cell.slot = UpgradeSlot::Done(outcome);
+                    continue;
+                }
+                UpgradeSlot::Requested => {
+                    cell.slot = UpgradeSlot::Barrier(id);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if now < next && !final_due && !savepoint_due && !upgrade_due {
             std::thread::sleep((next - now).min(Duration::from_millis(5)));
             continue;
         }
@@ -437,6 +529,7 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
         let mut files = Vec::with_capacity(args.subtasks);
         let mut task_ms = vec![0; args.parallelism.len()];
         let (mut alignment_ms, mut sync_ms) = (0, 0);
+        let mut swaps = Vec::new();
         let mut failed = None;
         // Bounded wait: a checkpoint that cannot complete is abandoned.
         let deadline = started + (args.interval * 10).max(Duration::from_secs(10));
@@ -446,7 +539,10 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                 break;
             }
             match args.acks.recv_timeout(Duration::from_millis(20)) {
-                Ok(Ack::Done { id: a, file, alignment_ms: align, sync_ms: sync }) if a == id => {
+                Ok(Ack::Done { id: a, file, alignment_ms: align, sync_ms: sync, swap })
+                    if a == id =>
+                {
+                    swaps.extend(swap);
                     alignment_ms = alignment_ms.max(align);
                     sync_ms = sync_ms.max(sync);
                     // State files are `t<task>-s<subtask>.state`.
@@ -478,8 +574,10 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
             savepoint: savepoint_id == Some(id),
             task_ms,
         };
+        let mut ended = Ok(());
         match failed {
             Some(reason) => {
+                ended = Err(reason.clone());
                 if !args.finished.load(Ordering::Relaxed) {
                     stats.status = super::CheckpointStatus::Failed;
                     stats.duration_ms = started.elapsed().as_millis() as u64;
@@ -546,6 +644,7 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                         tracing::warn!(checkpoint = id, error = %e, "cannot complete checkpoint");
                         stats.status = super::CheckpointStatus::Failed;
                         stats.failure = Some(format!("cannot write its metadata: {e}"));
+                        ended = Err(format!("cannot write its metadata: {e}"));
                         stats.duration_ms = started.elapsed().as_millis() as u64;
                         ck.history.push(stats);
                         failures_in_a_row += 1;
@@ -553,6 +652,41 @@ pub(crate) fn coordinate(args: CoordinatorArgs) {
                 }
             }
         }
+        if upgrade_due {
+            let outcome = upgrade_outcome(id, &swaps, args.subtasks, ended);
+            tracing::info!(checkpoint = id, result = ?outcome.result, "live upgrade ended");
+            ck.upgrade().slot = UpgradeSlot::Done(outcome);
+        }
         id += 1;
     }
+}
+
+/// How the live upgrade of checkpoint `id` ended, from the swaps of the
+/// subtasks that answered (of `subtasks`) and the checkpoint's fate. A
+/// subtask that did not answer may have switched: unless every one did,
+/// a refusal is only trusted if the checkpoint completed.
+fn upgrade_outcome(
+    id: u64,
+    swaps: &[Swap],
+    subtasks: usize,
+    checkpoint: Result<(), String>,
+) -> UpgradeOutcome {
+    let unheard = swaps.len() < subtasks;
+    let mut result = super::upgrade::decide(swaps, checkpoint);
+    if let (UpgradeResult::Refused(why), true) = (&result, unheard) {
+        result = UpgradeResult::Failed(format!(
+            "{why}; {} of {subtasks} subtask(s) did not answer and may run the new plugin",
+            subtasks - swaps.len()
+        ));
+    }
+    let pause_us = swaps
+        .iter()
+        .map(|s| match s {
+            Swap::Swapped { micros, .. } => *micros,
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    let swapped = swaps.iter().filter(|s| matches!(s, Swap::Swapped { .. })).count();
+    UpgradeOutcome { checkpoint: id, result, pause_us, swapped }
 }

@@ -12,6 +12,7 @@ mod metrics;
 mod physical;
 mod router;
 mod subtask;
+mod upgrade;
 mod window_op;
 mod wire;
 
@@ -27,6 +28,7 @@ pub use metrics::{
     MetricsHandle, SubtaskMetrics, SubtaskSample, now_micros, quantile, thread_cpu_ns,
 };
 pub use physical::{PhysicalPlan, TaskOutput, TaskSpec, plan as physical_plan};
+pub use upgrade::{Fit, Swap, UpgradeOutcome, UpgradeResult, fit as upgrade_fit};
 
 use crate::config::{ConfigError, JobConfig};
 use crate::connector::{ConnectorError, SinkSpec, SourceDefaults, SourceSpec};

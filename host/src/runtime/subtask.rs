@@ -9,9 +9,10 @@ use flinkw_batch::{Batch, BatchBuilder};
 
 use std::collections::VecDeque;
 
-use super::checkpointing::Ack;
+use super::checkpointing::{Ack, Checkpointing};
 use super::metrics::SubtaskMetrics;
 use super::router::{Message, Router};
+use super::upgrade::Swap;
 use super::window_op::{WindowOpError, WindowOperator};
 use super::{JobError, Shared, TaskSpec};
 use crate::checkpoint::{
@@ -19,7 +20,7 @@ use crate::checkpoint::{
 };
 use crate::connector::{Poll, SinkWriter, SourceReader};
 use crate::graph::NodeKind;
-use crate::plugin::{GuestError, ImageRestoreError, Instance, UNVERSIONED};
+use crate::plugin::{GuestError, ImageRestoreError, Instance, Plugin};
 use crate::time::{
     MAX_WATERMARK, MIN_WATERMARK, TimeDomain, WatermarkCombiner, WatermarkGenerator,
 };
@@ -612,6 +613,10 @@ impl Subtask {
         let Some(ck) = self.shared.checkpoints.clone() else { return Ok(()) };
         let sync = std::time::Instant::now();
         let snapshot = self.snapshot(id, source, instance, ops);
+        let swap = match &snapshot {
+            Ok((snap, _)) => self.upgrade_at(id, &ck, snap, instance, sync),
+            Err(_) => None,
+        };
         let sync_ms = sync.elapsed().as_millis() as u64;
         let alignment_ms = std::mem::take(&mut self.barriers.alignment_ms);
         self.barriers.align_started = None;
@@ -643,7 +648,7 @@ impl Subtask {
                     };
                     let ack = match stored.await {
                         Ok((file, held_ms)) => {
-                            Ack::Done { id, file, alignment_ms, sync_ms: sync_ms + held_ms }
+                            Ack::Done { id, file, alignment_ms, sync_ms: sync_ms + held_ms, swap }
                         }
                         Err(e) => Ack::Failed { id, reason: format!("{label}: {e}") },
                     };
@@ -657,6 +662,63 @@ impl Subtask {
             self.barriers.replay.extend(queue.drain(..));
         }
         Ok(())
+    }
+
+    /// At a live upgrade's barrier (checkpoint `id`, whose snapshot `snap`
+    /// was just taken): goes on with an instance of the new plugin, which
+    /// gets the guest state of the snapshot (through its `migrate` when
+    /// the version differs); keyed state, timers and windows stay where
+    /// they are. If the new plugin cannot take over, the old instance goes
+    /// on. `None` at any other checkpoint.
+    fn upgrade_at(
+        &self,
+        id: u64,
+        ck: &Checkpointing,
+        snap: &SubtaskSnapshot,
+        instance: &mut Option<Instance>,
+        held: Instant,
+    ) -> Option<Swap> {
+        let plugin = ck.upgrade().at(id)?.clone();
+        let Some(inst) = instance.as_mut() else { return Some(Swap::NoGuest) };
+        let node = self.label(self.task.nodes[0]);
+        let refused = |why: String| Some(Swap::Refused { reason: format!("{node}: {why}") });
+        let plugin = match plugin {
+            Ok(p) => p,
+            Err(why) => return refused(why),
+        };
+        if snap.memory.is_some() {
+            return refused(
+                "the running plugin keeps its state by whole-memory capture, which only the \
+                 same build of the plugin can restore"
+                    .to_owned(),
+            );
+        }
+        let then = snap.guest_version.clone();
+        let fresh = |p: &Plugin| -> Result<(Instance, Option<Vec<u8>>), GuestError> {
+            let mut fresh = p.instantiate(&format!("{}#{}", self.shared.graph.name, self.index))?;
+            fresh.plan(&self.shared.config.pairs())?;
+            let guest = match snap.guest.clone().filter(|g| !g.is_empty()) {
+                Some(g) => Some(fresh.carry_over(then.as_deref(), g)?),
+                None => None,
+            };
+            Ok((fresh, guest))
+        };
+        let (fresh, guest) = match fresh(&plugin) {
+            Ok(made) => made,
+            Err(e) => return refused(format!("the new plugin cannot take over: {e}")),
+        };
+        let old = inst.exchange(fresh);
+        if let Some(guest) = guest
+            && let Err(e) = inst.restore(&guest)
+        {
+            drop(inst.exchange(old));
+            return refused(format!("the new plugin cannot take over: {e}"));
+        }
+        drop(old);
+        let to = inst.version().ok().flatten();
+        let micros = held.elapsed().as_micros() as u64;
+        tracing::info!(checkpoint = id, subtask = %node, ?then, ?to, micros, "switched to the new plugin");
+        Some(Swap::Swapped { micros, from: then, to })
     }
 
     fn snapshot(
@@ -769,17 +831,8 @@ impl Subtask {
             inst.set_timers(snap.timers);
             if let Some(guest) = snap.guest.filter(|g| !g.is_empty()) {
                 let guest_error = |error| JobError::Guest { node: node.clone(), error };
-                let guest = match inst.version().map_err(guest_error)? {
-                    Some(now) => {
-                        let then = snap.guest_version.as_deref().unwrap_or(UNVERSIONED);
-                        if then == now {
-                            guest
-                        } else {
-                            inst.migrate(then, guest).map_err(guest_error)?
-                        }
-                    }
-                    None => guest,
-                };
+                let guest =
+                    inst.carry_over(snap.guest_version.as_deref(), guest).map_err(guest_error)?;
                 inst.restore(&guest).map_err(guest_error)?;
             }
         }
