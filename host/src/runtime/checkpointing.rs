@@ -690,3 +690,44 @@ fn upgrade_outcome(
     let swapped = swaps.iter().filter(|s| matches!(s, Swap::Swapped { .. })).count();
     UpgradeOutcome { checkpoint: id, result, pause_us, swapped }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn swapped(micros: u64) -> Swap {
+        Swap::Swapped { micros, from: Some("1".into()), to: Some("2".into()) }
+    }
+
+    #[test]
+    fn an_upgrade_every_subtask_answered_is_decided_by_their_swaps() {
+        let o = upgrade_outcome(7, &[swapped(900), Swap::NoGuest, swapped(2500)], 3, Ok(()));
+        assert_eq!(
+            o,
+            UpgradeOutcome {
+                checkpoint: 7,
+                result: UpgradeResult::Committed,
+                pause_us: 2500,
+                swapped: 2
+            }
+        );
+        let refused = Swap::Refused { reason: "migrate: no".into() };
+        let o = upgrade_outcome(7, &[refused.clone(), refused], 2, Ok(()));
+        assert_eq!(o.result, UpgradeResult::Refused("migrate: no".into()));
+        assert_eq!(o.swapped, 0);
+    }
+
+    #[test]
+    fn an_upgrade_with_unheard_subtasks_is_not_trusted_as_refused() {
+        // One subtask refused, then the checkpoint failed before the other
+        // answered: it may have switched, so the job must fail over.
+        let refused = Swap::Refused { reason: "migrate: no".into() };
+        let o = upgrade_outcome(3, &[refused], 2, Err("store down".into()));
+        let UpgradeResult::Failed(why) = &o.result else { panic!("{o:?}") };
+        assert!(why.contains("1 of 2 subtask(s) did not answer"), "{why}");
+        // Every subtask answered and none switched: refused, even though
+        // the checkpoint failed.
+        let o = upgrade_outcome(3, &[Swap::NoGuest], 1, Err("store down".into()));
+        assert_eq!(o.result, UpgradeResult::Refused("store down".into()));
+    }
+}

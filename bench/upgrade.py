@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Live plugin upgrade against the savepoint path, on a cluster on this machine.
+
+A coordinator and two workers (1 slot each) run the upgrade test plugin
+(`tests/plugins/upgrade`: numbers keyed by n % 10, a keyed value state per
+key, a guest-side counter) at parallelism 2 and `--rate` numbers/s with
+1 s checkpoints. After a few seconds the job moves from version 1 to
+version 2 (whose `migrate` converts version 1's counter):
+
+- live: `flinkw upgrade JOB v2.wasm` — reports the pause at the barrier
+  (the longest a subtask held its records: snapshot + swap), the command's
+  wall time (upload, compile and plan on the coordinator, load on the
+  workers, the barrier), and the longest gap in the job's output seen by
+  polling its record counts every 50 ms (the counts come with the workers'
+  heartbeats, so a gap shorter than a heartbeat or two cannot be seen);
+- savepoint: `flinkw upgrade JOB v2.wasm --via-savepoint` — the same gap,
+  across the stop, the new job's deploy and its restore.
+
+Usage: python3 bench/upgrade.py [--rate N] [--reps R] [--flinkw BIN]
+Needs `cargo test --release --workspace --no-run` first (plugins and binary).
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/flinkw/target"))
+PLUGINS = os.path.join(TARGET, "wasm-plugins/wasm32-wasip2/release")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Cluster:
+    def __init__(self, flinkw, work):
+        self.flinkw, self.work, self.procs = flinkw, work, []
+        env = dict(os.environ, FLINKW_TOKEN="bench-token", FLINKW_CACHE_DIR=f"{work}/cache")
+        self.env = env
+        self.run("cert", "ca", "--out", f"{work}/ca")
+        for n in ["coordinator", "w1", "w2"]:
+            self.run("cert", "node", "--ca", f"{work}/ca", "--name", n, "--out", f"{work}/{n}")
+        quic, rest = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        env["FLINKW_COORDINATOR"] = f"http://{rest}"
+        self.spawn("coordinator", "--listen", quic, "--rest", rest,
+                   "--certs", f"{work}/coordinator", "--data-dir", f"{work}/coord")
+        for n in ["w1", "w2"]:
+            self.spawn("worker", "--join", quic, "--name", n, "--slots", "1",
+                       "--certs", f"{work}/{n}", "--cache-dir", f"{work}/{n}-cache")
+        for _ in range(200):
+            out = self.run("workers", "--json", check=False)
+            if out.returncode == 0 and len(json.loads(out.stdout or "[]")) == 2:
+                return
+            time.sleep(0.1)
+        raise SystemExit("the workers did not register")
+
+    def spawn(self, *args):
+        log = open(f"{self.work}/{args[0]}-{len(self.procs)}.log", "w")
+        self.procs.append(subprocess.Popen([self.flinkw, *args], env=self.env, stderr=log))
+
+    def run(self, *args, check=True):
+        out = subprocess.run([self.flinkw, *args], env=self.env, capture_output=True, text=True)
+        if check and out.returncode != 0:
+            raise SystemExit(f"flinkw {' '.join(args)} failed: {out.stderr}")
+        return out
+
+    def status(self, job):
+        return json.loads(self.run("status", job, "--json").stdout)
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+
+
+def records_out(status):
+    """Records out of every node so far (the sink's are the job's output)."""
+    return sum(n[2] for n in status.get("nodes", []))
+
+
+def one(cluster, rate, via_savepoint, n):
+    out = f"{cluster.work}/out-{n}"
+    ck = f"{cluster.work}/ck-{n}"
+    count = rate * 40
+    job = cluster.run("deploy", f"{PLUGINS}/upgrade_v1.wasm", "--set", "parallelism=2",
+                      "--checkpoint-dir", ck, "--set", f"count={count}", "--set", f"rate={rate}",
+                      "--set", f"output={out}", "--set", "checkpoint.interval-ms=1000").stdout.strip()
+    deadline = time.time() + 60
+    while cluster.status(job)["state"]["state"] != "running":
+        if time.time() > deadline:
+            raise SystemExit(f"{job} did not start")
+        time.sleep(0.1)
+    time.sleep(5)
+    args = ["upgrade", job, f"{PLUGINS}/upgrade_v2.wasm", "--json"]
+    if via_savepoint:
+        args.append("--via-savepoint")
+    started = time.time()
+    proc = subprocess.Popen([cluster.flinkw, *args], env=cluster.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    # The output's progress while the upgrade runs: the longest time the
+    # sinks' record count stood still (polled every 50 ms).
+    watched, last, last_change, gap = job, None, time.time(), 0.0
+    answer, command_s = None, None
+    while time.time() - started < 60:
+        got = records_out(cluster.status(watched))
+        now = time.time()
+        if got != last:
+            # A new job's counts start again from 0: any change is progress.
+            gap = max(gap, now - last_change)
+            last, last_change = got, now
+        if answer is None and proc.poll() is not None:
+            command_s = now - started
+            stdout, stderr = proc.communicate()
+            if proc.returncode != 0:
+                raise SystemExit(f"upgrade failed: {stderr}")
+            answer = json.loads(stdout)
+            if via_savepoint:
+                # The new job's counts start at 0: standing at 0 is no progress.
+                watched, last = answer["job"], 0
+        if answer is not None and now - started > 10:
+            break
+        time.sleep(0.05)
+    if answer is None:
+        raise SystemExit("the upgrade did not end within 60 s")
+    cluster.run("cancel", watched, check=False)
+    return {"pause_ms": answer.get("pause_ms"), "gap_s": round(gap, 3),
+            "swapped": answer.get("swapped"), "command_s": round(command_s, 2)}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--rate", type=int, default=50_000)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--flinkw", default=os.path.join(TARGET, "release/flinkw"))
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        cluster = Cluster(a.flinkw, work)
+        try:
+            results = {"live": [], "savepoint": []}
+            for r in range(a.reps):
+                for kind in results:
+                    res = one(cluster, a.rate, kind == "savepoint", f"{kind}-{r}")
+                    results[kind].append(res)
+                    print(kind, res, flush=True)
+            for kind, rs in results.items():
+                gaps = [x["gap_s"] for x in rs]
+                line = f"{kind}: output gap median {statistics.median(gaps):.3f} s (min {min(gaps):.3f}, max {max(gaps):.3f})"
+                if kind == "live":
+                    pauses = [x["pause_ms"] for x in rs]
+                    line += f"; pause at the barrier median {statistics.median(pauses):.1f} ms (max {max(pauses):.1f})"
+                print(line)
+            print(json.dumps(results))
+        finally:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
