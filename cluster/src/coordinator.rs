@@ -247,7 +247,7 @@ pub struct Coordinator {
 /// Deployments to send once the job's state says it waits for them.
 type Deploys = Vec<(mpsc::UnboundedSender<ToWorker>, ToWorker)>;
 impl Coordinator {
-    fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 

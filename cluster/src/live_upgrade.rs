@@ -80,6 +80,12 @@ impl Coordinator {
             self.may_upgrade(j, id, hash)?;
             (j.request.clone(), j.job_config.clone(), j.graph.clone(), j.lifecycle.attempt)
         };
+        // An upgrade compiles and plans like a deploy: a tenant's takes a
+        // deploy token (its rate quota) and waits out a crash-loop backoff.
+        crate::tenant_api::before_plan(self, &request, self.now_ms()).map_err(|e| {
+            let status = e.downcast_ref::<crate::quota::Refusal>().map_or(403, |r| r.status);
+            refuse(status, format!("{e:#}"))
+        })?;
         // Compiling and planning run the tenant's code: outside the lock.
         let cpu = flinkw_host::runtime::thread_cpu_ns();
         let planned = self

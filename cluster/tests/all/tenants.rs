@@ -81,12 +81,14 @@ fn tenants_see_and_touch_only_their_own_jobs_and_savepoints() {
     let run = cluster.cli(&["list", "--json"]);
     assert_eq!(job_ids(&run.stdout).len(), 2, "{}", run.stdout);
 
-    // B can neither show, cancel nor savepoint A's job.
+    // B can neither show, cancel, savepoint nor upgrade A's job.
     let nope = format!("tenant team-b has no job {job_a}");
     for verb in ["status", "cancel", "savepoint"] {
         let run = as_tenant(&cluster, &b, &[verb, &job_a]);
         assert_fails_with(&run, &[&nope, "HTTP 404"]);
     }
+    let run = as_tenant(&cluster, &b, &["upgrade", &job_a, artifacts::UPGRADE_V2]);
+    assert_fails_with(&run, &[&nope, "HTTP 404"]);
     assert_eq!(cluster.await_state(&job_a, &["running"], deadline)["state"]["state"], "running");
 
     // A stops its job with a savepoint, in A's storage.
