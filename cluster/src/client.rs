@@ -38,6 +38,27 @@ impl Api {
         path: &str,
         body: Option<(&str, &[u8])>,
     ) -> anyhow::Result<Value> {
+        let (status, body) = self.call_raw(method, path, body)?;
+        let value: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+        };
+        if status >= 400 {
+            let message = value.get("error").and_then(Value::as_str).map(str::to_owned);
+            bail!("{} (HTTP {status})", message.unwrap_or_else(|| value.to_string()));
+        }
+        Ok(value)
+    }
+
+    /// Sends a request; returns the HTTP status and the body as it came.
+    pub fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
         let mut stream = TcpStream::connect(&self.addr).with_context(|| {
             format!("cannot reach the coordinator's API at http://{}", self.addr)
         })?;
@@ -68,18 +89,39 @@ impl Api {
         let body = &answer[split + 4..];
         let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
         let body = if chunked { unchunk(body)? } else { body.to_vec() };
-        let value: Value = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
-        };
-        if status >= 400 {
-            let message = value.get("error").and_then(Value::as_str).map(str::to_owned);
-            bail!("{} (HTTP {status})", message.unwrap_or_else(|| value.to_string()));
-        }
-        Ok(value)
+        Ok((status, body))
     }
+}
+
+/// What a replay on this machine needs of a cluster job.
+#[derive(Debug, Clone)]
+pub struct JobToReplay {
+    /// The plugin the job runs (its bytes) and its SHA-256.
+    pub plugin: (Vec<u8>, String),
+    /// The job's `key=value` config.
+    pub config: Vec<String>,
+    /// Its checkpoint folder or URL, as the coordinator resolved it.
+    pub checkpoint_dir: Option<String>,
+}
+
+/// Fetches a cluster job's plugin, config and checkpoint folder.
+pub fn job_to_replay(api: &Api, job: &str) -> anyhow::Result<JobToReplay> {
+    let status = api.call("GET", &format!("/v1/jobs/{job}"), None)?;
+    let request = &status["request"];
+    let hash = request["plugin"].as_str().context("no plugin in the job's status")?.to_owned();
+    let (code, bytes) = api.call_raw("GET", &format!("/v1/plugins/{hash}"), None)?;
+    if code >= 400 {
+        bail!(
+            "cannot fetch plugin {hash} of {job}: {} (HTTP {code})",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    let config = request["config"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let checkpoint_dir = request["checkpoint_dir"].as_str().map(str::to_owned);
+    Ok(JobToReplay { plugin: (bytes, hash), config, checkpoint_dir })
 }
 
 fn unchunk(mut body: &[u8]) -> anyhow::Result<Vec<u8>> {

@@ -277,7 +277,8 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
-    fn api(&self) -> anyhow::Result<Api> {
+    /// The coordinator's API with the token to show it.
+    pub(crate) fn api(&self) -> anyhow::Result<Api> {
         Api::new(&self.coordinator, self.token.clone().or_else(tenant_cmd::saved_token))
     }
 }

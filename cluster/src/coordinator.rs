@@ -275,6 +275,11 @@ impl Coordinator {
         Ok(())
     }
 
+    /// A stored plugin's bytes (`GET /v1/plugins/{hash}`).
+    pub fn stored_plugin(&self, hash: &str) -> anyhow::Result<Vec<u8>> {
+        self.plugin_bytes(hash)
+    }
+
     /// A stored plugin: from the data dir, else from the job store (a
     /// coordinator taking over another's jobs), then kept in the data dir.
     fn plugin_bytes(&self, hash: &str) -> anyhow::Result<Vec<u8>> {

@@ -95,13 +95,18 @@ enum Command {
     /// state and guest state are restored, sources seek to the checkpoint's
     /// positions, so the plugin sees the same records in the same order per
     /// channel; what the sinks would write goes to stdout instead, and no
-    /// checkpoint is taken or output committed.
+    /// checkpoint is taken or output committed. PLUGIN may be a cluster
+    /// job's id (`job-3`): its plugin, config and checkpoint folder then
+    /// come from the coordinator, and the replay runs on this machine.
     Replay {
         #[command(flatten)]
         job: JobArgs,
-        /// The job's checkpoint directory or URL (its --checkpoint-dir).
+        /// The job's checkpoint directory or URL (its --checkpoint-dir;
+        /// for a cluster job, the one it was deployed with).
         #[arg(long, value_name = "DIR")]
-        checkpoint_dir: PathBuf,
+        checkpoint_dir: Option<PathBuf>,
+        #[command(flatten)]
+        api: cluster_cmd::ApiArgs,
         /// The checkpoint to start from (default: the newest complete one).
         #[arg(long, value_name = "N")]
         from_checkpoint: Option<u64>,
@@ -155,7 +160,8 @@ struct JobArgs {
 }
 
 impl JobArgs {
-    fn load(&self) -> anyhow::Result<(Plugin, JobConfig)> {
+    /// An engine with the job's limits.
+    fn engine(&self) -> anyhow::Result<Engine> {
         if !(self.call_timeout > 0.0 && self.call_timeout.is_finite()) {
             anyhow::bail!("--call-timeout must be a positive number of seconds");
         }
@@ -170,10 +176,22 @@ impl JobArgs {
         let cache = self.cache_dir.clone().or_else(|| {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/flinkw/compiled"))
         });
+        Ok(Engine::new(limits, cache)?)
+    }
+
+    /// Loads the plugin file and parses the config.
+    fn load(&self) -> anyhow::Result<(Plugin, JobConfig)> {
         let config = JobConfig::parse(&self.set)?;
-        let engine = Engine::new(limits, cache)?;
-        let plugin = Plugin::load_file(&engine, &self.plugin)?;
+        let plugin = Plugin::load_file(&self.engine()?, &self.plugin)?;
         Ok((plugin, config))
+    }
+
+    /// The cluster job PLUGIN names instead of a file (`job-3`), if it does.
+    fn cluster_job(&self) -> Option<&str> {
+        let name = self.plugin.to_str()?;
+        let id = name.strip_prefix("job-")?;
+        (!self.plugin.exists() && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+            .then_some(name)
     }
 }
 
@@ -275,8 +293,29 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             print_summary(&report, json_summary);
             Ok(())
         }
-        Command::Replay { job, checkpoint_dir, from_checkpoint, json_summary } => {
-            let (plugin, config) = job.load()?;
+        Command::Replay { job, checkpoint_dir, api, from_checkpoint, json_summary } => {
+            let (plugin, config, checkpoint_dir) = match job.cluster_job() {
+                Some(id) => {
+                    let found = flinkw_cluster::client::job_to_replay(&api.api()?, id)?;
+                    let dir = checkpoint_dir.or(found.checkpoint_dir.map(PathBuf::from));
+                    let dir = dir.with_context(|| {
+                        format!("{id} has no checkpoint folder: there is nothing to replay from")
+                    })?;
+                    eprintln!("replaying {id} (plugin {}) on this machine", &found.plugin.1[..12]);
+                    let mut set = found.config;
+                    set.extend(job.set.iter().cloned());
+                    let engine = job.engine()?;
+                    let (bytes, hash) = found.plugin;
+                    let plugin = Plugin::load(&engine, &hash, &bytes)?;
+                    (plugin, JobConfig::parse(&set)?, dir)
+                }
+                None => {
+                    let (plugin, config) = job.load()?;
+                    let dir = checkpoint_dir
+                        .context("--checkpoint-dir is needed to replay a plugin file")?;
+                    (plugin, config, dir)
+                }
+            };
             let from = from_checkpoint.unwrap_or(0);
             if from_checkpoint == Some(0) {
                 anyhow::bail!("checkpoint ids start at 1");

@@ -6,6 +6,7 @@
 //! | method | path | what |
 //! | --- | --- | --- |
 //! | `POST` | `/v1/plugins` | upload a plugin (body: the `.wasm`); answers its hash |
+//! | `GET` | `/v1/plugins/{hash}` | a stored plugin's bytes (a tenant: only its own) |
 //! | `POST` | `/v1/jobs` | run a job: `{"plugin": hash, "config": ["k=v"], "restarts": n}` |
 //! | `GET` | `/v1/jobs` | every job |
 //! | `GET` | `/v1/jobs/{id}` | one job |
@@ -42,6 +43,7 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
 pub fn router(c: Arc<Coordinator>) -> Router {
     let api = Router::new()
         .route("/v1/plugins", post(upload))
+        .route("/v1/plugins/{hash}", get(download))
         .route("/v1/jobs", post(submit).get(list))
         .route("/v1/jobs/{id}", get(show))
         .route("/v1/jobs/{id}/cancel", post(cancel))
@@ -78,6 +80,33 @@ async fn upload(
     match tokio::task::spawn_blocking(stored).await {
         Ok(Ok(hash)) => Json(json!({ "plugin": hash })).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn download(
+    State(c): State<Arc<Coordinator>>,
+    Extension(who): Extension<Principal>,
+    Path(hash): Path<String>,
+) -> Response {
+    let missing = || error(StatusCode::NOT_FOUND, format!("no plugin {hash}"));
+    if let Principal::Tenant(t) = &who
+        && !c.tenants.owns_plugin(t, &hash)
+    {
+        return missing();
+    }
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return missing();
+    }
+    let read = {
+        let (c, hash) = (c.clone(), hash.clone());
+        move || c.stored_plugin(&hash)
+    };
+    match tokio::task::spawn_blocking(read).await {
+        Ok(Ok(bytes)) => {
+            ([(axum::http::header::CONTENT_TYPE, "application/wasm")], bytes).into_response()
+        }
+        Ok(Err(_)) => missing(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

@@ -2,6 +2,8 @@
 //! its checkpoints and reproduces the failure on the same record, writing
 //! nothing but stdout.
 
+use std::path::Path;
+
 use flinkw_tests::artifacts;
 
 use crate::{assert_fails_with, flinkw};
@@ -25,6 +27,15 @@ fn failing_job(checkpoints: &str, extra: &[&str]) -> Vec<String> {
         args.extend(["--set".to_owned(), set.to_string()]);
     }
     args
+}
+
+/// The oldest checkpoint kept in a checkpoint folder.
+fn oldest_checkpoint(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_prefix("chk-")?.parse::<u64>().ok())
+        .min()
+        .expect("the job completed checkpoints before it failed")
 }
 
 fn numbers(stdout: &str) -> Vec<u64> {
@@ -66,11 +77,7 @@ fn a_replay_reproduces_the_failure_from_the_checkpoint() {
     assert_fails_with(&replay, &["the replay of", "cannot handle record 1500"]);
     // From an early checkpoint: the same records in the same order up to
     // the same failure.
-    let oldest = std::fs::read_dir(dir.path().join("checkpoints"))
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_prefix("chk-")?.parse::<u64>().ok())
-        .min()
-        .expect("the job completed checkpoints before it failed");
+    let oldest = oldest_checkpoint(&dir.path().join("checkpoints"));
     let mut replay_args = replay_args;
     replay_args.extend(["--from-checkpoint".to_owned(), (oldest + 1).to_string()]);
     let replay = flinkw(&replay_args.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
@@ -93,4 +100,43 @@ fn a_replay_reproduces_the_failure_from_the_checkpoint() {
     let other = strs("replay", &failing_job(&checkpoints, &["parallelism=2"]));
     let run = flinkw(&other.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
     assert_fails_with(&run, &["belongs to another job graph"]);
+}
+
+/// `flinkw replay job-N` replays a failed cluster job on this machine: its
+/// plugin, config and checkpoint folder come from the coordinator.
+#[test]
+fn a_cluster_job_is_replayed_here_by_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = crate::cluster::Cluster::start(dir.path(), 1, 2);
+    let checkpoints = dir.path().join("checkpoints").display().to_string();
+    let mut args = vec!["deploy".to_owned(), "--restarts".to_owned(), "0".to_owned()];
+    args.extend(failing_job(&checkpoints, &[]));
+    let run = cluster.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run.ok(), "{}", run.stderr);
+    let job = run.stdout.trim().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let last = cluster.await_state(&job, &["failed", "finished"], deadline);
+    let error = last["state"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("cannot handle record 1500"), "{last}");
+
+    let replay = cluster.cli(&["replay", &job]);
+    assert_fails_with(&replay, &["the replay of", "cannot handle record 1500"]);
+    assert!(replay.stderr.contains(&format!("replaying {job} (plugin ")), "{}", replay.stderr);
+    // From an early checkpoint: the records up to the failure, in order.
+    let oldest = oldest_checkpoint(Path::new(&checkpoints));
+    let from = (oldest + 1).to_string();
+    let replay = cluster.cli(&["replay", &job, "--from-checkpoint", &from]);
+    assert_fails_with(&replay, &["cannot handle record 1500"]);
+    assert!(
+        replay.stderr.contains(&format!("replaying from checkpoint {from}")),
+        "{}",
+        replay.stderr
+    );
+    let replayed = numbers(&replay.stdout);
+    assert_run_of_records(&replayed, "the replay");
+    assert!(replayed[0] > 0, "the replay started from a checkpoint, not the beginning");
+
+    // A job id the coordinator does not know is named.
+    let run = cluster.cli(&["replay", "job-999"]);
+    assert_fails_with(&run, &["no job job-999"]);
 }
