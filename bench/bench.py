@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 TARGETS = {  # BENCHMARKS.md: flinkw (Wasm) / Flink per CPU-second, memory backend
     "w1": 5.0,
@@ -58,6 +59,15 @@ def measure(cmd, env=None, stdout=subprocess.DEVNULL):
         sys.exit(f"failed ({code}): {' '.join(cmd)}\n{err.decode(errors='replace')[-3000:]}")
     return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "maxrss_mb": ru.ru_maxrss / 1024,
             "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace")}
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def mmm(xs):
@@ -197,6 +207,74 @@ class Runner:
         print(f"  peak RSS p=1 {rss[1]:.1f} MB, p=4 {rss[4]:.1f} MB: {res['mib_per_instance']:.2f} MiB per extra instance")
         self.results["w6"] = res
 
+    def w4(self):
+        """W4: p50/p95/p99 source-to-sink latency (latency markers every 100 ms) of W2 at 50 %
+        of its maximum rate, with 1 s checkpoints; `/metrics` of `flinkw run --ui` is read every
+        8 s (each reading: the sink's newest 128 markers). Not pinned: the job needs its two
+        threads on their own cores to hold the rate."""
+        plugin = self.a.plugins["windows"]
+        print("\n== W4: latency of W2 at 50 % of its maximum rate, 1 s checkpoints", flush=True)
+        ck = lambda: ["--checkpoint-dir", tempfile.mkdtemp(prefix="fw-w4-")]
+        n = self.a.w4_probe
+        sets = ["workload=w2", "parallelism=1", "checkpoint.interval-ms=1000"]
+        measure([self.a.flinkw, "run", plugin, "--set", "count=1000"] + ck())
+        probe = measure([self.a.flinkw, "run", plugin] + ck() + sum((["--set", s] for s in sets + [f"count={n}"]), []))
+        top = n / probe["wall"]
+        rate = int(top / 2)
+        print(f"  maximum rate: {n:,} bids in {probe['wall']:.2f} s wall = {top / 1e3:.0f} k bids/s; "
+              f"measuring at {rate / 1e3:.0f} k bids/s for {self.a.w4_seconds} s", flush=True)
+        port = free_port()
+        cmd = [self.a.flinkw, "run", plugin] + ck() + ["--ui", f"127.0.0.1:{port}"]
+        for s in sets + [f"count={rate * self.a.w4_seconds}", f"rate={rate}", "metrics.latency.interval-ms=100"]:
+            cmd += ["--set", s]
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        token = None
+        for _ in range(100):
+            line = p.stderr.readline()
+            if "token=" in line:
+                token = line.split("token=")[1].split()[0].strip()
+                break
+        if token is None:
+            p.kill()
+            sys.exit("W4: the job printed no UI token")
+        readings = []
+        for i in range(1, self.a.w4_seconds // 8):
+            time.sleep(8)
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                             headers={"Authorization": f"Bearer {token}"})
+                text = urllib.request.urlopen(req, timeout=5).read().decode()
+            except OSError as e:
+                print(f"  t={i * 8}s: /metrics failed: {e}")
+                continue
+            q = {}
+            for line in text.splitlines():
+                if line.startswith("flinkw_latency_seconds{") and "quantile=" in line:
+                    quantile = line.split('quantile="')[1].split('"')[0]
+                    q[quantile] = float(line.split()[-1]) * 1000
+            if {"0.5", "0.95", "0.99"} <= q.keys():
+                readings.append(q)
+                print(f"  t={i * 8}s: p50 {q['0.5']:.1f} ms, p95 {q['0.95']:.1f} ms, p99 {q['0.99']:.1f} ms, "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+        p.wait()
+        if not readings:
+            sys.exit("W4: no latency readings")
+        p99 = statistics.median(r["0.99"] for r in readings)
+        verdict = "met" if p99 < 10 else f"missed by {p99 / 10:.1f}×"
+        print(f"  median of the readings' p99: {p99:.1f} ms (target < 10 ms: {verdict})")
+        self.results["w4"] = {"max_rate": top, "rate": rate, "readings": readings, "p99_median_ms": p99}
+
+    def w5(self):
+        """W5: bench/w5.py (RocksDB keyed state, incremental checkpoints, kill -9 recovery)."""
+        print(f"\n== W5: {self.a.w5_keys:,} keys x 256 B of keyed state on RocksDB", flush=True)
+        out = tempfile.mktemp(suffix=".json")
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "w5.py")
+        subprocess.run([sys.executable, script, "--keys", str(self.a.w5_keys), "--json", out], check=True)
+        data = json.load(open(out))
+        os.unlink(out)
+        self.results["w5"] = data
+        print("  W5 JSON: " + json.dumps(data)[:2000])
+
     # ---- report ---------------------------------------------------------------------------
 
     def table(self, w, rows):
@@ -238,6 +316,9 @@ def main():
     ap.add_argument("--flink-rows", type=int, default=20_000_000)
     ap.add_argument("--flink-reps", type=int, default=2)
     ap.add_argument("--flink-dir", default="/work/shared/peers/flink")
+    ap.add_argument("--w4-probe", type=int, default=5_000_000, help="W4: bids of the maximum-rate run")
+    ap.add_argument("--w4-seconds", type=int, default=40, help="W4: seconds measured at 50 %%")
+    ap.add_argument("--w5-keys", type=int, default=4_000_000, help="W5: keys of 256 B (4 M: ~1 GB)")
     ap.add_argument("--no-flink", action="store_true")
     ap.add_argument("--rocksdb", action="store_true")
     ap.add_argument("--revision", default="?")
@@ -256,8 +337,10 @@ def main():
             tables.append((w, r.nexmark()))
         elif w == "w6":
             r.w6()
-        elif w in ("w4", "w5"):
-            print(f"\n== {w.upper()}: not run (see docs/benchmarks.md: what it needs is missing)")
+        elif w == "w4":
+            r.w4()
+        elif w == "w5":
+            r.w5()
         else:
             sys.exit(f"unknown workload {w!r}: w1, w2, w3, w4, w5, w6, nexmark")
     print("\n## Summary")

@@ -9,7 +9,10 @@
 #   w2, w3   tumbling 1 s COUNT+MAX / sliding 10 s by 2 s COUNT per auction (nexmark-windows)
 #   nexmark  the Nexmark queries q0-q8 of plugins/nexmark on the nexmark source (no Flink side)
 #   w6       spawn -> first record (cold and warm compile cache), memory per plugin instance
-#   w4, w5   not measured yet: see docs/benchmarks.md
+#   w4       p50/p95/p99 latency of W2 at 50 % of its maximum rate, 1 s checkpoints (not pinned;
+#            --w4-probe bids for the maximum, --w4-seconds at 50 %)
+#   w5       bench/w5.py: ~1 GB RocksDB keyed state, checkpoint pause, bytes, kill -9 recovery
+#            (--w5-keys; 4 M keys of 256 B by default)
 # Env knobs: BENCH_CPU core list for taskset (default 0), FLINK_DIR (default
 # /work/shared/peers/flink), BENCH_NO_BUILD=1 (use what the target dir holds). Counts: --w1-count (20M), --w23-count (2M), --nexmark-count
 # (2M), --flink-rows (20M), --flink-reps (2); see `python3 bench/bench.py --help`.
