@@ -298,6 +298,7 @@ def steady_run(a, cluster, jar):
     load_kill = uptime()
     old_tm = cluster.tm
     t_kill = time.monotonic()
+    wall_kill_ms = time.time() * 1000
     os.kill(old_tm.pid, signal.SIGKILL)
     old_tm.wait()
     cluster.spawn_tm()
@@ -316,7 +317,17 @@ def steady_run(a, cluster, jar):
             ts = s.get("timestamps", {})
             if ts.get("INITIALIZING") and ts.get("RUNNING"):
                 restore_ms[name] = ts["RUNNING"] - ts["INITIALIZING"]
-    recovery = {"noticed_after_kill_s": t_noticed - t_kill, "running_after_kill_s": t_running - t_kill,
+    # The JobManager's own job state timestamps (ms): RESTARTING = it noticed the lost
+    # TaskManager, RUNNING = restart after the backoff (then deployment and restore).
+    jts = cluster.job(jid).get("timestamps", {})
+    last_sub_running = max((ts for ts in (
+        s.get("timestamps", {}).get("RUNNING", 0)
+        for vid in vertices for s in cluster.get(f"/jobs/{jid}/vertices/{vid}/subtasktimes").get("subtasks", []))),
+        default=0)
+    phases = {"kill_to_restarting_s": (jts.get("RESTARTING", 0) - wall_kill_ms) / 1000,
+              "restarting_to_running_s": (jts.get("RUNNING", 0) - jts.get("RESTARTING", 0)) / 1000,
+              "job_running_to_all_subtasks_running_s": (last_sub_running - jts.get("RUNNING", 0)) / 1000}
+    recovery = {"phases": phases, "noticed_after_kill_s": t_noticed - t_kill, "running_after_kill_s": t_running - t_kill,
                 "running_after_spawn_s": t_running - t_spawn, "first_checkpoint_after_spawn_s": t_ck - t_spawn,
                 "restored_checkpoint": restored.get("id"), "last_before_kill": before_kill,
                 "initializing_to_running_ms": restore_ms, "load": load_kill}
@@ -375,6 +386,10 @@ def report_steady(steady):
         f"({r['running_after_kill_s']:.2f} s after the kill); subtasks INITIALIZING->RUNNING ms "
         f"{r['initializing_to_running_ms']}; first checkpoint {r['first_checkpoint_after_spawn_s']:.2f} s "
         f"after spawn; restored checkpoint {r['restored_checkpoint']} (last before kill {r['last_before_kill']})")
+    ph = r["phases"]
+    log(f"    phases (JobManager timestamps): kill -> job RESTARTING {ph['kill_to_restarting_s']:.2f} s (heartbeat), "
+        f"RESTARTING -> RUNNING {ph['restarting_to_running_s']:.2f} s (restart backoff), job RUNNING -> all "
+        f"subtasks RUNNING {ph['job_running_to_all_subtasks_running_s']:.2f} s (deploy + restore)")
 
 
 def report_pairs(pairs):
