@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use flinkw_batch::{Batch, BatchBuilder};
@@ -33,6 +33,11 @@ const FINAL_CHECKPOINT_WAIT: Duration = Duration::from_secs(60);
 const PROCESSING_TIMER_CHECK: Duration = Duration::from_millis(10);
 /// How often a subtask reads its thread's CPU time (a system call).
 const CPU_READ_EVERY: Duration = Duration::from_millis(100);
+/// The most windows a task with inputs fires at once when a watermark
+/// makes many due: the rest fire in slices between input messages, so
+/// records and latency markers behind the watermark are not held for the
+/// whole burst (W4). The watermark goes on once they are all out.
+const FIRE_SLICE: usize = 512;
 
 enum Operator {
     Transform { node: u32, chain: u32 },
@@ -111,6 +116,11 @@ pub(super) struct Subtask {
     has_sink: bool,
     /// When the thread's CPU time was last read.
     cpu_read: Instant,
+    /// A window operator (`ops` index) whose windows due at a watermark
+    /// are firing in slices; the watermark waits for them.
+    firing: Option<(usize, i64)>,
+    /// Whether watermarks' windows may fire in slices (a task with inputs).
+    slice_windows: bool,
 }
 
 /// How a subtask stopped early.
@@ -246,6 +256,8 @@ impl Subtask {
             metrics,
             has_sink: false,
             cpu_read: Instant::now(),
+            firing: None,
+            slice_windows: false,
         }
     }
 
@@ -486,8 +498,11 @@ impl Subtask {
             _ => false,
         });
         let mut timers_checked = Instant::now();
+        self.slice_windows = true;
         while ends < self.task.expected_ends {
             self.read_cpu();
+            // Windows due at a watermark fire a slice between messages.
+            self.continue_firing(FIRE_SLICE, instance, ops)?;
             if has_keyed && timers_checked.elapsed() >= PROCESSING_TIMER_CHECK {
                 timers_checked = Instant::now();
                 self.processing_time(instance, ops)?;
@@ -496,6 +511,12 @@ impl Subtask {
             let wait = if has_keyed { PROCESSING_TIMER_CHECK } else { CANCEL_CHECK };
             let message = match self.barriers.replay.pop_front() {
                 Some(m) => Ok(m),
+                // While windows fire in slices, an idle input lets them go on.
+                None if self.firing.is_some() => match input.try_recv() {
+                    Ok(m) => Ok(m),
+                    Err(TryRecvError::Empty) => continue,
+                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                },
                 None => {
                     let waited = Instant::now();
                     let m = input.recv_timeout(wait);
@@ -529,6 +550,10 @@ impl Subtask {
                 }
                 Ok(Message::Batch { from, bytes, watermarks }) => {
                     self.metrics.add_input(batch_len(&bytes), bytes.len());
+                    // Watermarks inside the batch move time record by record.
+                    if watermarks.is_some() {
+                        self.drain_firing(instance, ops)?;
+                    }
                     self.current_input = self
                         .task
                         .inputs
@@ -574,7 +599,7 @@ impl Subtask {
                 Err(RecvTimeoutError::Disconnected) => return Err(self.stopped()),
             }
         }
-        Ok(())
+        self.drain_firing(instance, ops)
     }
 
     /// Reads the thread's CPU time if it has not for a while.
@@ -611,6 +636,9 @@ impl Subtask {
         ops: &mut [Operator],
     ) -> Result<(), Stop> {
         let Some(ck) = self.shared.checkpoints.clone() else { return Ok(()) };
+        // The trigger has moved past windows still firing: they go out
+        // before the snapshot, which does not hold them.
+        self.drain_firing(instance, ops)?;
         let sync = std::time::Instant::now();
         let snapshot = self.snapshot(id, source, instance, ops);
         let swap = match &snapshot {
@@ -1093,9 +1121,65 @@ impl Subtask {
         instance: &mut Option<Instance>,
         ops: &mut [Operator],
     ) -> Result<(), Stop> {
-        for idx in 0..ops.len() {
+        // A newer watermark waits until the last one's windows are out.
+        self.drain_firing(instance, ops)?;
+        self.advance_from(0, wm, instance, ops)
+    }
+
+    /// Fires up to `max` more windows of the watermark whose windows fire
+    /// in slices; once all are out, the watermark goes on through the
+    /// operators after it and downstream.
+    fn continue_firing(
+        &mut self,
+        max: usize,
+        instance: &mut Option<Instance>,
+        ops: &mut [Operator],
+    ) -> Result<(), Stop> {
+        let Some((idx, wm)) = self.firing else { return Ok(()) };
+        let node = ops[idx].node();
+        let mut out = Vec::new();
+        let (Operator::Window { op, .. }, Some(inst)) = (&mut ops[idx], instance.as_mut()) else {
+            unreachable!("only a window operator with an instance fires in slices")
+        };
+        let called = Instant::now();
+        let done = op.fire_some(inst, max, &mut out);
+        self.metrics.add_guest(called);
+        let done = done.map_err(|e| self.window_error(node, e))?;
+        for bytes in out {
+            self.after(node, &bytes)?;
+            self.run_chain(bytes, idx + 1, instance, ops)?;
+        }
+        if done {
+            self.firing = None;
+            self.advance_from(idx + 1, wm, instance, ops)?;
+        }
+        Ok(())
+    }
+
+    /// Fires every window still due at the watermark firing in slices.
+    fn drain_firing(
+        &mut self,
+        instance: &mut Option<Instance>,
+        ops: &mut [Operator],
+    ) -> Result<(), Stop> {
+        while self.firing.is_some() {
+            self.continue_firing(usize::MAX, instance, ops)?;
+        }
+        Ok(())
+    }
+
+    /// Moves operators `ops[start..]` and the output to watermark `wm`.
+    fn advance_from(
+        &mut self,
+        start: usize,
+        wm: i64,
+        instance: &mut Option<Instance>,
+        ops: &mut [Operator],
+    ) -> Result<(), Stop> {
+        for idx in start..ops.len() {
             let node = ops[idx].node();
             let mut out = Vec::new();
+            let mut pending = false;
             match &mut ops[idx] {
                 // Processing-time windows follow the clock, not watermarks,
                 // but fire everything at the end of the input.
@@ -1104,9 +1188,11 @@ impl Subtask {
                         unreachable!("window without instance")
                     };
                     let called = Instant::now();
-                    let fired = op.on_watermark(inst, wm, &mut out);
+                    op.start_watermark(wm);
+                    let max = if self.slice_windows { FIRE_SLICE } else { usize::MAX };
+                    let fired = op.fire_some(inst, max, &mut out);
                     self.metrics.add_guest(called);
-                    fired.map_err(|e| self.window_error(node, e))?;
+                    pending = !fired.map_err(|e| self.window_error(node, e))?;
                 }
                 Operator::Keyed { function, .. } => {
                     let Some(inst) = instance.as_mut() else {
@@ -1126,6 +1212,10 @@ impl Subtask {
             for bytes in out {
                 self.after(node, &bytes)?;
                 self.run_chain(bytes, idx + 1, instance, ops)?;
+            }
+            if pending {
+                self.firing = Some((idx, wm));
+                return Ok(());
             }
         }
         self.time.sent = self.time.sent.max(wm);
@@ -1207,6 +1297,8 @@ impl Subtask {
         instance: &mut Option<Instance>,
         ops: &mut [Operator],
     ) -> Result<(), Stop> {
+        // Processing-time windows fire through the whole-watermark path.
+        self.drain_firing(instance, ops)?;
         let now = crate::time::now_millis();
         for idx in 0..ops.len() {
             let node = ops[idx].node();

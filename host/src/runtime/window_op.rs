@@ -55,8 +55,17 @@ pub(crate) struct WindowOperator {
     // Per-batch scratch space.
     assignments: Vec<Assignment>,
     merges: Vec<SessionMerge>,
+    /// The windows due at the last watermark, and how many of them have
+    /// fired and been cleaned up so far (see [`WindowOperator::fire_some`]).
     fire: Vec<(Vec<u8>, Window)>,
     purge: Vec<(Vec<u8>, Window)>,
+    fired: usize,
+    purged: usize,
+    /// Whether a watermark's windows may fire in slices between input
+    /// batches: only when a record arriving meanwhile cannot change a
+    /// window that is due but not yet out (no allowed lateness, which
+    /// fires again; no panes, which later windows share).
+    sliceable: bool,
     slots: BatchSlots,
     key_buf: Vec<u8>,
     accumulators: Vec<Option<Vec<u8>>>,
@@ -190,6 +199,7 @@ impl WindowOperator {
         } else {
             WindowTrigger::new(assigner, allowed_lateness)
         };
+        let sliceable = allowed_lateness == 0 && !trigger.uses_panes();
         WindowOperator {
             full,
             processing_time,
@@ -202,8 +212,11 @@ impl WindowOperator {
             late_records: 0,
             assignments: Vec::new(),
             merges: Vec::new(),
+            sliceable,
             fire: Vec::new(),
             purge: Vec::new(),
+            fired: 0,
+            purged: 0,
             slots: BatchSlots::default(),
             key_buf: Vec::new(),
             accumulators: Vec::new(),
@@ -556,24 +569,68 @@ impl WindowOperator {
         watermark: i64,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), WindowOpError> {
-        let mut fire = std::mem::take(&mut self.fire);
-        let mut purge = std::mem::take(&mut self.purge);
-        self.trigger.on_watermark(watermark, &mut fire, &mut purge);
-        // Emit in bounded chunks so one watermark does not make a huge batch.
-        for chunk in fire.chunks(4096) {
-            self.emit(instance, chunk, out)?;
+        self.start_watermark(watermark);
+        while !self.fire_some(instance, usize::MAX, out)? {}
+        Ok(())
+    }
+
+    /// Advances the trigger to `watermark`: the windows it makes due fire
+    /// through [`WindowOperator::fire_some`]. The windows of the watermark
+    /// before must all be out.
+    pub fn start_watermark(&mut self, watermark: i64) {
+        debug_assert!(!self.firing(), "a watermark's windows are not all out");
+        self.trigger.on_watermark(watermark, &mut self.fire, &mut self.purge);
+        (self.fired, self.purged) = (0, 0);
+    }
+
+    /// Whether windows of the last watermark wait to fire or be cleaned up.
+    pub fn firing(&self) -> bool {
+        self.fired < self.fire.len() || self.purged < self.purge.len()
+    }
+
+    /// Emits up to `max` of the windows due (all of them unless the
+    /// operator is sliceable), then cleans up; true
+    /// once every window of the watermark is out and cleaned up.
+    pub fn fire_some(
+        &mut self,
+        instance: &mut Instance,
+        max: usize,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<bool, WindowOpError> {
+        let max = if self.sliceable { max.max(1) } else { usize::MAX };
+        if self.fired < self.fire.len() {
+            let fire = std::mem::take(&mut self.fire);
+            let end = self.fired.saturating_add(max).min(fire.len());
+            // Emit in bounded chunks so one watermark does not make a huge batch.
+            let emitted = fire[self.fired..end]
+                .chunks(4096)
+                .try_for_each(|chunk| self.emit(instance, chunk, out));
+            self.fire = fire;
+            emitted?;
+            self.fired = end;
+            if end < self.fire.len() {
+                return Ok(false);
+            }
         }
-        for (key, w) in &purge {
-            self.remove(instance, key, w)?;
+        let purge = std::mem::take(&mut self.purge);
+        let end = self.purged.saturating_add(max).min(purge.len());
+        let removed =
+            purge[self.purged..end].iter().try_for_each(|(key, w)| self.remove(instance, key, w));
+        self.purge = purge;
+        removed?;
+        self.purged = end;
+        if end < self.purge.len() {
+            return Ok(false);
         }
         // The watermark passed these windows' cleanup: every key of each
         // was purged just now, and none can join them again.
-        for (_, w) in &purge {
+        for (_, w) in &self.purge {
             self.cache.forget(w);
         }
-        self.fire = fire;
-        self.purge = purge;
-        Ok(())
+        self.fire.clear();
+        self.purge.clear();
+        (self.fired, self.purged) = (0, 0);
+        Ok(true)
     }
 }
 
