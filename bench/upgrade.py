@@ -23,22 +23,15 @@ Needs `cargo test --release --workspace --no-run` first (plugins and binary).
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
 
+from bench import free_port
+
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/flinkw/target"))
 PLUGINS = os.path.join(TARGET, "wasm-plugins/wasm32-wasip2/release")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Cluster:
