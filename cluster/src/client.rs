@@ -151,6 +151,8 @@ pub struct DeployRequest {
     pub restart_backoff: f64,
     /// The longest wait before a restart, ms.
     pub restart_max_delay_ms: u64,
+    /// `restarts` per this many ms (failure rate) instead of in all.
+    pub restart_window_ms: Option<u64>,
     /// Memory limit per plugin instance, MiB.
     pub memory_limit_mib: usize,
     /// Longest guest call, ms.
@@ -174,6 +176,7 @@ pub fn deploy(api: &Api, plugin: &Path, request: &DeployRequest) -> anyhow::Resu
         "restart_delay_ms": request.restart_delay_ms,
         "restart_backoff": request.restart_backoff,
         "restart_max_delay_ms": request.restart_max_delay_ms,
+        "restart_window_ms": request.restart_window_ms,
         "memory_limit_mib": request.memory_limit_mib,
         "call_timeout_ms": request.call_timeout_ms,
         "checkpoint_dir": request.checkpoint_dir,

@@ -123,6 +123,11 @@ pub enum ClusterCommand {
         /// The longest wait before a restart, in ms.
         #[arg(long, default_value_t = 60_000, value_name = "MS")]
         restart_max_delay: u64,
+        /// Failure rate instead of a total: allow --restarts restarts per
+        /// this many seconds (a sliding window; Flink's failure-rate
+        /// strategy).
+        #[arg(long, value_name = "SECS")]
+        restart_window: Option<f64>,
         /// Memory limit of each plugin instance, in MiB (default: 512, or
         /// less if the tenant's quota says so).
         #[arg(long, value_name = "MIB")]
@@ -294,7 +299,8 @@ fn remote_path(p: &std::path::Path) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn secs(s: f64, what: &str) -> anyhow::Result<Duration> {
+/// `s` seconds, which must be positive and finite (`what` names the option).
+pub(crate) fn secs(s: f64, what: &str) -> anyhow::Result<Duration> {
     anyhow::ensure!(s > 0.0 && s.is_finite(), "{what} must be a positive number of seconds");
     Ok(Duration::from_secs_f64(s))
 }
@@ -364,6 +370,7 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
             restart_delay,
             restart_backoff,
             restart_max_delay,
+            restart_window,
             memory_limit,
             call_timeout,
             from_savepoint,
@@ -382,6 +389,10 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
                 restart_delay_ms: restart_delay,
                 restart_backoff,
                 restart_max_delay_ms: restart_max_delay,
+                restart_window_ms: restart_window
+                    .map(|s| secs(s, "--restart-window"))
+                    .transpose()?
+                    .map(|d| d.as_millis().max(1) as u64),
                 // 0: the coordinator decides (the tenant's quota, or the default).
                 memory_limit_mib: memory_limit.unwrap_or(0),
                 call_timeout_ms: call_timeout

@@ -142,6 +142,10 @@ pub struct JobRequest {
     /// The longest wait before a restart, in ms.
     #[serde(default = "default_max_delay")]
     pub restart_max_delay_ms: u64,
+    /// Flink's failure-rate strategy: `restarts` restarts per this many
+    /// ms (a sliding window) instead of in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_window_ms: Option<u64>,
     /// Memory limit of each plugin instance, in MiB.
     #[serde(default = "default_memory")]
     pub memory_limit_mib: usize,
@@ -477,7 +481,8 @@ impl Coordinator {
             })
             .collect();
         let lifecycle = Lifecycle::new(request.restarts, request.restart_delay_ms)
-            .with_backoff(request.restart_backoff, request.restart_max_delay_ms);
+            .with_backoff(request.restart_backoff, request.restart_max_delay_ms)
+            .with_failure_window(request.restart_window_ms);
         Ok(JobEntry {
             id: id.to_owned(),
             name: graph.name.clone(),

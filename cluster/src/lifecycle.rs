@@ -162,6 +162,10 @@ pub struct Lifecycle {
     pub quick_failures: u32,
     /// When the current attempt was placed (ms on the caller's clock).
     placed_ms: u64,
+    /// Failure rate: `restarts` per window instead of in all.
+    window: Option<flinkw_host::runtime::FailureWindow>,
+    /// The next failure restarts without counting (a failover).
+    free_restart: bool,
 }
 
 /// An attempt that ran this long before it failed was not a crash loop:
@@ -181,7 +185,17 @@ impl Lifecycle {
             max_delay_ms: u64::MAX,
             quick_failures: 0,
             placed_ms: 0,
+            window: None,
+            free_restart: false,
         }
+    }
+
+    /// Flink's failure-rate strategy: at most `restarts` restarts within
+    /// any `window_ms` (none: `restarts` in all).
+    pub fn with_failure_window(mut self, window_ms: Option<u64>) -> Lifecycle {
+        self.window =
+            window_ms.map(|w| flinkw_host::runtime::FailureWindow::new(self.restarts, w.max(1)));
+        self
     }
 
     /// The same with exponential restart delays: times `factor` (≥ 1) per
@@ -223,8 +237,8 @@ impl Lifecycle {
                 (S::Restarting { error: reason, at_ms: now_ms + self.restart_delay_ms }, vec![])
             }
             (S::Running { running }, Event::Failover { error }) => {
-                // One more attempt than the budget had: this one is not the job's fault.
-                self.restarts = self.restarts.saturating_add(1);
+                // Not the job's fault: the restart is not counted.
+                self.free_restart = true;
                 self.failing(error, true, running, now_ms)
             }
             (S::Scheduling { mut waiting }, Event::Ready(w)) => {
@@ -311,9 +325,17 @@ impl Lifecycle {
         } else {
             self.quick_failures = 1;
         }
-        if restartable && self.attempt < self.restarts {
+        let free = std::mem::take(&mut self.free_restart);
+        let allowed = match &mut self.window {
+            _ if free => true,
+            Some(w) => w.failed(now_ms),
+            None => self.attempt < self.restarts,
+        };
+        if restartable && allowed {
             self.attempt += 1;
             JobState::Restarting { error, at_ms: now_ms.saturating_add(self.restart_wait_ms()) }
+        } else if restartable && let Some(w) = &self.window {
+            JobState::Failed { error: format!("{error} (no restarts left: {})", w.exhausted()) }
         } else if restartable && self.restarts > 0 {
             let n = self.restarts;
             JobState::Failed {
@@ -460,5 +482,29 @@ mod tests {
         job.on(Event::Ready(1), 1000);
         job.on(Event::Failed { worker: 1, error: "trap".into(), restartable: true }, 1001);
         assert_eq!(job.state.name(), "failed");
+    }
+
+    #[test]
+    fn a_failure_rate_restarts_sparse_failures_and_stops_a_burst() {
+        // At most 2 restarts per 10 s.
+        let mut job = Lifecycle::new(2, 100).with_failure_window(Some(10_000));
+        let mut now = 0;
+        let mut fail = |job: &mut Lifecycle, at: u64| {
+            job.on(Event::Tick, at);
+            job.on(Event::Placed { workers: set(&[1]) }, at);
+            job.on(Event::Ready(1), at);
+            job.on(Event::Failed { worker: 1, error: "trap".into(), restartable: true }, at + 1);
+        };
+        // A failure every 6 s: never more than 2 in 10 s, so it restarts on and on.
+        for _ in 0..6 {
+            now += 6_000;
+            fail(&mut job, now);
+            assert_eq!(job.state.name(), "restarting", "at {now}");
+        }
+        assert_eq!(job.attempt, 6);
+        // Three within 10 s: the third ends the job, saying why.
+        fail(&mut job, now + 1_000);
+        let JobState::Failed { error } = &job.state else { panic!("{:?}", job.state) };
+        assert!(error.contains("no restarts left: 3 failures within 10 s"), "{error}");
     }
 }

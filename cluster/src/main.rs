@@ -86,6 +86,11 @@ enum Command {
         /// Multiply the wait by this after each restart (1 = fixed delay).
         #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
         restart_backoff: f64,
+        /// Failure rate instead of a total: allow --restarts restarts per
+        /// this many seconds (a sliding window; Flink's failure-rate
+        /// strategy), so a job that fails now and then restarts forever.
+        #[arg(long, value_name = "SECS")]
+        restart_window: Option<f64>,
         /// Serve the web UI for this job on ADDR (e.g. 127.0.0.1:8082); the
         /// URL with its token is printed at start.
         #[arg(long, value_name = "ADDR")]
@@ -229,6 +234,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             restarts,
             restart_delay,
             restart_backoff,
+            restart_window,
             ui,
         } => {
             if !(restart_backoff >= 1.0 && restart_backoff.is_finite()) {
@@ -268,7 +274,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 attempts: restarts,
                 delay: Duration::from_millis(restart_delay),
                 backoff: restart_backoff,
+                window: restart_window
+                    .map(|s| cluster_cmd::secs(s, "--restart-window"))
+                    .transpose()?,
                 ..RestartStrategy::default()
+            };
+            let of = match restart_window {
+                Some(w) => format!("; at most {restarts} restarts per {w} s"),
+                None => format!(" of {restarts}"),
             };
             // The job's log lines (the plugin's too) go to the UI (and an
             // OpenTelemetry collector) with the job's id.
@@ -276,14 +289,17 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 tracing::error_span!("job", job_id = flinkw_cluster::ui::local::JOB_ID).entered()
             });
             let result =
-                runtime::run_with_restarts(&plugin, &config, options, strategy, |n, e, wait| {
+                runtime::run_with_restarts(&plugin, &config, options, strategy, |e, next| {
                     if let Some(ui) = &ui {
                         ui.failed_attempt(&e.to_string());
                     }
-                    eprintln!(
-                        "job failed: {e}\nrestarting in {} ms (attempt {n} of {restarts})",
-                        wait.as_millis()
-                    );
+                    match next {
+                        runtime::Restart::After { attempt, wait } => eprintln!(
+                            "job failed: {e}\nrestarting in {} ms (attempt {attempt}{of})",
+                            wait.as_millis()
+                        ),
+                        runtime::Restart::Exhausted(why) => eprintln!("no restart: {why}"),
+                    }
                 });
             drop(span);
             if let Some(ui) = &ui {

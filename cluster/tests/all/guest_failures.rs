@@ -72,3 +72,23 @@ fn a_failed_job_restarts_when_allowed() {
     assert!(run.stderr.contains("restarting in 10 ms (attempt 1 of 2)"), "{}", run.stderr);
     assert_eq!(run.stdout.lines().count(), 10);
 }
+
+/// `--restart-window`: Flink's failure-rate strategy. Two restarts per
+/// 0.3 s: a job failing every 400 ms restarts as often as it needs (here
+/// 4 times, more than 2 in all); one failing every 10 ms stops at the
+/// third failure within the window, saying why.
+#[test]
+fn a_failure_rate_restarts_sparse_failures_and_stops_a_burst() {
+    let rate = ["--set", "until=4", "--restarts", "2", "--restart-window", "0.3"];
+    let run = bad_guest("panic-until", &[&rate[..], &["--restart-delay", "400"]].concat());
+    assert!(run.ok(), "{}", run.stderr);
+    assert_eq!(run.stderr.matches("boom at record 3").count(), 4, "{}", run.stderr);
+    let message = "restarting in 400 ms (attempt 4; at most 2 restarts per 0.3 s)";
+    assert!(run.stderr.contains(message), "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 10);
+
+    let run = bad_guest("panic-until", &[&rate[..], &["--restart-delay", "10"]].concat());
+    assert_fails_with(&run, &["boom at record 3"]);
+    assert!(run.stderr.contains("no restart: 3 failures within 0.3 s"), "{}", run.stderr);
+    assert_eq!(run.stderr.matches("restarting in").count(), 2, "{}", run.stderr);
+}

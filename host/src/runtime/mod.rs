@@ -10,6 +10,7 @@ mod acc_cache;
 mod checkpointing;
 mod metrics;
 mod physical;
+mod restart;
 mod router;
 mod subtask;
 mod upgrade;
@@ -28,6 +29,7 @@ pub use metrics::{
     MetricsHandle, SubtaskMetrics, SubtaskSample, now_micros, quantile, thread_cpu_ns,
 };
 pub use physical::{PhysicalPlan, TaskOutput, TaskSpec, plan as physical_plan};
+pub use restart::FailureWindow;
 pub use upgrade::{Fit, Swap, UpgradeOutcome, UpgradeResult, fit as upgrade_fit};
 
 use crate::config::{ConfigError, JobConfig};
@@ -286,6 +288,9 @@ pub struct RestartStrategy {
     pub backoff: f64,
     /// Longest wait.
     pub max_delay: Duration,
+    /// Flink's failure-rate strategy: `attempts` restarts per this much
+    /// time (a sliding window) instead of in all; `None`: in all.
+    pub window: Option<Duration>,
 }
 
 impl Default for RestartStrategy {
@@ -295,6 +300,7 @@ impl Default for RestartStrategy {
             delay: Duration::from_secs(1),
             backoff: 1.0,
             max_delay: Duration::from_secs(60),
+            window: None,
         }
     }
 }
@@ -314,27 +320,58 @@ impl JobError {
     }
 }
 
-/// Runs a job, restarting it on failure as `strategy` allows; `on_restart`
-/// hears of each restart (attempt number, the failure, the wait).
+/// What [`run_with_restarts`] tells its caller of a failure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Restart {
+    /// The job starts again as this attempt after the wait.
+    After {
+        /// The new attempt's number (1 = the first restart).
+        attempt: u32,
+        /// The wait before it.
+        wait: Duration,
+    },
+    /// The failure ends the job: the strategy allows no more restarts (why).
+    Exhausted(String),
+}
+
+/// Runs a job, restarting it on failure as `strategy` allows; `on_failure`
+/// hears of each restartable failure and what follows it.
 pub fn run_with_restarts(
     plugin: &Plugin,
     config: &JobConfig,
     options: RunOptions,
     strategy: RestartStrategy,
-    mut on_restart: impl FnMut(u32, &JobError, Duration),
+    mut on_failure: impl FnMut(&JobError, Restart),
 ) -> Result<JobReport, JobError> {
     let mut config = config.clone();
     let mut delay = strategy.delay;
+    let started = Instant::now();
+    let mut rate =
+        strategy.window.map(|w| FailureWindow::new(strategy.attempts, w.as_millis() as u64));
     loop {
-        match run_job(plugin, &config, options.clone()) {
-            Err(e) if e.is_restartable() && config.attempt < strategy.attempts => {
-                config.attempt += 1;
-                on_restart(config.attempt, &e, delay);
-                std::thread::sleep(delay);
-                delay = delay.mul_f64(strategy.backoff.max(1.0)).min(strategy.max_delay);
-            }
-            result => return result,
+        let result = run_job(plugin, &config, options.clone());
+        let Err(e) = &result else { return result };
+        if !e.is_restartable() {
+            return result;
         }
+        let allowed = match &mut rate {
+            Some(w) => w.failed(started.elapsed().as_millis() as u64),
+            None => config.attempt < strategy.attempts,
+        };
+        if !allowed {
+            let why = match &rate {
+                Some(w) => w.exhausted(),
+                None => format!("--restarts {} used up", strategy.attempts),
+            };
+            if strategy.attempts > 0 || rate.is_some() {
+                on_failure(e, Restart::Exhausted(why));
+            }
+            return result;
+        }
+        config.attempt += 1;
+        on_failure(e, Restart::After { attempt: config.attempt, wait: delay });
+        std::thread::sleep(delay);
+        delay = delay.mul_f64(strategy.backoff.max(1.0)).min(strategy.max_delay);
     }
 }
 

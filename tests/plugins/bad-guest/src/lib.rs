@@ -73,10 +73,14 @@ fn job(env: &mut Env) -> Result<(), Error> {
     let count: u64 = env.config().parse_or("count", 10)?;
     // `panic-first`: panics like `panic`, but only in the job's first run.
     let first_run = env.config().get("flinkw.attempt") == Some("0");
-    let mode = if mode == "panic-first" {
-        if first_run { "panic".to_owned() } else { "ok".to_owned() }
-    } else {
-        mode
+    // `panic-until`: panics like `panic` in the job's attempts before `until`.
+    let attempt: u32 = env.config().parse_or("flinkw.attempt", 0)?;
+    let until: u32 = env.config().parse_or("until", 1)?;
+    let mode = match mode.as_str() {
+        "panic-first" if first_run => "panic".to_owned(),
+        "panic-until" if attempt < until => "panic".to_owned(),
+        "panic-first" | "panic-until" => "ok".to_owned(),
+        _ => mode,
     };
     if mode == "plan-error" {
         return Err(Error::msg("this plugin refuses to plan"));
