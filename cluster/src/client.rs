@@ -367,6 +367,25 @@ pub fn print_job(status: &Value) {
     }
     println!("attempt    {}", status["attempt"].as_u64().unwrap_or(0) + 1);
     println!("seconds    {:.3}", status["seconds"].as_f64().unwrap_or(0.0));
+    println!("plugin     {}", status["request"]["plugin"].as_str().unwrap_or("?"));
+    let u = &status["upgrade"];
+    if let Some(state) = u["state"].as_str() {
+        let short = |v: &Value| v.as_str().map_or("?".to_owned(), |h| h.chars().take(12).collect());
+        print!(
+            "upgrade    #{} {state}: {} -> {}",
+            u["number"],
+            short(&u["from_plugin"]),
+            short(&u["plugin"])
+        );
+        if let Some(id) = u["checkpoint"].as_u64() {
+            print!(" at checkpoint {id}, {} subtask(s) switched", u["swapped"]);
+            print!(", longest pause {:.1} ms", u["pause_ms"].as_f64().unwrap_or(0.0));
+        }
+        println!();
+        if let Some(m) = u["message"].as_str() {
+            println!("           {m}");
+        }
+    }
     if let Some(ms) = status["start_ms"].as_u64() {
         println!("started in {ms} ms");
     }

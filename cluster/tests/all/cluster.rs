@@ -801,6 +801,8 @@ fn upgrade_switches_a_running_job_to_a_new_plugin_version_live() {
     assert!(done["checkpoint"].as_u64().is_some(), "{done}");
     let status = cluster.status(&job).unwrap();
     assert_eq!(status["request"]["plugin"], done["plugin"], "{status}");
+    let shown = cluster.cli(&["status", &job]);
+    assert!(shown.stdout.contains("upgrade    #2 committed: "), "{}", shown.stdout);
     let deadline = Instant::now() + Duration::from_secs(120);
     let last = cluster.await_state(&job, &["finished", "failed"], deadline);
     assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
