@@ -22,10 +22,11 @@ const PLUGINS: [(&str, &str); 12] = [
 
 /// Plugins built in several versions: (constant name, directory, cargo
 /// feature; the empty feature is the default build).
-const VARIANTS: [(&str, &str, &str); 5] = [
+const VARIANTS: [(&str, &str, &str); 6] = [
     ("UPGRADE_V1", "tests/plugins/upgrade", ""),
     ("UPGRADE_V2", "tests/plugins/upgrade", "v2"),
     ("UPGRADE_V3", "tests/plugins/upgrade", "v3"),
+    ("UPGRADE_V4", "tests/plugins/upgrade", "v4"),
     ("MEMORY_CAPTURED", "tests/plugins/memory-capture", ""),
     ("MEMORY_PLAIN", "tests/plugins/memory-capture", "plain"),
 ];

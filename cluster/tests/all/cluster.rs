@@ -816,6 +816,34 @@ fn upgrade_switches_a_running_job_to_a_new_plugin_version_live() {
     assert!(run.stdout.contains(&done["plugin"].as_str().unwrap()[..12]), "{}", run.stdout);
 }
 
+/// A live upgrade that switches some subtasks but not all fails over: the
+/// job starts again from the upgrade's checkpoint (which holds the old
+/// plugin's state) with the old plugin — without using a restart (it has
+/// none) — and its output is exactly the uninterrupted run's. Version 4
+/// refuses the empty counter of the source task's instance and takes the
+/// keyed task's.
+#[test]
+fn a_live_upgrade_that_switches_only_some_subtasks_fails_over_to_the_old_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 1, 2);
+    let count = 12_000;
+    let reference = upgrade_reference(dir.path(), count);
+    let out = dir.path().join("out");
+    let job = deploy_upgrade_v1(&cluster, dir.path(), &out, count);
+    let v1 = cluster.status(&job).unwrap()["request"]["plugin"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(1000));
+    let run = cluster.cli(&["upgrade", &job, artifacts::UPGRADE_V4]);
+    let needles = ["the upgrade of", "failed", "version 4 takes no empty counter", "old plugin"];
+    assert_fails_with(&run, &needles);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let last = cluster.await_state(&job, &["finished", "failed"], deadline);
+    assert_eq!(last["state"]["state"], "finished", "{last}\n{}", cluster.logs());
+    assert_eq!(last["attempt"], 1, "one failover: {last}");
+    assert_eq!(last["request"]["plugin"], v1.as_str(), "{last}");
+    assert_eq!(last["upgrade"]["state"], "failed", "{last}");
+    assert!(part_lines(&out) == reference, "output across the failover differs from one run");
+}
+
 /// `flinkw upgrade --via-savepoint` stops the job with a savepoint and
 /// starts it again from there on version 2 as a new job; together the two
 /// runs wrote the uninterrupted run's output.

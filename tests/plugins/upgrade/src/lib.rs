@@ -9,18 +9,23 @@
 //! - version 2 keeps `seen` and the version its state came from as text
 //!   `seen/origin`, migrates version 1's bytes, and appends the origin to
 //!   each line (`key,n,sum,seen,origin`);
-//! - version 3 refuses state of version 1.
+//! - version 3 refuses state of version 1;
+//! - version 4 is version 2 that refuses an instance's state of version 1
+//!   whose counter is 0 (an instance that saw no record, e.g. the
+//!   source's): a live upgrade to it switches some subtasks, not all.
 
 use std::cell::RefCell;
 
 use flinkw::prelude::*;
 
-#[cfg(not(any(feature = "v2", feature = "v3")))]
+#[cfg(not(any(feature = "v2", feature = "v3", feature = "v4")))]
 const VERSION: &str = "1";
 #[cfg(feature = "v2")]
 const VERSION: &str = "2";
 #[cfg(all(feature = "v3", not(feature = "v2")))]
 const VERSION: &str = "3";
+#[cfg(all(feature = "v4", not(any(feature = "v2", feature = "v3"))))]
+const VERSION: &str = "4";
 
 /// Records seen by this instance, and the version that started counting.
 struct Seen {
@@ -59,12 +64,16 @@ fn decode(bytes: &[u8]) -> Result<(), Error> {
 
 fn migrate(from: &str, state: Vec<u8>) -> Result<Vec<u8>, Error> {
     match (VERSION, from) {
-        ("2", "1") => {
+        ("2" | "4", "1") => {
             let b: [u8; 8] = state
                 .as_slice()
                 .try_into()
                 .map_err(|_| Error::msg("version 1 state is not 8 bytes"))?;
-            Ok(format!("{}/1", u64::from_le_bytes(b)).into_bytes())
+            let count = u64::from_le_bytes(b);
+            if VERSION == "4" && count == 0 {
+                return Err(Error::msg("version 4 takes no empty counter"));
+            }
+            Ok(format!("{count}/1").into_bytes())
         }
         (now, then) => Err(Error::msg(format!(
             "version {now} cannot read the state of version {then}: its counter format changed; \
