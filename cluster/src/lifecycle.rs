@@ -489,7 +489,7 @@ mod tests {
         // At most 2 restarts per 10 s.
         let mut job = Lifecycle::new(2, 100).with_failure_window(Some(10_000));
         let mut now = 0;
-        let mut fail = |job: &mut Lifecycle, at: u64| {
+        let fail = |job: &mut Lifecycle, at: u64| {
             job.on(Event::Tick, at);
             job.on(Event::Placed { workers: set(&[1]) }, at);
             job.on(Event::Ready(1), at);
