@@ -85,6 +85,11 @@ impl Engine {
         config
             .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(crate::plugin::CAPTURED_FRAMES));
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // For profiling: `FLINKW_PERFMAP=1` writes /tmp/perf-PID.map, so `perf report`
+        // names the guest's compiled functions.
+        if std::env::var_os("FLINKW_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_COMPONENT_INSTANCES);
         pool.total_core_instances(POOL_COMPONENT_INSTANCES * 4);

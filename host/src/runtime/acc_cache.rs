@@ -22,7 +22,8 @@
 //! of — windows written by a flush or present when the job was restored —
 //! so a window that never reached the backend costs it nothing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
 
 use smallvec::SmallVec;
 
@@ -41,16 +42,63 @@ const CACHE_BUDGET_BYTES: usize = 64 << 20;
 /// buffers), bytes.
 const ENTRY_OVERHEAD: usize = 64;
 
-/// One accumulator.
+/// One key of a window.
 #[derive(Debug)]
 struct Entry {
-    acc: Inline,
+    key: Inline,
+    /// The accumulator; `None` until the first write (the backend may hold
+    /// one if the window is in it).
+    acc: Option<Inline>,
     /// Changed since it was last written to the backend.
     dirty: bool,
+    /// The batch ([`AccCache::generation`]) that last gave it a slot, and
+    /// that slot.
+    generation: u64,
+    slot: u32,
 }
 
-/// The accumulators of one window, by key.
-type WindowAccs = HashMap<Inline, Entry, foldhash::fast::RandomState>;
+/// The keys of one window with their accumulators, numbered: either by the
+/// trigger (its [`Assignment::index`](crate::window::Assignment::index)) or,
+/// for session windows, in order of first write here.
+#[derive(Debug, Default)]
+struct WindowAccs {
+    entries: Vec<Option<Entry>>,
+    /// Numbers of `entries`, by the hash of their keys.
+    by_key: hashbrown::HashTable<u32>,
+    /// Entries present.
+    live: usize,
+}
+
+impl WindowAccs {
+    fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        let entries = &self.entries;
+        self.by_key
+            .find(hash, |&i| entries[i as usize].as_ref().is_some_and(|e| e.key[..] == *key))
+            .copied()
+    }
+
+    /// The entry numbered `index` for `key`, made (with no accumulator) if
+    /// missing; returns whether it was made.
+    fn make(&mut self, hasher: &Hasher, index: u32, key: &[u8]) -> bool {
+        let i = index as usize;
+        if self.entries.len() <= i {
+            self.entries.resize_with(i + 1, || None);
+        }
+        if self.entries[i].is_some() {
+            return false;
+        }
+        self.entries[i] =
+            Some(Entry { key: key.into(), acc: None, dirty: false, generation: 0, slot: 0 });
+        let entries = &self.entries;
+        self.by_key.insert_unique(hasher.hash_one(key), index, |&j| {
+            entries[j as usize].as_ref().map_or(0, |e| hasher.hash_one(&e.key[..]))
+        });
+        self.live += 1;
+        true
+    }
+}
+
+type Hasher = foldhash::fast::RandomState;
 
 /// Where the cache writes through: the backend, the window operator's
 /// table in it, and the max parallelism (for key groups).
@@ -75,6 +123,13 @@ impl Store<'_> {
 
 /// Accumulators per window and key, written back to the state backend at
 /// checkpoints and when over budget.
+///
+/// A batch of records is accumulated through **slots**: [`AccCache::slot`]
+/// numbers each (key, window) a batch touches once, in order of first
+/// touch, and hands out its accumulator; [`AccCache::put_slots`] stores
+/// what the guest returned for each slot. A key whose number in its window
+/// comes from the trigger costs no lookup here at all: the entry is at that
+/// index, and it remembers its slot in the current batch.
 #[derive(Debug)]
 pub(crate) struct AccCache {
     windows: BTreeMap<Window, WindowAccs>,
@@ -83,7 +138,12 @@ pub(crate) struct AccCache {
     /// Estimated bytes held.
     bytes: usize,
     budget: usize,
+    hasher: Hasher,
     key_buf: Vec<u8>,
+    /// The current batch's slots: window and entry number.
+    slots: Vec<(Window, u32)>,
+    /// The current batch's number (entries with it have a slot).
+    generation: u64,
 }
 
 impl AccCache {
@@ -94,8 +154,25 @@ impl AccCache {
             in_backend: BTreeSet::new(),
             bytes: 0,
             budget,
+            hasher: Hasher::default(),
             key_buf: Vec::new(),
+            slots: Vec::new(),
+            generation: 1,
         }
+    }
+
+    /// Reads `key` in `w` from the backend, if the backend may hold it.
+    fn read_backend(
+        &mut self,
+        store: &mut Store<'_>,
+        key: &[u8],
+        w: &Window,
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        if !self.in_backend.contains(w) {
+            return Ok(None);
+        }
+        store.state_key(key, w, &mut self.key_buf);
+        store.backend.get(store.table, &self.key_buf)
     }
 
     /// The accumulator of `key` in `w`, if it has one.
@@ -105,35 +182,137 @@ impl AccCache {
         key: &[u8],
         w: &Window,
     ) -> Result<Option<Vec<u8>>, StateError> {
-        if let Some(e) = self.windows.get(w).and_then(|accs| accs.get(key)) {
-            return Ok(Some(e.acc.to_vec()));
+        if let Some(accs) = self.windows.get(w) {
+            let hash = self.hasher.hash_one(key);
+            if let Some(i) = accs.find(hash, key)
+                && let Some(acc) = accs.entries[i as usize].as_ref().and_then(|e| e.acc.as_ref())
+            {
+                return Ok(Some(acc.to_vec()));
+            }
         }
-        if !self.in_backend.contains(w) {
-            return Ok(None);
-        }
-        store.state_key(key, w, &mut self.key_buf);
-        store.backend.get(store.table, &self.key_buf)
+        self.read_backend(store, key, w)
     }
 
-    /// Sets the accumulator of `key` in `w`.
+    /// The slot of `key` in `w` in the current batch. `index` is the key's
+    /// number in `w` from the trigger (`None`: session windows, numbered
+    /// here). A new slot's accumulator (`None`: the key has none yet) is
+    /// pushed onto `accs`, so slot `s` is `accs[s]`.
+    pub fn slot(
+        &mut self,
+        store: &mut Store<'_>,
+        key: &[u8],
+        w: Window,
+        index: Option<u32>,
+        accs: &mut Vec<Option<Vec<u8>>>,
+    ) -> Result<u32, StateError> {
+        let accs_of_w = self.windows.entry(w).or_default();
+        // The trigger's number when its entry holds this key (no lookup);
+        // else by key, and a new key goes to the trigger's number if that
+        // is free, or to the end. So an entry is never shared by two keys,
+        // whatever the numbers.
+        let at = |i: u32| accs_of_w.entries.get(i as usize).and_then(Option::as_ref);
+        let i = match index {
+            Some(i) if at(i).is_some_and(|e| e.key[..] == *key) => i,
+            _ => {
+                let hash = self.hasher.hash_one(key);
+                match accs_of_w.find(hash, key) {
+                    Some(i) => i,
+                    None => {
+                        let free = index.filter(|&i| at(i).is_none());
+                        let i = free.unwrap_or(accs_of_w.entries.len() as u32);
+                        accs_of_w.make(&self.hasher, i, key);
+                        self.bytes += key.len() + ENTRY_OVERHEAD;
+                        i
+                    }
+                }
+            }
+        };
+        let Some(e) = accs_of_w.entries[i as usize].as_mut() else {
+            unreachable!("entry {i} was just made")
+        };
+        if e.generation == self.generation {
+            return Ok(e.slot);
+        }
+        let slot = self.slots.len() as u32;
+        e.generation = self.generation;
+        e.slot = slot;
+        self.slots.push((w, i));
+        let acc = match e.acc.as_ref().map(|a| a.to_vec()) {
+            Some(acc) => Some(acc),
+            None => self.read_backend(store, key, &w)?,
+        };
+        accs.push(acc);
+        Ok(slot)
+    }
+
+    /// Slots handed out in the current batch.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The key and window of `slot` of the current batch.
+    pub fn slot_key(&self, slot: u32) -> Option<(&[u8], Window)> {
+        let &(w, i) = self.slots.get(slot as usize)?;
+        let e = self.windows.get(&w)?.entries.get(i as usize)?.as_ref()?;
+        Some((&e.key[..], w))
+    }
+
+    /// Stores the current batch's accumulators (`updated[s]` for slot `s`)
+    /// and starts the next batch.
+    pub fn put_slots(&mut self, updated: &[Vec<u8>]) {
+        debug_assert_eq!(updated.len(), self.slots.len());
+        for (&(w, i), acc) in self.slots.iter().zip(updated) {
+            let Some(Some(e)) =
+                self.windows.get_mut(&w).and_then(|a| a.entries.get_mut(i as usize))
+            else {
+                continue;
+            };
+            let old = e.acc.as_ref().map_or(0, |a| a.len());
+            self.bytes = self.bytes - old + acc.len();
+            match &mut e.acc {
+                Some(a) => {
+                    a.clear();
+                    a.extend_from_slice(acc);
+                }
+                None => e.acc = Some(acc[..].into()),
+            }
+            e.dirty = true;
+        }
+        self.end_batch();
+    }
+
+    /// Forgets the current batch's slots (its accumulators were not
+    /// returned).
+    pub fn end_batch(&mut self) {
+        self.slots.clear();
+        self.generation += 1;
+    }
+
+    /// Sets the accumulator of `key` in `w` (session windows: keys numbered
+    /// here; windows numbered by the trigger only get keys through
+    /// [`AccCache::slot`]).
     pub fn put(&mut self, key: &[u8], w: Window, acc: &[u8]) {
         let accs = self.windows.entry(w).or_default();
-        match accs.get_mut(key) {
-            Some(e) => {
-                self.bytes = self.bytes + acc.len() - e.acc.len();
-                e.acc.clear();
-                e.acc.extend_from_slice(acc);
-                e.dirty = true;
-            }
+        let hash = self.hasher.hash_one(key);
+        let i = match accs.find(hash, key) {
+            Some(i) => i,
             None => {
-                self.bytes += key.len() + acc.len() + ENTRY_OVERHEAD;
-                accs.insert(key.into(), Entry { acc: acc.into(), dirty: true });
+                let i = accs.entries.len() as u32;
+                accs.make(&self.hasher, i, key);
+                self.bytes += key.len() + ENTRY_OVERHEAD;
+                i
             }
+        };
+        if let Some(Some(e)) = accs.entries.get_mut(i as usize) {
+            let old = e.acc.as_ref().map_or(0, |a| a.len());
+            self.bytes = self.bytes - old + acc.len();
+            e.acc = Some(acc.into());
+            e.dirty = true;
         }
     }
 
     /// Removes the accumulator of `key` in `w` (a session that merged
-    /// into another, a purged window).
+    /// into another).
     pub fn remove(
         &mut self,
         store: &mut Store<'_>,
@@ -141,11 +320,37 @@ impl AccCache {
         w: &Window,
     ) -> Result<(), StateError> {
         if let Some(accs) = self.windows.get_mut(w) {
-            if let Some(e) = accs.remove(key) {
-                self.bytes -= key.len() + e.acc.len() + ENTRY_OVERHEAD;
+            let hash = self.hasher.hash_one(key);
+            if let Some(i) = accs.find(hash, key) {
+                accs.by_key.find_entry(hash, |&j| j == i).ok().map(|e| e.remove());
+                if let Some(e) = accs.entries[i as usize].take() {
+                    self.bytes -= key.len() + e.acc.map_or(0, |a| a.len()) + ENTRY_OVERHEAD;
+                    accs.live -= 1;
+                }
             }
-            if accs.is_empty() {
+            if accs.live == 0 {
                 self.windows.remove(w);
+            }
+        }
+        if self.in_backend.contains(w) {
+            store.state_key(key, w, &mut self.key_buf);
+            store.backend.remove(store.table, &self.key_buf)?;
+        }
+        Ok(())
+    }
+
+    /// Removes `key` in `w` when the trigger cleans `w` up: every key of
+    /// `w` goes, so the first drops the window's table whole (the backend,
+    /// if it may hold some, loses them one by one).
+    pub fn purge(
+        &mut self,
+        store: &mut Store<'_>,
+        key: &[u8],
+        w: &Window,
+    ) -> Result<(), StateError> {
+        if let Some(accs) = self.windows.remove(w) {
+            for e in accs.entries.into_iter().flatten() {
+                self.bytes -= e.key.len() + e.acc.map_or(0, |a| a.len()) + ENTRY_OVERHEAD;
             }
         }
         if self.in_backend.contains(w) {
@@ -168,9 +373,10 @@ impl AccCache {
     pub fn flush(&mut self, store: &mut Store<'_>) -> Result<(), StateError> {
         for (w, accs) in &mut self.windows {
             let mut wrote = false;
-            for (key, e) in accs.iter_mut().filter(|(_, e)| e.dirty) {
-                store.state_key(key, w, &mut self.key_buf);
-                store.backend.put(store.table, &self.key_buf, &e.acc)?;
+            for e in accs.entries.iter_mut().flatten().filter(|e| e.dirty) {
+                let Some(acc) = &e.acc else { continue };
+                store.state_key(&e.key, w, &mut self.key_buf);
+                store.backend.put(store.table, &self.key_buf, acc)?;
                 e.dirty = false;
                 wrote = true;
             }
@@ -182,11 +388,12 @@ impl AccCache {
     }
 
     /// Over budget: writes what changed and starts empty. Returns whether
-    /// it did.
+    /// it did. Only between batches (no slots handed out).
     pub fn trim(&mut self, store: &mut Store<'_>) -> Result<bool, StateError> {
         if self.bytes <= self.budget {
             return Ok(false);
         }
+        debug_assert!(self.slots.is_empty(), "trim during a batch");
         self.flush(store)?;
         self.windows.clear();
         self.bytes = 0;
@@ -197,6 +404,7 @@ impl AccCache {
     /// accumulators of `windows` (those of the restored trigger).
     pub fn restored(&mut self, windows: impl IntoIterator<Item = Window>) {
         self.windows.clear();
+        self.slots.clear();
         self.bytes = 0;
         self.in_backend = windows.into_iter().collect();
     }
@@ -245,6 +453,55 @@ mod tests {
         cache.remove(&mut store(&mut backend), b"a", &W1).unwrap();
         assert_eq!(in_backend(&mut backend, b"a", &W1), None);
         assert_eq!(cache.get(&mut store(&mut backend), b"a", &W1).unwrap(), None);
+    }
+
+    /// One batch: each (key, window, trigger number) gets a slot; the
+    /// guest's answer is the slot's number as text.
+    fn batch(
+        cache: &mut AccCache,
+        backend: &mut MemoryState,
+        records: &[(&[u8], Window, Option<u32>)],
+    ) -> Vec<Option<Vec<u8>>> {
+        let mut accs = Vec::new();
+        for (key, w, index) in records {
+            cache.slot(&mut store(backend), key, *w, *index, &mut accs).unwrap();
+        }
+        let updated: Vec<Vec<u8>> = (0..accs.len()).map(|s| format!("{s}").into_bytes()).collect();
+        cache.put_slots(&updated);
+        accs
+    }
+
+    #[test]
+    fn slots_follow_the_trigger_numbers_and_never_share_an_entry() {
+        let mut backend = MemoryState::default();
+        let mut cache = AccCache::new(CACHE_BUDGET_BYTES);
+        // Numbered by the trigger: a, b in W1; a again in W2.
+        let accs = batch(
+            &mut cache,
+            &mut backend,
+            &[(b"a", W1, Some(0)), (b"b", W1, Some(1)), (b"a", W1, Some(0)), (b"a", W2, Some(0))],
+        );
+        assert_eq!(accs, vec![None, None, None]);
+        let get = |c: &mut AccCache, b: &mut MemoryState, k: &[u8], w| {
+            c.get(&mut store(b), k, &w).unwrap().map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(get(&mut cache, &mut backend, b"a", W1).as_deref(), Some("0"));
+        assert_eq!(get(&mut cache, &mut backend, b"b", W1).as_deref(), Some("1"));
+        assert_eq!(get(&mut cache, &mut backend, b"a", W2).as_deref(), Some("2"));
+        // Numbers that disagree with the entries (another key at 0, a known
+        // key under a new number) still reach each key's own accumulator.
+        let accs = batch(
+            &mut cache,
+            &mut backend,
+            &[(b"c", W1, Some(0)), (b"b", W1, Some(5)), (b"c", W1, Some(0))],
+        );
+        assert_eq!(accs, vec![None, Some(b"1".to_vec())]);
+        assert_eq!(get(&mut cache, &mut backend, b"a", W1).as_deref(), Some("0"));
+        assert_eq!(get(&mut cache, &mut backend, b"c", W1).as_deref(), Some("0"));
+        assert_eq!(get(&mut cache, &mut backend, b"b", W1).as_deref(), Some("1"));
+        // Session windows: numbered here.
+        let accs = batch(&mut cache, &mut backend, &[(b"a", W2, None), (b"z", W2, None)]);
+        assert_eq!(accs, vec![Some(b"2".to_vec()), None]);
     }
 
     #[test]

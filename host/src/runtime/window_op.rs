@@ -47,6 +47,9 @@ pub(crate) struct WindowOperator {
     /// Accumulators (incremental aggregates; element lists of full window
     /// functions go to the backend directly).
     cache: AccCache,
+    /// Session windows (merging): state is removed key by key, never a
+    /// whole window at once.
+    merging: bool,
     /// Records that arrived after every window they belong to had closed,
     /// and were dropped (no late side output).
     pub late_records: u64,
@@ -209,6 +212,7 @@ impl WindowOperator {
             name: format!("window/{node}"),
             table: None,
             cache: AccCache::new(cache_bytes),
+            merging: assigner.is_merging(),
             late_records: 0,
             assignments: Vec::new(),
             merges: Vec::new(),
@@ -283,19 +287,18 @@ impl WindowOperator {
             let mut key_group = None;
             for a in &self.assignments {
                 let (backend, table, max_parallelism) = backend!(self, instance);
-                let kg = *key_group
-                    .get_or_insert_with(|| crate::keygroup::key_group(r.key, max_parallelism));
-                state_key_into(kg, r.key, &a.window, &mut self.key_buf);
-                let (slot, new) = self.slots.find_or_insert(&self.key_buf, a.window);
-                if new {
-                    let acc = if self.full {
-                        None
-                    } else {
-                        let mut store = Store { backend, table, max_parallelism };
-                        self.cache.get(&mut store, r.key, &a.window)?
-                    };
-                    self.accumulators.push(acc);
-                }
+                let slot = if self.full {
+                    let kg = *key_group
+                        .get_or_insert_with(|| crate::keygroup::key_group(r.key, max_parallelism));
+                    state_key_into(kg, r.key, &a.window, &mut self.key_buf);
+                    self.slots.find_or_insert(&self.key_buf, a.window).0
+                } else {
+                    // The accumulator's slot: by the key's number in the
+                    // window when the trigger gave one (no lookup by key).
+                    let mut store = Store { backend, table, max_parallelism };
+                    let accs = &mut self.accumulators;
+                    self.cache.slot(&mut store, r.key, a.window, a.index, accs)?
+                };
                 self.targets.push((i as u32, slot));
                 if a.fire_now {
                     self.fire_now.push(slot);
@@ -303,7 +306,7 @@ impl WindowOperator {
             }
             if !self.fire_now.is_empty() || !self.trigger.refire().is_empty() {
                 let mut fire: Vec<(Vec<u8>, Window)> =
-                    self.fire_now.iter().map(|s| self.slots.key_and_window(*s)).collect();
+                    self.fire_now.iter().filter_map(|s| self.slot_key(*s)).collect();
                 fire.extend(self.trigger.refire().iter().map(|w| (r.key.to_vec(), *w)));
                 self.fire_now.clear();
                 self.flush(instance, bytes)?;
@@ -330,19 +333,15 @@ impl WindowOperator {
         }
         let updated =
             instance.window_accumulate(self.function, &self.accumulators, bytes, &self.targets)?;
-        if updated.len() != self.slots.len() {
+        if updated.len() != self.cache.slots() {
             return Err(WindowOpError::BadRecord(format!(
                 "the plugin returned {} accumulators for {} windows",
                 updated.len(),
-                self.slots.len()
+                self.cache.slots()
             )));
         }
-        for (slot, acc) in updated.iter().enumerate() {
-            let (key, w) = self.slots.key_of(slot as u32);
-            self.cache.put(key, w, acc);
-        }
+        self.cache.put_slots(&updated);
         self.cache.trim(&mut store!(self, instance))?;
-        self.slots.clear();
         self.accumulators.clear();
         self.targets.clear();
         Ok(())
@@ -350,6 +349,15 @@ impl WindowOperator {
 
     /// Full window functions: appends each record to its windows' lists
     /// (each element: u32 length, i64 timestamp, value).
+    /// The key and window of a slot of the current batch.
+    fn slot_key(&self, slot: u32) -> Option<(Vec<u8>, Window)> {
+        if self.full {
+            Some(self.slots.key_and_window(slot))
+        } else {
+            self.cache.slot_key(slot).map(|(k, w)| (k.to_vec(), w))
+        }
+    }
+
     fn flush_elements(
         &mut self,
         instance: &mut Instance,
@@ -431,7 +439,9 @@ impl WindowOperator {
         }
     }
 
-    /// Drops the state of `key` in `w`.
+    /// Drops the state of `key` in `w`: a session merged into another, or
+    /// the window's cleanup (which, but for sessions, drops every key of
+    /// the window).
     fn remove(
         &mut self,
         instance: &mut Instance,
@@ -441,8 +451,10 @@ impl WindowOperator {
         let mut store = store!(self, instance);
         if self.full {
             store.backend.remove(store.table, &state_key(key, w, store.max_parallelism))
-        } else {
+        } else if self.merging {
             self.cache.remove(&mut store, key, w)
+        } else {
+            self.cache.purge(&mut store, key, w)
         }
     }
 

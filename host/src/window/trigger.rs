@@ -16,6 +16,12 @@ pub struct Assignment {
     /// The watermark has passed the window's end already (the record is late
     /// but within the allowed lateness): fire the window right after adding.
     pub fire_now: bool,
+    /// The key's number in this window (tumbling and sliding windows, and
+    /// panes): keys are numbered from 0 in order of arrival, and a key keeps
+    /// its number for as long as the window lives, so the window operator
+    /// can keep the key's state at that index (no second lookup by key).
+    /// `None` for session windows.
+    pub index: Option<u32>,
 }
 
 /// Session windows of one key that merged: the state of `merged` must be
@@ -41,28 +47,58 @@ type Timer = (i64, Vec<u8>, Window, TimerKind);
 /// The keys of one window of a non-merging assigner. Every key here has a
 /// cleanup timer (at the window's end plus the allowed lateness); its flag
 /// says whether its firing timer (at the window's end) is still pending.
-#[derive(Debug, Clone, Default)]
+///
+/// Keys are numbered in order of arrival (their index in `keys`); the
+/// numbers are [`Assignment::index`].
+#[derive(Clone, Default)]
 struct WindowKeys {
-    /// Keys are held inline when short, so a lookup does not chase a
-    /// pointer to compare them.
-    keys: HashMap<smallvec::SmallVec<[u8; 24]>, bool, foldhash::fast::RandomState>,
+    /// Each key with its flag. Keys are held inline when short, so a lookup
+    /// does not chase a pointer to compare them.
+    keys: Vec<(smallvec::SmallVec<[u8; 24]>, bool)>,
+    /// Indexes into `keys`, by the hash of their key.
+    index: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
     /// How many flags are set.
     pending: usize,
 }
 
+impl std::fmt::Debug for WindowKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowKeys")
+            .field("keys", &self.keys)
+            .field("pending", &self.pending)
+            .finish()
+    }
+}
+
 impl WindowKeys {
-    fn add(&mut self, key: &[u8], fire: bool) {
-        match self.keys.get_mut(key) {
-            Some(flag) => {
-                if fire && !*flag {
-                    *flag = true;
-                    self.pending += 1;
-                }
+    /// Adds `key` (setting its flag when `fire`); returns its number.
+    fn add(&mut self, key: &[u8], fire: bool) -> u32 {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(key);
+        let WindowKeys { keys, index, hasher, pending } = self;
+        if let Some(&i) = index.find(hash, |&i| keys[i as usize].0[..] == *key) {
+            let flag = &mut keys[i as usize].1;
+            if fire && !*flag {
+                *flag = true;
+                *pending += 1;
             }
-            None => {
-                self.keys.insert(key.into(), fire);
-                self.pending += usize::from(fire);
-            }
+            return i;
+        }
+        let i = keys.len() as u32;
+        index.insert_unique(hash, i, |&i| hasher.hash_one(&keys[i as usize].0[..]));
+        keys.push((key.into(), fire));
+        *pending += usize::from(fire);
+        i
+    }
+
+    /// Keeps only the keys for which `keep` holds (numbering them anew).
+    fn retain(&mut self, keep: &dyn Fn(&[u8]) -> bool) {
+        let old = std::mem::take(&mut self.keys);
+        self.index.clear();
+        self.pending = 0;
+        for (k, fire) in old.into_iter().filter(|(k, _)| keep(k)) {
+            self.add(&k, fire);
         }
     }
 }
@@ -236,8 +272,7 @@ impl WindowTrigger {
         self.timers.retain(|(_, key, _, _)| keep(key));
         self.sessions.retain(|key, _| keep(key));
         self.windows.retain(|_, e| {
-            e.keys.retain(|k, _| keep(k));
-            e.pending = e.keys.values().filter(|f| **f).count();
+            e.retain(keep);
             !e.keys.is_empty()
         });
     }
@@ -317,17 +352,19 @@ impl WindowTrigger {
         self.cleanup_time(w) <= self.watermark
     }
 
-    fn register(&mut self, key: &[u8], w: Window) {
+    /// Registers the timers of `key` in `w`; returns the key's number in
+    /// the window (non-merging windows).
+    fn register(&mut self, key: &[u8], w: Window) -> Option<u32> {
         // A window the watermark has passed fires at once, not by timer.
         let fire = w.max_timestamp() > self.watermark;
         if !self.assigner.is_merging() {
-            self.windows.entry(w).or_default().add(key, fire);
-            return;
+            return Some(self.windows.entry(w).or_default().add(key, fire));
         }
         if fire {
             self.timers.insert((w.max_timestamp(), key.to_vec(), w, TimerKind::Fire));
         }
         self.timers.insert((self.cleanup_time(&w), key.to_vec(), w, TimerKind::Cleanup));
+        None
     }
 
     fn unregister(&mut self, key: &[u8], w: Window) {
@@ -370,8 +407,12 @@ impl WindowTrigger {
             } else {
                 w
             };
-            self.register(key, w);
-            out.push(Assignment { window: w, fire_now: w.max_timestamp() <= self.watermark });
+            let index = self.register(key, w);
+            out.push(Assignment {
+                window: w,
+                fire_now: w.max_timestamp() <= self.watermark,
+                index,
+            });
         }
         self.scratch = windows;
     }
@@ -385,8 +426,8 @@ impl WindowTrigger {
         if self.window_cleanup_time(&pane) <= self.watermark {
             return;
         }
-        self.windows.entry(pane).or_default().add(key, false);
-        out.push(Assignment { window: pane, fire_now: false });
+        let index = self.windows.entry(pane).or_default().add(key, false);
+        out.push(Assignment { window: pane, fire_now: false, index: Some(index) });
         let size = self.panes.map_or(0, |(size, _)| size);
         for end in self.window_ends(&pane) {
             let w = Window { start: end - size, end };
@@ -495,7 +536,7 @@ impl WindowTrigger {
             let from = Window { start: w.start, end: i64::MIN };
             let to = Window { start: w.end, end: i64::MIN };
             for e in self.windows.range(from..to).map(|(_, e)| e) {
-                keys.extend(e.keys.keys().map(|k| &k[..]));
+                keys.extend(e.keys.iter().map(|(k, _)| &k[..]));
             }
             keys.sort_unstable();
             keys.dedup();
@@ -506,7 +547,7 @@ impl WindowTrigger {
             if self.window_cleanup_time(p) > watermark {
                 break;
             }
-            purge.extend(e.keys.keys().map(|k| (k.to_vec(), *p)));
+            purge.extend(e.keys.iter().map(|(k, _)| (k.to_vec(), *p)));
             done.push(*p);
         }
         for p in done {
@@ -535,7 +576,7 @@ impl WindowTrigger {
             let mut keys: Vec<(&[u8], &mut bool)> = e
                 .keys
                 .iter_mut()
-                .filter(|(_, f)| cleanup || **f)
+                .filter(|(_, f)| cleanup || *f)
                 .map(|(k, f)| (&k[..], f))
                 .collect();
             keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
