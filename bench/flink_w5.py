@@ -41,6 +41,8 @@ import time
 import urllib.error
 import urllib.request
 
+from w5 import du
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -52,17 +54,6 @@ def log(*a):
 def uptime():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
-
-
-def du(path):
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def cpu_seconds(pid):
