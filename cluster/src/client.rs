@@ -153,6 +153,8 @@ pub struct DeployRequest {
     pub restart_max_delay_ms: u64,
     /// `restarts` per this many ms (failure rate) instead of in all.
     pub restart_window_ms: Option<u64>,
+    /// `memory` or `rocksdb` (none: the coordinator's default, memory).
+    pub state_backend: Option<String>,
     /// Memory limit per plugin instance, MiB.
     pub memory_limit_mib: usize,
     /// Longest guest call, ms.
@@ -177,6 +179,7 @@ pub fn deploy(api: &Api, plugin: &Path, request: &DeployRequest) -> anyhow::Resu
         "restart_backoff": request.restart_backoff,
         "restart_max_delay_ms": request.restart_max_delay_ms,
         "restart_window_ms": request.restart_window_ms,
+        "state_backend": request.state_backend,
         "memory_limit_mib": request.memory_limit_mib,
         "call_timeout_ms": request.call_timeout_ms,
         "checkpoint_dir": request.checkpoint_dir,

@@ -128,6 +128,10 @@ pub enum ClusterCommand {
         /// strategy).
         #[arg(long, value_name = "SECS")]
         restart_window: Option<f64>,
+        /// Where keyed state lives: `memory` (fastest) or `rocksdb` (larger
+        /// than memory, on each worker's disk under its cache folder).
+        #[arg(long, value_name = "BACKEND", value_parser = ["memory", "rocksdb"])]
+        state_backend: Option<String>,
         /// Memory limit of each plugin instance, in MiB (default: 512, or
         /// less if the tenant's quota says so).
         #[arg(long, value_name = "MIB")]
@@ -371,6 +375,7 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
             restart_backoff,
             restart_max_delay,
             restart_window,
+            state_backend,
             memory_limit,
             call_timeout,
             from_savepoint,
@@ -393,6 +398,7 @@ pub fn execute(command: ClusterCommand) -> anyhow::Result<()> {
                     .map(|s| secs(s, "--restart-window"))
                     .transpose()?
                     .map(|d| d.as_millis().max(1) as u64),
+                state_backend,
                 // 0: the coordinator decides (the tenant's quota, or the default).
                 memory_limit_mib: memory_limit.unwrap_or(0),
                 call_timeout_ms: call_timeout

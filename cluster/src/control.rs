@@ -180,6 +180,9 @@ pub struct Deployment {
     /// Whether guests read the real WASI clocks (else a clock frozen at 0).
     #[serde(default = "granted")]
     pub clocks: bool,
+    /// `rocksdb`: keyed state in RocksDB on the worker's disk (else memory).
+    #[serde(default)]
+    pub state_backend: Option<String>,
     /// The tenant the job belongs to (its log lines name it).
     #[serde(default)]
     pub tenant: Option<String>,

@@ -167,6 +167,10 @@ pub struct JobRequest {
     /// Whether guests read the real WASI clocks (the tenant's policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clocks: Option<bool>,
+    /// Where keyed state lives: `memory` (the default) or `rocksdb` (on
+    /// each worker's disk, under its cache folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_backend: Option<String>,
 }
 
 fn default_delay() -> u64 {
@@ -461,6 +465,11 @@ impl Coordinator {
     }
 
     fn entry(&self, id: &str, request: JobRequest) -> anyhow::Result<JobEntry> {
+        if let Some(b) =
+            request.state_backend.as_deref().filter(|b| !["memory", "rocksdb"].contains(b))
+        {
+            anyhow::bail!("state backend {b:?} is not one flinkw has: memory or rocksdb");
+        }
         let plugin = self.load_plugin(&request.plugin, &request)?;
         let (memory_mib, call_ms) = limits_of(&request);
         let config = JobConfig::parse(&request.config)?;
@@ -696,6 +705,7 @@ impl Coordinator {
             from_savepoint,
             epoch,
             clocks: j.request.clocks.unwrap_or(true),
+            state_backend: j.request.state_backend.clone(),
             tenant: j.request.tenant.clone(),
             cpu_percent: j
                 .request

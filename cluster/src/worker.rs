@@ -23,6 +23,7 @@ use flinkw_host::runtime::{
     Canceller, CheckpointLink, JobError, LiveCounts, MetricsHandle, PreparedJob, RunOptions,
     prepare_job,
 };
+use flinkw_host::state::StateBackendKind;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -403,7 +404,17 @@ impl Worker {
             let local = move |t: usize, s: u32| {
                 placement.get(t).and_then(|p| p.get(s as usize)) == Some(&me)
             };
+            // RocksDB under the worker's cache folder; each run gets its own
+            // directory there, removed when the run ends.
+            let state_backend = match d2.state_backend.as_deref() {
+                Some("rocksdb") => StateBackendKind::RocksDb {
+                    dir: worker.options.cache_dir.join("state"),
+                    block_cache_bytes: 64 << 20,
+                },
+                _ => StateBackendKind::Memory,
+            };
             let options = RunOptions {
+                state_backend,
                 checkpoint_dir: d2.checkpoint_dir.clone(),
                 checkpoints_coordinated_elsewhere: d2.checkpoint_dir.as_ref().map(|_| d2.restore),
                 from_savepoint: d2.from_savepoint.clone(),

@@ -513,6 +513,61 @@ fn a_killed_worker_makes_the_job_restart_on_the_others() {
     assert_eq!(part_lines(&out), expected);
 }
 
+/// `flinkw deploy --state-backend rocksdb`: the workers keep the job's keyed
+/// state in RocksDB under their cache folders (seen there while it runs);
+/// after a worker is killed the job restores its RocksDB state from the
+/// newest checkpoint elsewhere, and the output is exactly the embedded run's.
+#[test]
+fn a_cluster_job_keeps_its_state_in_rocksdb_through_a_worker_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, 1);
+    let expected = embedded_w2(dir.path(), 400_000);
+    let out = dir.path().join("cluster");
+    let checkpoints = dir.path().join("checkpoints");
+    let extra = [
+        "--state-backend",
+        "rocksdb",
+        "--restarts",
+        "3",
+        "--restart-delay",
+        "100",
+        "--checkpoint-dir",
+        checkpoints.to_str().unwrap(),
+    ];
+    let job = cluster.deploy_w2(400_000, &out, &extra);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let running = cluster.await_state(&job, &["running"], deadline);
+    let victim = worker_of(&running, 1);
+    std::thread::sleep(Duration::from_millis(1200));
+    // RocksDB's files of the keyed subtask, under the worker's cache folder.
+    let state = dir.path().join(format!("{victim}-cache")).join("state");
+    let sst_or_log = walk(&state).iter().any(|p| {
+        let name = p.file_name().unwrap().to_string_lossy();
+        name.ends_with(".sst") || name.ends_with(".log") || name.starts_with("MANIFEST")
+    });
+    assert!(sst_or_log, "no RocksDB files under {}", state.display());
+    cluster.kill_worker(&victim);
+    cluster.await_recovered_end(&job, deadline);
+    assert_eq!(part_lines(&out), expected);
+    // A backend flinkw does not have is refused before anything runs.
+    let run = cluster.cli(&["deploy", artifacts::WORDCOUNT, "--state-backend", "lmdb"]);
+    assert!(!run.ok() && run.stderr.contains("invalid value 'lmdb'"), "{}", run.stderr);
+    assert!(run.stderr.contains("memory, rocksdb"), "{}", run.stderr);
+}
+
+/// Every file below `dir` (none if it does not exist).
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() { todo.push(p) } else { files.push(p) }
+        }
+    }
+    files
+}
+
 #[test]
 fn exactly_once_through_repeated_worker_kills() {
     let dir = tempfile::tempdir().unwrap();
