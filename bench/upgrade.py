@@ -16,7 +16,13 @@ version 2 (whose `migrate` converts version 1's counter):
 - savepoint: `flinkw upgrade JOB v2.wasm --via-savepoint` — the same gap,
   across the stop, the new job's deploy and its restore.
 
+With --keys N the job is plugins/keyed-state holding N x 256 B of keyed
+state (--state-backend memory|rocksdb), "upgraded" to the same code under
+another hash: the savepoint path then stops, saves, deploys and restores
+all of that state, the live path none of it.
+
 Usage: python3 bench/upgrade.py [--rate N] [--reps R] [--flinkw BIN]
+                                [--keys N --state-backend memory|rocksdb]
 Needs `cargo test --release --workspace --no-run` first (plugins and binary).
 """
 
@@ -79,20 +85,64 @@ def records_out(status):
     return sum(n[2] for n in status.get("nodes", []))
 
 
-def one(cluster, rate, via_savepoint, n):
+def with_custom_section(src, dst):
+    """Copies a component with a custom section appended: the same code
+    under another hash, i.e. a "new version" of a plugin without one."""
+    def leb(n):
+        out = bytearray()
+        while True:
+            b = n & 0x7f
+            n >>= 7
+            out.append(b | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+    name = b"flinkw-bench-build"
+    payload = leb(len(name)) + name + b"2"
+    with open(src, "rb") as f, open(dst, "wb") as g:
+        g.write(f.read() + b"\x00" + leb(len(payload)) + payload)
+
+
+class Workload:
+    """What is upgraded: the upgrade test plugin (v1 -> v2, guest state
+    migrated) or, with `keys`, plugins/keyed-state holding keys x 256 B of
+    keyed state (v1 -> the same code under another hash)."""
+
+    def __init__(self, a, work):
+        self.a = a
+        if a.keys:
+            self.v1 = f"{PLUGINS}/keyed_state.wasm"
+            self.v2 = f"{work}/keyed_state_v2.wasm"
+            with_custom_section(self.v1, self.v2)
+            # Filled at `rate`, then a minute more of updates.
+            self.fill_s = a.keys / a.rate + 2
+            self.sets = [f"keys={a.keys}", "value-bytes=256", "parallelism=1",
+                         f"count={a.keys + a.rate * 60}"]
+        else:
+            self.v1, self.v2 = f"{PLUGINS}/upgrade_v1.wasm", f"{PLUGINS}/upgrade_v2.wasm"
+            self.fill_s = 5
+            self.sets = ["parallelism=2", f"count={a.rate * 40}"]
+
+    def deploy_args(self, out, ck):
+        args = ["deploy", self.v1, "--checkpoint-dir", ck, "--set", f"rate={self.a.rate}",
+                "--set", "checkpoint.interval-ms=1000", "--state-backend", self.a.state_backend]
+        if not self.a.keys:
+            args += ["--set", f"output={out}"]
+        for s in self.sets:
+            args += ["--set", s]
+        return args
+
+
+def one(cluster, w, via_savepoint, n):
     out = f"{cluster.work}/out-{n}"
     ck = f"{cluster.work}/ck-{n}"
-    count = rate * 40
-    job = cluster.run("deploy", f"{PLUGINS}/upgrade_v1.wasm", "--set", "parallelism=2",
-                      "--checkpoint-dir", ck, "--set", f"count={count}", "--set", f"rate={rate}",
-                      "--set", f"output={out}", "--set", "checkpoint.interval-ms=1000").stdout.strip()
+    job = cluster.run(*w.deploy_args(out, ck)).stdout.strip()
     deadline = time.time() + 60
     while cluster.status(job)["state"]["state"] != "running":
         if time.time() > deadline:
             raise SystemExit(f"{job} did not start")
         time.sleep(0.1)
-    time.sleep(5)
-    args = ["upgrade", job, f"{PLUGINS}/upgrade_v2.wasm", "--json"]
+    time.sleep(w.fill_s)
+    args = ["upgrade", job, w.v2, "--json"]
     if via_savepoint:
         args.append("--via-savepoint")
     started = time.time()
@@ -102,7 +152,7 @@ def one(cluster, rate, via_savepoint, n):
     # sinks' record count stood still (polled every 50 ms).
     watched, last, last_change, gap = job, None, time.time(), 0.0
     answer, command_s = None, None
-    while time.time() - started < 60:
+    while time.time() - started < 120:
         got = records_out(cluster.status(watched))
         now = time.time()
         if got != last:
@@ -118,11 +168,12 @@ def one(cluster, rate, via_savepoint, n):
             if via_savepoint:
                 # The new job's counts start at 0: standing at 0 is no progress.
                 watched, last = answer["job"], 0
-        if answer is not None and now - started > 10:
+        # Done once the job made progress after the command ended.
+        if answer is not None and now - started > 10 and last_change > started + command_s:
             break
         time.sleep(0.05)
     if answer is None:
-        raise SystemExit("the upgrade did not end within 60 s")
+        raise SystemExit("the upgrade did not end within 120 s")
     cluster.run("cancel", watched, check=False)
     return {"pause_ms": answer.get("pause_ms"), "gap_s": round(gap, 3),
             "swapped": answer.get("swapped"), "command_s": round(command_s, 2)}
@@ -133,14 +184,18 @@ def main():
     p.add_argument("--rate", type=int, default=50_000)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--flinkw", default=os.path.join(TARGET, "release/flinkw"))
+    p.add_argument("--keys", type=int, default=0,
+                   help="upgrade plugins/keyed-state holding KEYS x 256 B of state instead")
+    p.add_argument("--state-backend", default="memory", choices=["memory", "rocksdb"])
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as work:
         cluster = Cluster(a.flinkw, work)
+        w = Workload(a, work)
         try:
             results = {"live": [], "savepoint": []}
             for r in range(a.reps):
                 for kind in results:
-                    res = one(cluster, a.rate, kind == "savepoint", f"{kind}-{r}")
+                    res = one(cluster, w, kind == "savepoint", f"{kind}-{r}")
                     results[kind].append(res)
                     print(kind, res, flush=True)
             for kind, rs in results.items():
